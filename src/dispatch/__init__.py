@@ -1,0 +1,3 @@
+"""Instant-delivery dispatch and routing engine."""
+
+__version__ = "0.1.0"
