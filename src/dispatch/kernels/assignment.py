@@ -1,0 +1,167 @@
+"""Min-cost assignment on a sparse candidate set (orders x riders), exact.
+
+The round's problem: every order either takes one of its candidate riders (cost ``c[o, r]``) or stays
+unassigned (cost ``unassigned[o]``); every rider takes at most one order. Orders are rows; the columns are the
+riders plus one private "unassigned" column per order, so a full row matching always exists and the optimum is the
+same as ``scipy.optimize.linear_sum_assignment`` on the dense matrix ``[C | diag(unassigned)]`` (C = +inf off the
+candidate set).
+
+The solver is the shortest-augmenting-path method (as in Jonker-Volgenant and scipy's LSAP) with Dijkstra on the
+sparse graph: one augmentation per row, a binary heap over the columns reached, and reduced costs kept
+non-negative by column potentials. Work per augmentation is bounded by the part of the graph it reaches, so
+the usual case (a free rider among the candidates) costs O(k log k).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _heap_push(hk, hv, n, key, val):  # type: ignore[no-untyped-def]
+    i = n
+    hk[i] = key
+    hv[i] = val
+    while i > 0:
+        p = (i - 1) >> 1
+        if hk[p] <= hk[i]:
+            break
+        hk[p], hk[i] = hk[i], hk[p]
+        hv[p], hv[i] = hv[i], hv[p]
+        i = p
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def _heap_pop(hk, hv, n):  # type: ignore[no-untyped-def]
+    key = hk[0]
+    val = hv[0]
+    n -= 1
+    hk[0] = hk[n]
+    hv[0] = hv[n]
+    i = 0
+    while True:
+        a = 2 * i + 1
+        if a >= n:
+            break
+        b = a + 1
+        c = b if (b < n and hk[b] < hk[a]) else a
+        if hk[i] <= hk[c]:
+            break
+        hk[c], hk[i] = hk[i], hk[c]
+        hv[c], hv[i] = hv[i], hv[c]
+        i = c
+    return key, val, n
+
+
+@njit(cache=True)
+def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # type: ignore[no-untyped-def]
+    """Solve the round's assignment.
+
+    ``row_ptr`` int64[n_rows + 1], ``col_idx`` int64[E] (rider indices < n_cols), ``cost`` float64[E] (finite
+    entries only), ``unassigned`` float64[n_rows]. Returns ``row_to_col`` int64[n_rows] (a rider, or -1 when
+    the order stays unassigned) and the objective value (float64)."""
+    N = n_cols + n_rows  # real columns then one dummy column per row
+    v = np.zeros(N)  # column potentials
+    col_row = np.full(N, -1, dtype=np.int64)
+    row_col = np.full(n_rows, -1, dtype=np.int64)
+    dist = np.full(N, np.inf)
+    pred = np.full(N, -1, dtype=np.int64)
+    done = np.zeros(N, dtype=np.bool_)
+    touched = np.empty(N, dtype=np.int64)
+    settled = np.empty(N, dtype=np.int64)
+    cap = 2 * (cost.shape[0] + n_rows) + 4
+    hk = np.empty(cap)
+    hv = np.empty(cap, dtype=np.int64)
+    # Row potentials start at each row's cheapest entry (its dummy included), so every reduced cost
+    # c - u - v starts non-negative even when some costs are negative, as Dijkstra needs.
+    u = np.empty(n_rows)
+    for i in range(n_rows):
+        lo = unassigned[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            lo = min(lo, cost[e])
+        u[i] = lo
+
+    for r0 in range(n_rows):
+        n_touched = 0
+        n_settled = 0
+        hn = 0
+        i = r0
+        base = 0.0  # distance of the row being scanned
+        sink = -1
+        while True:
+            # Relax the edges out of row i (real candidates and its dummy).
+            for e in range(row_ptr[i], row_ptr[i + 1] + 1):
+                if e < row_ptr[i + 1]:
+                    j = col_idx[e]
+                    c = cost[e]
+                else:
+                    j = n_cols + i
+                    c = unassigned[i]
+                if done[j]:
+                    continue
+                dj = base + c - u[i] - v[j]
+                if dj < dist[j]:
+                    if dist[j] == np.inf:
+                        touched[n_touched] = j
+                        n_touched += 1
+                    dist[j] = dj
+                    pred[j] = i
+                    hn = _heap_push(hk, hv, hn, dj, j)
+            # Settle the nearest column not yet settled.
+            j = -1
+            while hn > 0:
+                key, cand, hn = _heap_pop(hk, hv, hn)
+                if not done[cand] and key == dist[cand]:
+                    j = cand
+                    break
+            if j < 0:
+                break  # cannot happen: the dummy column of r0 is always reachable
+            done[j] = True
+            settled[n_settled] = j
+            n_settled += 1
+            if col_row[j] < 0:
+                sink = j
+                break
+            i = col_row[j]
+            base = dist[j]
+        dmin = dist[sink]
+        # Dual update (before augmenting, while col_row still names the rows reached through each column):
+        # reduced costs stay non-negative and the edges of the new matching are tight.
+        u[r0] += dmin
+        for q in range(n_settled):
+            j = settled[q]
+            if j != sink:
+                delta = dmin - dist[j]
+                u[col_row[j]] += delta
+                v[j] -= delta
+        # Augment along the path.
+        j = sink
+        while True:
+            i = pred[j]
+            col_row[j] = i
+            prev = row_col[i]
+            row_col[i] = j
+            if i == r0:
+                break
+            j = prev
+        for q in range(n_touched):
+            jj = touched[q]
+            dist[jj] = np.inf
+            done[jj] = False
+            pred[jj] = -1
+
+    total = 0.0
+    out = np.full(n_rows, -1, dtype=np.int64)
+    for i in range(n_rows):
+        j = row_col[i]
+        if j < n_cols:
+            out[i] = j
+            for e in range(row_ptr[i], row_ptr[i + 1]):
+                if col_idx[e] == j:
+                    total += cost[e]
+                    break
+        else:
+            total += unassigned[i]
+    return out, total

@@ -1,0 +1,263 @@
+"""Cheapest feasible insertion of an order (its pickup and its drop-off) into a rider's route.
+
+For a candidate pair (order o, rider r) every position pair ``F <= i <= j <= L`` is tried (F the frozen prefix,
+L the route length): the new route is ``stops[:i] + [P] + stops[i:j] + [D] + stops[j:]``. The simulation restarts
+from the evaluated state before stop i and, once the new departure time at an old stop equals the old one, takes
+the rest of the route from the evaluation unchanged (exact, since the suffix then replays identically).
+
+The cost of an insertion is the change in route cost (``dispatch.kernels.route``); infeasible pairs get +inf and a
+status saying why. Kernels here read the evaluation arrays of ``evaluate_routes`` (``ev`` and ``tot``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from dispatch.kernels.route import (
+    DROPOFF,
+    PICKUP,
+    W_DIST,
+    W_LATE,
+    W_TIME,
+    advance,
+    initial_load,
+    pickup_allowed,
+    stop_point,
+)
+
+OK = 0
+NO_CAPACITY = 1  # capacity or the per-rider order limit
+AFTER_SHIFT = 2  # the pickup would be reached after the rider's shift end
+TRIP_MODE = 3  # only positions that break the trip mode (e.g. the rider is still delivering another bag)
+OFFLINE = 4
+
+
+@njit(cache=True)
+def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):  # type: ignore[no-untyped-def]
+    """Replay old stops j.. of rider r from state (x, y, loc, t), just after the new drop-off.
+
+    Returns ``(end, metres, late, ok)`` of that suffix; exits early once the timing matches the old one."""
+    length, frozen, order, kind = routes
+    depart_old = ev[1]
+    cum_metres = ev[5]
+    cum_late = ev[6]
+    end_old, metres_old, late_old = tot[0][r], tot[1][r], tot[2][r]
+    L = length[r]
+    metres = 0.0
+    late = 0.0
+    for s in range(j, L):
+        o, k = order[r, s], kind[r, s]
+        if k == PICKUP and s == j and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+            return 0.0, 0.0, 0.0, False
+        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+        metres += d
+        if k == PICKUP:
+            if a > shift_end:
+                return 0.0, 0.0, 0.0, False
+        else:
+            lt = a - orders[8][o]
+            if lt > 0.0:
+                late += lt
+        prev_o, prev_k = o, k
+        if t == depart_old[r, s]:
+            # Same departure from the same stop: the rest replays exactly as evaluated.
+            metres += metres_old - cum_metres[r, s]
+            late += late_old - cum_late[r, s]
+            return end_old, metres, late, True
+    return t, metres, late, True
+
+
+@njit(cache=True)
+def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):  # type: ignore[no-untyped-def]
+    """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
+    length, frozen, order, kind = routes
+    rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
+    depart_old, load_old, onboard_old = ev[1], ev[2], ev[3]
+    cum_metres, cum_late = ev[5], ev[6]
+    end_old, metres_old, late_old = tot[0][r], tot[1][r], tot[2][r]
+    L = length[r]
+    F = frozen[r]
+    size = orders[9][o]
+    site = orders[6][o]
+    ready = orders[7][o]
+    promised = orders[8][o]
+    sp = speed[r]
+    se = shift_end[r]
+    cap = capacity[r]
+
+    ld0, cnt0 = initial_load(orders, routes, r)
+    n_orders = cnt0
+    for s in range(L):
+        if kind[r, s] == PICKUP:
+            n_orders += 1
+    if n_orders + 1 > max_orders:
+        return np.inf, -1, -1, 0.0, NO_CAPACITY
+
+    best = np.inf
+    best_i = -1
+    best_j = -1
+    best_late = 0.0
+    status = NO_CAPACITY
+    saw_shift = False
+    saw_mode = False
+    for i in range(F, L + 1):
+        # State just before position i.
+        if i == 0:
+            x, y, loc, t = rx[r], ry[r], rloc[r], avail[r]
+            ld, cnt = ld0, cnt0
+            prev_o, prev_k = -1, -1
+            metres = 0.0
+            late = 0.0
+        else:
+            prev_o, prev_k = order[r, i - 1], kind[r, i - 1]
+            x, y, loc = stop_point(orders, prev_o, prev_k)
+            t = depart_old[r, i - 1]
+            ld, cnt = load_old[r, i - 1], onboard_old[r, i - 1]
+            metres = cum_metres[r, i - 1]
+            late = cum_late[r, i - 1]
+        if ld + size > cap:
+            continue
+        if not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+            saw_mode = True
+            continue
+        # The new pickup.
+        x, y, loc, a, t, d = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, PICKUP)
+        if a > se:
+            saw_shift = True
+            continue
+        metres += d
+        ld += size
+        cnt += 1
+        prev_o, prev_k = o, PICKUP
+        # Walk j from i to L, carrying the order along old stops i..j-1.
+        for j in range(i, L + 1):
+            # Try the drop-off before old stop j.
+            dx, dy, dloc, da, dt, dd = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF)
+            dlate = max(0.0, da - promised)
+            s_end, s_metres, s_late, ok = _suffix(
+                orders, travel, weights, mode, r, routes, ev, tot, sp, se, j, dx, dy, dloc, dt, o, DROPOFF, cnt - 1
+            )
+            if ok:
+                new_end = s_end
+                new_metres = metres + dd + s_metres
+                new_late = late + dlate + s_late
+                delta = (
+                    weights[W_TIME] * (new_end - end_old)
+                    + weights[W_DIST] * (new_metres - metres_old)
+                    + weights[W_LATE] * (new_late - late_old)
+                )
+                if delta < best:
+                    best = delta
+                    best_i = i
+                    best_j = j
+                    best_late = new_late - late_old
+            else:
+                saw_mode = True
+            if j == L:
+                break
+            # Carry on past old stop j with the order on board.
+            so, sk = order[r, j], kind[r, j]
+            if sk == PICKUP:
+                if not pickup_allowed(orders, mode, cnt, prev_o, prev_k, so):
+                    saw_mode = True
+                    break
+                ld += orders[9][so]
+                cnt += 1
+                if ld > cap:
+                    break
+            else:
+                ld -= orders[9][so]
+                cnt -= 1
+            x, y, loc, a, t, d = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, so, sk)
+            if sk == PICKUP and a > se:
+                saw_shift = True
+                break
+            metres += d
+            if sk == DROPOFF:
+                lt = a - orders[8][so]
+                if lt > 0.0:
+                    late += lt
+            prev_o, prev_k = so, sk
+    if best < np.inf:
+        status = OK
+    elif saw_shift:
+        status = AFTER_SHIFT
+    elif saw_mode:
+        status = TRIP_MODE
+    return best, best_i, best_j, best_late, status
+
+
+@njit(cache=True)
+def _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, out_cost, out_i, out_j, out_late, out_status):  # type: ignore[no-untyped-def]
+    r = pair_r[p]
+    if not online[r]:
+        out_cost[p] = np.inf
+        out_i[p] = -1
+        out_j[p] = -1
+        out_late[p] = 0.0
+        out_status[p] = OFFLINE
+        return
+    c, i, j, lt, st = insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, pair_o[p], r)
+    out_cost[p] = c
+    out_i[p] = i
+    out_j[p] = j
+    out_late[p] = lt
+    out_status[p] = st
+
+
+@njit(cache=True)
+def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo):  # type: ignore[no-untyped-def]
+    """Best insertion for each candidate pair p with ``todo[p]`` (bool[P]); serial (deterministic, one thread).
+
+    ``pair_o``, ``pair_r``: int64[P]. Returns ``cost`` float64[P] (+inf when infeasible), ``i``, ``j`` int64[P]
+    (insert the pickup before old stop i and the drop-off before old stop j), ``late`` float64[P] (added lateness,
+    s) and ``status`` int64[P] (OK, NO_CAPACITY, AFTER_SHIFT, TRIP_MODE, OFFLINE). Pairs not in ``todo`` are
+    left as the caller passed them in the returned arrays' ``prev`` copies: see ``insertion_costs_into``."""
+    P = pair_o.shape[0]
+    cost = np.full(P, np.inf)
+    pi = np.full(P, -1, dtype=np.int64)
+    pj = np.full(P, -1, dtype=np.int64)
+    late = np.zeros(P)
+    status = np.zeros(P, dtype=np.int64)
+    for p in range(P):
+        if todo[p]:
+            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+    return cost, pi, pj, late, status
+
+
+@njit(cache=True)
+def insertion_costs_into(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
+    """As ``insertion_costs`` but updates the given output arrays in place, only where ``todo`` (serial)."""
+    for p in range(pair_o.shape[0]):
+        if todo[p]:
+            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+
+
+@njit(cache=True, parallel=True)
+def insertion_costs_into_parallel(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
+    """``insertion_costs_into`` over all cores; pairs are independent, so the result equals the serial one."""
+    for p in prange(pair_o.shape[0]):
+        if todo[p]:
+            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+
+
+@njit(cache=True)
+def apply_insertion(routes, r, o, i, j):  # type: ignore[no-untyped-def]
+    """Insert order o's pickup before old stop i and drop-off before old stop j of rider r, in place.
+
+    The caller guarantees the row has room for two more stops."""
+    length, _, order, kind = routes
+    L = length[r]
+    # Shift stops j.. right by two, stops i..j-1 right by one.
+    for s in range(L - 1, j - 1, -1):
+        order[r, s + 2] = order[r, s]
+        kind[r, s + 2] = kind[r, s]
+    for s in range(j - 1, i - 1, -1):
+        order[r, s + 1] = order[r, s]
+        kind[r, s + 1] = kind[r, s]
+    order[r, i] = o
+    kind[r, i] = PICKUP
+    order[r, j + 1] = o
+    kind[r, j + 1] = DROPOFF
+    length[r] = L + 2
