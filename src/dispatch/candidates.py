@@ -1,0 +1,120 @@
+"""Candidate riders for each pending order, through a spatial index, so work grows with orders x k.
+
+Orders are grouped by pickup point (in ``single_site`` mode all of a site's orders share one). For a group of
+``g`` orders the riders within reach of the pickup are found with a k-d tree (scipy ``cKDTree``) on the point where
+each rider will next be free (its route's last stop, or where it is), ranked by an arrival estimate
+``max(0, end - now) + metres / reference_speed``, and the best ``k + g`` kept. Order q of the group (most urgent
+first) gets the ``k // 2`` best-ranked riders, so that bags can form on the nearest riders, plus a window of
+``k - k // 2`` riders further down the ranking starting at rank ``k // 2 + q``: every order has a rider of its own
+among its candidates whenever enough riders are in reach, so pruning never starves a busy site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+from dispatch.state import OrderTable, RiderTable
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate pairs sorted by order: ``pair_o``, ``pair_r`` int64[P]; ``in_reach`` bool[n_pending] says which
+    pending orders had at least one rider within reach."""
+
+    pair_o: I64
+    pair_r: I64
+    in_reach: npt.NDArray[np.bool_]
+
+
+def candidate_pairs(
+    orders: OrderTable,
+    riders: RiderTable,
+    pending: I64,
+    free_x: F64,
+    free_y: F64,
+    free_at: F64,
+    accepting: npt.NDArray[np.bool_],
+    now: float,
+    k: int,
+    max_reach_m: float,
+    reference_speed_mps: float,
+) -> Candidates:
+    """Candidate riders for the ``pending`` order indices (int64[n]).
+
+    ``free_x``, ``free_y``, ``free_at``: float64[m], where and when each rider's current route ends;
+    ``accepting``: bool[m], riders that may take another order now (online, in shift, below the order limit).
+    A pinned order's only candidate is its rider (when accepting)."""
+    n = int(pending.shape[0])
+    in_reach = np.zeros(n, dtype=bool)
+    if n == 0:
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), in_reach)
+    ok_idx = np.flatnonzero(accepting).astype(np.int64)
+    po_parts: list[I64] = []
+    pr_parts: list[I64] = []
+
+    pinned = orders.pinned[pending]
+    is_pinned = pinned >= 0
+    if np.any(is_pinned):
+        rows = np.flatnonzero(is_pinned)
+        riders_p = pinned[rows]
+        good = (riders_p < riders.m) & accepting[np.clip(riders_p, 0, riders.m - 1)]
+        po_parts.append(pending[rows[good]])
+        pr_parts.append(riders_p[good])
+        in_reach[rows[good]] = True
+
+    free_rows = np.flatnonzero(~is_pinned)
+    if ok_idx.size and free_rows.size:
+        tree = cKDTree(np.column_stack([free_x[ok_idx], free_y[ok_idx]]))
+        px = orders.pick_x[pending[free_rows]]
+        py = orders.pick_y[pending[free_rows]]
+        # Group by pickup point; within a group, most urgent (earliest promise) first.
+        keys = np.stack([px, py])
+        _, group, counts = np.unique(keys, axis=1, return_inverse=True, return_counts=True)
+        group = group.ravel()
+        urgency = orders.promised[pending[free_rows]]
+        order_in = np.lexsort((free_rows, urgency, group))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        k_near = max(1, k // 2)
+        k_win = max(0, k - k_near)
+        for g in range(counts.shape[0]):
+            members = free_rows[order_in[starts[g] : starts[g + 1]]]
+            size = members.shape[0]
+            want = min(ok_idx.size, 2 * (k + size))
+            x0 = float(orders.pick_x[pending[members[0]]])
+            y0 = float(orders.pick_y[pending[members[0]]])
+            dist, idx = tree.query([x0, y0], k=want, distance_upper_bound=max_reach_m)
+            dist = np.atleast_1d(dist)
+            idx = np.atleast_1d(idx)
+            found = idx < ok_idx.size
+            if not np.any(found):
+                continue
+            rid = ok_idx[idx[found]]
+            score = np.maximum(0.0, free_at[rid] - now) + dist[found] / reference_speed_mps
+            ranked = rid[np.argsort(score, kind="stable")][: k + size]
+            nr = ranked.shape[0]
+            kn = min(k_near, nr)
+            # Column block 1: the kn nearest riders for every member; block 2: a window sliding with q.
+            win = k_near + np.arange(size)[:, None] + np.arange(k_win)[None, :]
+            cols = np.concatenate([np.broadcast_to(np.arange(kn), (size, kn)), win], axis=1)
+            valid = cols < nr
+            rows_o = np.broadcast_to(pending[members][:, None], cols.shape)
+            po_parts.append(rows_o[valid].astype(np.int64))
+            pr_parts.append(ranked[cols[valid]].astype(np.int64))
+            in_reach[members] = True
+
+    if po_parts:
+        pair_o = np.concatenate(po_parts)
+        pair_r = np.concatenate(pr_parts)
+        srt = np.lexsort((pair_r, pair_o))
+        pair_o, pair_r = pair_o[srt], pair_r[srt]
+    else:
+        pair_o = np.zeros(0, np.int64)
+        pair_r = np.zeros(0, np.int64)
+    return Candidates(pair_o, pair_r, in_reach)

@@ -1,0 +1,499 @@
+"""A dispatch tick: candidates -> insertion costs -> assignment rounds -> route improvement.
+
+The service and the simulator both call ``tick`` on a ``Snapshot`` (the tables of ``dispatch.state`` and the
+pending orders) at some ``now``; nothing here knows which clock it runs on. Three policies share the interface:
+
+- ``kernel`` (the product): sparse candidates, exact min-cost assignment in rounds so a rider can take several new
+  orders in one tick, intra-route local search, and optionally OR-Tools re-optimisation;
+- ``greedy`` (a baseline): first come first served, the nearest idle rider, one order per trip;
+- ``ortools`` (a baseline): every tick, OR-Tools re-solves each pickup group's open orders with the nearby riders.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import IntEnum
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.candidates import candidate_pairs
+from dispatch.kernels import insertion as ins
+from dispatch.kernels.assignment import sparse_assignment
+from dispatch.kernels.localsearch import improve_routes
+from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset
+from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+TRIP_MODES = {"single_site": SINGLE_SITE, "mixed": MIXED}
+POLICIES = ("kernel", "greedy", "ortools")
+
+
+class Reason(IntEnum):
+    """Why an order is left unassigned after a tick (numbers match dispatch.v1.UnassignedReason)."""
+
+    NONE = 0
+    NO_RIDER_IN_REACH = 1
+    LATE_WITH_EVERY_RIDER = 2
+    CAPACITY = 3
+    HELD_FOR_BATCHING = 4
+    SHIFT_ENDS = 6
+    PINNED_RIDER_UNAVAILABLE = 7
+    RIDERS_BUSY = 12
+
+
+class ParamsError(ValueError):
+    """A parameter is out of range; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class DispatchParams:
+    """Everything ops can tune about dispatch. Costs are in rider-second equivalents.
+
+    Attributes:
+        tick_s: seconds between dispatch ticks.
+        hold_s: an order younger than this (since placed) is held back so that it can be batched.
+        max_orders_per_rider: most orders a rider's route may hold at once (on board or to pick up).
+        weight_time: cost per second of rider time (the route's end moving later).
+        weight_distance: cost per metre ridden.
+        weight_late: cost per second a drop-off is later than promised (heavy: lateness is soft but dear).
+        unassigned_cost: cost of leaving an order unassigned for this tick (the assignment's reject option).
+        candidate_k: candidate riders per order.
+        max_reach_m: riders whose next free point is farther from the pickup than this are not candidates.
+        reference_speed_mps: speed used to rank candidates by arrival estimate.
+        rounds: assignment rounds per tick (each gives a rider at most one more order); 0 = max_orders_per_rider.
+        local_search_passes: improvement passes over each changed route (0 = off).
+        trip_mode: "single_site" (one site's bag delivered before the next) or "mixed" (interleaved sites).
+        ortools_every_ticks: every this many ticks OR-Tools re-optimises dense sites' riders (0 = never).
+        ortools_time_limit_s: OR-Tools time limit per re-optimisation.
+        ortools_min_stops: a pickup group is re-optimised when its riders' routes hold at least this many stops.
+        parallel: compute insertion costs on all cores (same result as serial).
+    """
+
+    tick_s: float = 15.0
+    hold_s: float = 30.0
+    max_orders_per_rider: int = 5
+    weight_time: float = 1.0
+    weight_distance: float = 0.05
+    weight_late: float = 20.0
+    unassigned_cost: float = 1.0e7
+    candidate_k: int = 8
+    max_reach_m: float = 8000.0
+    reference_speed_mps: float = 4.5
+    rounds: int = 0
+    local_search_passes: int = 2
+    trip_mode: str = "single_site"
+    ortools_every_ticks: int = 0
+    ortools_time_limit_s: float = 0.5
+    ortools_min_stops: int = 12
+    parallel: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("tick_s", "max_reach_m", "reference_speed_mps", "unassigned_cost", "ortools_time_limit_s")
+        non_negative = ("hold_s", "weight_time", "weight_distance", "weight_late")
+        for name in positive:
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ParamsError(name, f"must be a finite number > 0, got {v!r}")
+        for name in non_negative:
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ParamsError(name, f"must be a finite number >= 0, got {v!r}")
+        for name, lo in (
+            ("max_orders_per_rider", 1),
+            ("candidate_k", 1),
+            ("rounds", 0),
+            ("local_search_passes", 0),
+            ("ortools_every_ticks", 0),
+            ("ortools_min_stops", 2),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ParamsError(name, f"must be an integer >= {lo}, got {v!r}")
+        if self.trip_mode not in TRIP_MODES:
+            raise ParamsError("trip_mode", f"must be one of {sorted(TRIP_MODES)}, got {self.trip_mode!r}")
+        if not isinstance(self.parallel, bool):
+            raise ParamsError("parallel", f"must be true or false, got {self.parallel!r}")
+
+    @property
+    def weights(self) -> F64:
+        """float64[3] = [per second, per metre, per second late] as the kernels take them."""
+        return np.array([self.weight_time, self.weight_distance, self.weight_late], dtype=np.float64)
+
+    @property
+    def mode(self) -> int:
+        return TRIP_MODES[self.trip_mode]
+
+    @property
+    def n_rounds(self) -> int:
+        return self.rounds or self.max_orders_per_rider
+
+    def with_updates(self, **changes: Any) -> DispatchParams:
+        """A validated copy with some fields changed; unknown names raise ParamsError."""
+        known = {f.name for f in fields(self)}
+        for name in changes:
+            if name not in known:
+                raise ParamsError(name, "unknown dispatch parameter")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Snapshot:
+    """What a tick sees: all orders it may touch, the riders and their routes, the pending orders (int64[q],
+    indices of orders in no route) and the travel model tuple (``TravelTime.arrays()``)."""
+
+    orders: OrderTable
+    riders: RiderTable
+    routes: Routes
+    pending: I64
+    travel: tuple[Any, ...]
+
+
+@dataclass
+class TickResult:
+    """A tick's outcome.
+
+    ``routes``: the updated routes; ``assigned_order``/``assigned_rider``: int64[a], the new assignments;
+    ``unassigned_order``/``unassigned_reason``: int64[u] (a ``Reason`` each), every pending order not assigned;
+    ``arrive``: float64[m, S], the evaluated arrival time at every stop (the ETAs); ``changed``: int64[c], riders whose
+    route changed; ``cost_before``/``cost_after``: route cost of the changed riders plus ``unassigned_cost`` for
+    each pending order left over; ``timings_ms``: per phase."""
+
+    routes: Routes
+    assigned_order: I64
+    assigned_rider: I64
+    unassigned_order: I64
+    unassigned_reason: I64
+    arrive: F64
+    changed: I64
+    cost_before: float
+    cost_after: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def eta_dropoff(self, n_orders: int) -> F64:
+        """float64[n_orders]: each routed order's drop-off arrival estimate (NaN when in no route)."""
+        out = np.full(n_orders, np.nan)
+        r = self.routes
+        for rid in range(r.length.shape[0]):
+            n = int(r.length[rid])
+            ks = r.kind[rid, :n]
+            os_ = r.order[rid, :n]
+            drop = ks == DROPOFF
+            out[os_[drop]] = self.arrive[rid, :n][drop]
+        return out
+
+
+class Policy(Protocol):
+    """A dispatch policy: one tick on a snapshot at ``now`` (epoch seconds)."""
+
+    params: DispatchParams
+
+    def tick(self, snap: Snapshot, now: float) -> TickResult: ...
+
+
+def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArray[np.bool_]:
+    """bool[m]: riders online, in shift and below the order limit."""
+    riders = snap.riders
+    r = snap.routes
+    n_drops = np.sum((r.kind == DROPOFF) & (np.arange(r.width)[None, :] < r.length[:, None]), axis=1)
+    return riders.online & (riders.shift_end > now) & (riders.shift_start <= now) & (
+        n_drops < params.max_orders_per_rider
+    )
+
+
+def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tuple[F64, F64, F64]:
+    """Where and when each rider's route ends: float64[m] x, y, time."""
+    r = snap.routes
+    o = snap.orders
+    x = snap.riders.x.copy()
+    y = snap.riders.y.copy()
+    has = r.length > 0
+    rows = np.flatnonzero(has)
+    last = r.length[rows] - 1
+    lo = r.order[rows, last]
+    lk = r.kind[rows, last]
+    x[rows] = np.where(lk == PICKUP, o.pick_x[lo], o.drop_x[lo])
+    y[rows] = np.where(lk == PICKUP, o.pick_y[lo], o.drop_y[lo])
+    return x, y, np.asarray(tot[0], dtype=np.float64).copy()
+
+
+class KernelPolicy:
+    """The product's policy (see the module docstring)."""
+
+    def __init__(self, params: DispatchParams | None = None) -> None:
+        self.params = params or DispatchParams()
+        self._ticks = 0
+
+    def tick(self, snap: Snapshot, now: float) -> TickResult:
+        p = self.params
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        orders_t = snap.orders.as_tuple()
+        riders_t = snap.riders.as_tuple()
+        weights = p.weights
+        mode = p.mode
+        need = int(snap.routes.length.max(initial=0)) + 2 * p.n_rounds
+        routes = snap.routes.widened(max(need, 2 * p.max_orders_per_rider + 2))
+        rt = routes.as_tuple()
+        ev, tot = evaluate_routes(orders_t, riders_t, rt, snap.travel, weights, mode)
+        cost0 = tot[3].copy()
+
+        pending = np.asarray(snap.pending, dtype=np.int64)
+        age = now - snap.orders.placed[pending]
+        held = (age < p.hold_s) & (snap.orders.pinned[pending] < 0)
+        eligible = pending[~held]
+        accepting = _accepting(snap, p, now)
+        fx, fy, fat = _free_point(snap, ev, tot)
+        cand = candidate_pairs(
+            snap.orders, snap.riders, eligible, fx, fy, fat, accepting, now,
+            p.candidate_k, p.max_reach_m, p.reference_speed_mps,
+        )  # fmt: skip
+        timings["candidates"] = (time.perf_counter() - t0) * 1e3
+
+        t1 = time.perf_counter()
+        pair_o, pair_r = cand.pair_o, cand.pair_r
+        P = pair_o.shape[0]
+        online = snap.riders.online
+        fn = ins.insertion_costs_into_parallel if p.parallel else ins.insertion_costs_into
+        cost = np.full(P, np.inf)
+        pi = np.full(P, -1, dtype=np.int64)
+        pj = np.full(P, -1, dtype=np.int64)
+        late = np.zeros(P)
+        status = np.zeros(P, dtype=np.int64)
+        todo = np.ones(P, dtype=np.bool_)
+        args = (orders_t, riders_t, rt, snap.travel, weights, mode, p.max_orders_per_rider)
+        fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
+        first_status = status.copy()
+        first_cost = cost.copy()
+        timings["insertion"] = (time.perf_counter() - t1) * 1e3
+
+        t2 = time.perf_counter()
+        n_all = snap.orders.n
+        assigned_to = np.full(n_all, -1, dtype=np.int64)
+        alive = np.ones(P, dtype=np.bool_)
+        changed_mask = np.zeros(snap.riders.m, dtype=np.bool_)
+        for _ in range(p.n_rounds):
+            use = alive & np.isfinite(cost)
+            if not np.any(use):
+                break
+            idx = np.flatnonzero(use)
+            rows_o, inv = np.unique(pair_o[idx], return_inverse=True)
+            row_ptr = np.zeros(rows_o.shape[0] + 1, dtype=np.int64)
+            np.add.at(row_ptr, inv + 1, 1)
+            row_ptr = np.cumsum(row_ptr)
+            unassigned = np.full(rows_o.shape[0], p.unassigned_cost)
+            match, _obj = sparse_assignment(
+                rows_o.shape[0], snap.riders.m, row_ptr, pair_r[idx], cost[idx], unassigned
+            )
+            won = np.flatnonzero(match >= 0)
+            if won.size == 0:
+                break
+            touched = np.zeros(snap.riders.m, dtype=np.bool_)
+            for w in won:
+                o = int(rows_o[w])
+                r = int(match[w])
+                e = idx[row_ptr[w] + np.flatnonzero(pair_r[idx[row_ptr[w] : row_ptr[w + 1]]] == r)[0]]
+                ins.apply_insertion(rt, r, o, int(pi[e]), int(pj[e]))
+                assigned_to[o] = r
+                touched[r] = True
+            changed_mask |= touched
+            which = np.flatnonzero(touched).astype(np.int64)
+            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, which, ev, tot)
+            alive &= assigned_to[pair_o] < 0
+            todo = alive & touched[pair_r]
+            fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
+        timings["assignment"] = (time.perf_counter() - t2) * 1e3
+
+        t3 = time.perf_counter()
+        changed = np.flatnonzero(changed_mask).astype(np.int64)
+        if p.local_search_passes and changed.size:
+            improve_routes(*args, changed, p.local_search_passes)
+            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, changed, ev, tot)
+        self._ticks += 1
+        if p.ortools_every_ticks and self._ticks % p.ortools_every_ticks == 0:
+            changed = self._reoptimise(snap, routes, ev, tot, changed, now)
+            rt = routes.as_tuple()
+            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, changed, ev, tot)
+        timings["improve"] = (time.perf_counter() - t3) * 1e3
+
+        ao = np.flatnonzero(assigned_to >= 0).astype(np.int64)
+        left = pending[assigned_to[pending] < 0]
+        reasons = _reasons(left, held_orders=pending[held], cand=cand, eligible=eligible,
+                           pair_o=pair_o, first_cost=first_cost, first_status=first_status,
+                           unassigned_cost=p.unassigned_cost)  # fmt: skip
+        n_left = float(left.shape[0])
+        before = float(cost0[changed].sum()) + p.unassigned_cost * float(pending.shape[0])
+        after = float(tot[3][changed].sum()) + p.unassigned_cost * n_left
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return TickResult(
+            routes=routes,
+            assigned_order=ao,
+            assigned_rider=assigned_to[ao],
+            unassigned_order=left,
+            unassigned_reason=reasons,
+            arrive=ev[0],
+            changed=changed,
+            cost_before=before,
+            cost_after=after,
+            timings_ms=timings,
+        )
+
+    def _reoptimise(
+        self, snap: Snapshot, routes: Routes, ev: tuple[Any, ...], tot: tuple[Any, ...], changed: I64, now: float
+    ) -> I64:
+        """OR-Tools re-optimisation of dense pickup groups' riders; keeps its result only when better."""
+        from dispatch.routing import RoutingParams, optimise
+
+        p = self.params
+        r = routes
+        busy = np.flatnonzero(r.length > r.frozen)
+        if busy.size == 0:
+            return changed
+        first_site = np.full(snap.riders.m, -1, dtype=np.int64)
+        for rid in busy:
+            s = int(r.frozen[rid])
+            first_site[rid] = snap.orders.site[r.order[rid, s]]
+        out = set(changed.tolist())
+        for site in np.unique(first_site[busy]):
+            group = busy[first_site[busy] == site].astype(np.int64)
+            if int((r.length[group] - r.frozen[group]).sum()) < p.ortools_min_stops:
+                continue
+            res = optimise(
+                snap.orders, snap.riders, r, snap.travel, p.weights, p.mode, p.max_orders_per_rider,
+                group, np.zeros(0, np.int64), now, RoutingParams(time_limit_s=p.ortools_time_limit_s),
+            )  # fmt: skip
+            if res.improved:
+                w = min(r.width, res.routes.width)
+                r.length[group] = res.routes.length[group]
+                r.frozen[group] = res.routes.frozen[group]
+                r.order[group, :w] = res.routes.order[group, :w]
+                r.kind[group, :w] = res.routes.kind[group, :w]
+                out.update(group.tolist())
+        return np.array(sorted(out), dtype=np.int64)
+
+
+def _reasons(
+    left: I64,
+    *,
+    held_orders: I64,
+    cand: Any,
+    eligible: I64,
+    pair_o: I64,
+    first_cost: F64,
+    first_status: I64,
+    unassigned_cost: float,
+) -> I64:
+    """A Reason for each order left unassigned (int64[len(left)])."""
+    out = np.full(left.shape[0], int(Reason.RIDERS_BUSY), dtype=np.int64)
+    held = np.isin(left, held_orders)
+    out[held] = Reason.HELD_FOR_BATCHING
+    reach = dict(zip(eligible.tolist(), cand.in_reach.tolist(), strict=True))
+    starts = np.searchsorted(pair_o, left, side="left")
+    ends = np.searchsorted(pair_o, left, side="right")
+    for q in range(left.shape[0]):
+        if held[q]:
+            continue
+        o = int(left[q])
+        if not reach.get(o, False) or ends[q] == starts[q]:
+            out[q] = Reason.NO_RIDER_IN_REACH
+            continue
+        c = first_cost[starts[q] : ends[q]]
+        if not np.any(np.isfinite(c)):
+            st = first_status[starts[q] : ends[q]]
+            if np.all((st == ins.AFTER_SHIFT) | (st == ins.OFFLINE)):
+                out[q] = Reason.SHIFT_ENDS
+            else:
+                out[q] = Reason.CAPACITY
+        elif float(np.min(c)) >= unassigned_cost:
+            out[q] = Reason.LATE_WITH_EVERY_RIDER
+    return out
+
+
+class GreedyPolicy:
+    """Baseline: first come first served, the nearest idle rider in reach, one order per trip."""
+
+    def __init__(self, params: DispatchParams | None = None) -> None:
+        self.params = params or DispatchParams()
+
+    def tick(self, snap: Snapshot, now: float) -> TickResult:
+        p = self.params
+        t0 = time.perf_counter()
+        routes = snap.routes.widened(max(2, snap.routes.width))
+        rt = routes.as_tuple()
+        orders_t = snap.orders.as_tuple()
+        riders_t = snap.riders.as_tuple()
+        ev, tot = evaluate_routes(orders_t, riders_t, rt, snap.travel, p.weights, p.mode)
+        cost0 = tot[3].copy()
+        riders = snap.riders
+        idle = riders.online & (routes.length == 0) & (riders.shift_start <= now) & (riders.shift_end > now)
+        pending = np.asarray(snap.pending, dtype=np.int64)
+        fcfs = pending[np.lexsort((pending, snap.orders.placed[pending]))]
+        assigned: list[tuple[int, int]] = []
+        left: list[int] = []
+        reasons: list[int] = []
+        for o in fcfs.tolist():
+            pin = int(snap.orders.pinned[o])
+            cand = np.flatnonzero(idle)
+            if pin >= 0:
+                cand = cand[cand == pin]
+            if cand.size == 0:
+                left.append(o)
+                reasons.append(int(Reason.RIDERS_BUSY))
+                continue
+            d = np.hypot(riders.x[cand] - snap.orders.pick_x[o], riders.y[cand] - snap.orders.pick_y[o])
+            best = int(np.argmin(d))
+            if d[best] > p.max_reach_m:
+                left.append(o)
+                reasons.append(int(Reason.NO_RIDER_IN_REACH))
+                continue
+            r = int(cand[best])
+            ins.apply_insertion(rt, r, o, 0, 0)
+            idle[r] = False
+            assigned.append((o, r))
+        changed = np.array(sorted({r for _, r in assigned}), dtype=np.int64)
+        evaluate_subset(orders_t, riders_t, rt, snap.travel, p.weights, p.mode, changed, ev, tot)
+        ao = np.array([a for a, _ in assigned], dtype=np.int64)
+        ar = np.array([r for _, r in assigned], dtype=np.int64)
+        srt = np.argsort(ao, kind="stable")
+        before = float(cost0[changed].sum()) + p.unassigned_cost * float(pending.shape[0])
+        after = float(tot[3][changed].sum()) + p.unassigned_cost * len(left)
+        lo = np.array(left, dtype=np.int64)
+        lr = np.array(reasons, dtype=np.int64)
+        ls = np.argsort(lo, kind="stable")
+        return TickResult(
+            routes=routes,
+            assigned_order=ao[srt],
+            assigned_rider=ar[srt],
+            unassigned_order=lo[ls],
+            unassigned_reason=lr[ls],
+            arrive=ev[0],
+            changed=changed,
+            cost_before=before,
+            cost_after=after,
+            timings_ms={"total": (time.perf_counter() - t0) * 1e3},
+        )
+
+
+def make_policy(name: str, params: DispatchParams | None = None) -> Policy:
+    """``kernel``, ``greedy`` or ``ortools`` (see the module docstring)."""
+    if name == "kernel":
+        return KernelPolicy(params)
+    if name == "greedy":
+        return GreedyPolicy(params)
+    if name == "ortools":
+        from dispatch.ortools_policy import OrToolsPolicy
+
+        return OrToolsPolicy(params)
+    raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {name!r}")
