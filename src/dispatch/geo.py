@@ -64,7 +64,7 @@ def _where(arr: npt.NDArray[Any], mask: npt.NDArray[np.bool_]) -> str:
     """' at index i' for the first True of ``mask`` (nothing for a scalar)."""
     if arr.ndim == 0:
         return ""
-    i = np.unravel_index(int(np.flatnonzero(mask)[0]), arr.shape)
+    i = tuple(int(k) for k in np.unravel_index(int(np.flatnonzero(mask)[0]), arr.shape))
     return f" at index {i[0] if len(i) == 1 else i}"
 
 

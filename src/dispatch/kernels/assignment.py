@@ -15,10 +15,11 @@ the usual case (a free rider among the candidates) costs O(k log k).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from dispatch.kernels._jit import device, kernel, kernel_parallel
 
 
-@njit(cache=True, inline="always")
+@device
 def _heap_push(hk, hv, n, key, val):  # type: ignore[no-untyped-def]
     i = n
     hk[i] = key
@@ -33,7 +34,7 @@ def _heap_push(hk, hv, n, key, val):  # type: ignore[no-untyped-def]
     return n + 1
 
 
-@njit(cache=True, inline="always")
+@device
 def _heap_pop(hk, hv, n):  # type: ignore[no-untyped-def]
     key = hk[0]
     val = hv[0]
@@ -55,7 +56,7 @@ def _heap_pop(hk, hv, n):  # type: ignore[no-untyped-def]
     return key, val, n
 
 
-@njit(cache=True)
+@kernel
 def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # type: ignore[no-untyped-def]
     """Solve the round's assignment.
 

@@ -12,7 +12,9 @@ status saying why. Kernels here read the evaluation arrays of ``evaluate_routes`
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from dispatch.kernels._jit import device, kernel, kernel_parallel
+from numba import prange
 
 from dispatch.kernels.route import (
     DROPOFF,
@@ -33,7 +35,7 @@ TRIP_MODE = 3  # only positions that break the trip mode (e.g. the rider is stil
 OFFLINE = 4
 
 
-@njit(cache=True)
+@device
 def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):  # type: ignore[no-untyped-def]
     """Replay old stops j.. of rider r from state (x, y, loc, t), just after the new drop-off.
 
@@ -68,7 +70,7 @@ def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end,
     return t, metres, late, True
 
 
-@njit(cache=True)
+@device
 def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):  # type: ignore[no-untyped-def]
     """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
     length, frozen, order, kind = routes
@@ -188,7 +190,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     return best, best_i, best_j, best_late, status
 
 
-@njit(cache=True)
+@device
 def _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, out_cost, out_i, out_j, out_late, out_status):  # type: ignore[no-untyped-def]
     r = pair_r[p]
     if not online[r]:
@@ -206,7 +208,7 @@ def _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     out_status[p] = st
 
 
-@njit(cache=True)
+@kernel
 def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo):  # type: ignore[no-untyped-def]
     """Best insertion for each candidate pair p with ``todo[p]`` (bool[P]); serial (deterministic, one thread).
 
@@ -226,7 +228,7 @@ def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, e
     return cost, pi, pj, late, status
 
 
-@njit(cache=True)
+@kernel
 def insertion_costs_into(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
     """As ``insertion_costs`` but updates the given output arrays in place, only where ``todo`` (serial)."""
     for p in range(pair_o.shape[0]):
@@ -234,7 +236,7 @@ def insertion_costs_into(orders, riders, routes, travel, weights, mode, max_orde
             _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
 
 
-@njit(cache=True, parallel=True)
+@kernel_parallel
 def insertion_costs_into_parallel(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
     """``insertion_costs_into`` over all cores; pairs are independent, so the result equals the serial one."""
     for p in prange(pair_o.shape[0]):
@@ -242,7 +244,7 @@ def insertion_costs_into_parallel(orders, riders, routes, travel, weights, mode,
             _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
 
 
-@njit(cache=True)
+@device
 def apply_insertion(routes, r, o, i, j):  # type: ignore[no-untyped-def]
     """Insert order o's pickup before old stop i and drop-off before old stop j of rider r, in place.
 

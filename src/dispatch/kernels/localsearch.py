@@ -7,14 +7,15 @@ finite (precedence, capacity, shift end, trip mode and the order limit hold) and
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from dispatch.kernels._jit import device, kernel, kernel_parallel
 
 from dispatch.kernels.route import DROPOFF, PICKUP, sequence_cost
 
 EPS = 1e-9
 
 
-@njit(cache=True)
+@device
 def _segment_moved(so, sk, n, a, ln, b, do, dk):  # type: ignore[no-untyped-def]
     """Segment [a, a+ln) moved before index b of the remaining n-ln stops (b in 0..n-ln)."""
     w = 0
@@ -38,7 +39,7 @@ def _segment_moved(so, sk, n, a, ln, b, do, dk):  # type: ignore[no-untyped-def]
             w += 1
 
 
-@njit(cache=True)
+@kernel
 def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes):  # type: ignore[no-untyped-def]
     """Improve rider r's route in place. Returns ``(cost_before, cost_after)`` (both from sequence_cost)."""
     length, frozen, order, kind = routes
@@ -136,7 +137,7 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
     return before, best
 
 
-@njit(cache=True)
+@kernel
 def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes):  # type: ignore[no-untyped-def]
     """``improve_route`` for each rider in ``which`` (int64[q]); returns the summed cost gain (float64)."""
     gain = 0.0

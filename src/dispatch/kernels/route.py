@@ -17,7 +17,8 @@ Conventions shared by all kernels (see ``dispatch.state`` for the tables):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from dispatch.kernels._jit import device, kernel, kernel_parallel
 
 from dispatch.kernels.travel import leg_metres, leg_seconds
 
@@ -32,7 +33,7 @@ PICKUP = 0
 DROPOFF = 1
 
 
-@njit(cache=True, inline="always")
+@device
 def stop_point(orders, o, k):  # type: ignore[no-untyped-def]
     """(x, y, loc) of order ``o``'s pickup (k == 0) or drop-off (k == 1)."""
     if k == PICKUP:
@@ -40,7 +41,7 @@ def stop_point(orders, o, k):  # type: ignore[no-untyped-def]
     return orders[3][o], orders[4][o], orders[5][o]
 
 
-@njit(cache=True, inline="always")
+@device
 def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):  # type: ignore[no-untyped-def]
     """Ride from (x, y, loc) leaving at ``t`` to stop (o, k) and serve it.
 
@@ -57,7 +58,7 @@ def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):  # type:
     return nx, ny, nloc, arrive, depart, metres
 
 
-@njit(cache=True, inline="always")
+@device
 def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):  # type: ignore[no-untyped-def]
     """The trip-mode rule for a pickup of order ``o`` with ``onboard`` orders on board after stop prev."""
     if mode == MIXED or onboard == 0:
@@ -65,7 +66,7 @@ def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):  # type: ignore[no
     return prev_k == PICKUP and prev_o >= 0 and orders[6][prev_o] == orders[6][o]
 
 
-@njit(cache=True)
+@device
 def initial_load(orders, routes, r):  # type: ignore[no-untyped-def]
     """(size units, order count) already on board rider r: drop-offs whose pickup is not in the route."""
     length, _, order, kind = routes
@@ -86,7 +87,7 @@ def initial_load(orders, routes, r):  # type: ignore[no-untyped-def]
     return load, count
 
 
-@njit(cache=True)
+@kernel
 def allocate_evaluation(m, S):  # type: ignore[no-untyped-def]
     """Empty evaluation arrays for m riders and routes S stops wide: ``(ev, tot)`` as in evaluate_routes."""
     ev = (
@@ -103,7 +104,7 @@ def allocate_evaluation(m, S):  # type: ignore[no-untyped-def]
     return ev, tot
 
 
-@njit(cache=True)
+@device
 def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):  # type: ignore[no-untyped-def]
     """Evaluate rider r's route into row r of the evaluation arrays (see evaluate_routes)."""
     length, frozen, order, kind = routes
@@ -163,7 +164,7 @@ def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):  
         nxt = sl + wait
 
 
-@njit(cache=True)
+@kernel
 def evaluate_routes(orders, riders, routes, travel, weights, mode):  # type: ignore[no-untyped-def]
     """Evaluate every rider's route.
 
@@ -180,14 +181,14 @@ def evaluate_routes(orders, riders, routes, travel, weights, mode):  # type: ign
     return ev, tot
 
 
-@njit(cache=True)
+@kernel
 def evaluate_subset(orders, riders, routes, travel, weights, mode, which, ev, tot):  # type: ignore[no-untyped-def]
     """Re-evaluate only riders ``which`` (int64[q]) into existing evaluation arrays."""
     for q in range(which.shape[0]):
         evaluate_rider(orders, riders, routes, travel, weights, mode, which[q], ev, tot)
 
 
-@njit(cache=True)
+@device
 def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, max_orders):  # type: ignore[no-untyped-def]
     """Cost of visiting stops ``seq_o[:n], seq_k[:n]`` for one rider, or +inf when a hard rule breaks.
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from dispatch.kernels._jit import device, kernel, kernel_parallel
 
 P_BIN = 0
 P_DETOUR = 1
@@ -26,16 +27,16 @@ P_UTC_OFFSET = 2
 P_USE_MATRIX = 3
 
 
-@njit(cache=True, inline="always")
+@device
 def leg_metres(travel, xa, ya, la, xb, yb, lb):  # type: ignore[no-untyped-def]
     """Length in metres of the leg from point a to point b (x, y in metres; l a matrix index or -1)."""
     params = travel[0]
     if params[P_USE_MATRIX] != 0.0:
         return travel[3][la, lb]
-    return math.hypot(xb - xa, yb - ya) * params[P_DETOUR]
+    return math.sqrt((xb - xa) * (xb - xa) + (yb - ya) * (yb - ya)) * params[P_DETOUR]
 
 
-@njit(cache=True)
+@device
 def profile_seconds(params, speed_mps, metres, depart, speed_factor):  # type: ignore[no-untyped-def]
     """Seconds to cover ``metres`` leaving at epoch second ``depart`` under the time-of-day speed profile."""
     if metres <= 0.0:
@@ -61,17 +62,17 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):  # type: i
     return elapsed + remaining / (speed_mps[int(math.floor(local / bin_s)) % nb] * speed_factor)
 
 
-@njit(cache=True, inline="always")
+@device
 def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # type: ignore[no-untyped-def]
     """Seconds from point a to point b leaving at ``depart`` for a rider with ``speed_factor``."""
     params = travel[0]
     if params[P_USE_MATRIX] != 0.0:
         return travel[2][la, lb] / speed_factor
-    metres = math.hypot(xb - xa, yb - ya) * params[P_DETOUR]
+    metres = math.sqrt((xb - xa) * (xb - xa) + (yb - ya) * (yb - ya)) * params[P_DETOUR]
     return profile_seconds(params, travel[1], metres, depart, speed_factor)
 
 
-@njit(cache=True)
+@kernel
 def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # type: ignore[no-untyped-def]
     """Element-wise leg seconds for arrays of equal length n (float64[n] x/y/depart/speed, int64[n] loc)."""
     n = xa.shape[0]
@@ -81,7 +82,7 @@ def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # t
     return out
 
 
-@njit(cache=True)
+@kernel
 def pairwise_metres(travel, xa, ya, la, xb, yb, lb):  # type: ignore[no-untyped-def]
     """Element-wise leg metres for arrays of equal length n."""
     n = xa.shape[0]
