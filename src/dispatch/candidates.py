@@ -1,6 +1,6 @@
 """Candidate riders for each pending order, through a spatial index, so work grows with orders x k.
 
-Orders are grouped by pickup point (in ``single_site`` mode all of a site's orders share one). For a group of
+Orders are grouped by pickup site (all of a site's orders share its pickup point). For a group of
 ``g`` orders the riders within reach of the pickup are found with a k-d tree (scipy ``cKDTree``) on the point where
 each rider will next be free (its route's last stop, or where it is), ranked by an arrival estimate
 ``max(0, end - now) + metres / reference_speed``, and the best ``k + g`` kept. Order q of the group (most urgent
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from dispatch.kernels.candidates import expand_groups
 from dispatch.state import OrderTable, RiderTable
 
 I64 = npt.NDArray[np.int64]
@@ -72,42 +73,25 @@ def candidate_pairs(
     free_rows = np.flatnonzero(~is_pinned)
     if ok_idx.size and free_rows.size:
         tree = cKDTree(np.column_stack([free_x[ok_idx], free_y[ok_idx]]))
-        px = orders.pick_x[pending[free_rows]]
-        py = orders.pick_y[pending[free_rows]]
-        # Group by pickup point; within a group, most urgent (earliest promise) first.
-        keys = np.stack([px, py])
-        _, group, counts = np.unique(keys, axis=1, return_inverse=True, return_counts=True)
-        group = group.ravel()
-        urgency = orders.promised[pending[free_rows]]
-        order_in = np.lexsort((free_rows, urgency, group))
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        k_near = max(1, k // 2)
-        k_win = max(0, k - k_near)
-        for g in range(counts.shape[0]):
-            members = free_rows[order_in[starts[g] : starts[g + 1]]]
-            size = members.shape[0]
-            want = min(ok_idx.size, 2 * (k + size))
-            x0 = float(orders.pick_x[pending[members[0]]])
-            y0 = float(orders.pick_y[pending[members[0]]])
-            dist, idx = tree.query([x0, y0], k=want, distance_upper_bound=max_reach_m)
-            dist = np.atleast_1d(dist)
-            idx = np.atleast_1d(idx)
-            found = idx < ok_idx.size
-            if not np.any(found):
-                continue
-            rid = ok_idx[idx[found]]
-            score = np.maximum(0.0, free_at[rid] - now) + dist[found] / reference_speed_mps
-            ranked = rid[np.argsort(score, kind="stable")][: k + size]
-            nr = ranked.shape[0]
-            kn = min(k_near, nr)
-            # Column block 1: the kn nearest riders for every member; block 2: a window sliding with q.
-            win = k_near + np.arange(size)[:, None] + np.arange(k_win)[None, :]
-            cols = np.concatenate([np.broadcast_to(np.arange(kn), (size, kn)), win], axis=1)
-            valid = cols < nr
-            rows_o = np.broadcast_to(pending[members][:, None], cols.shape)
-            po_parts.append(rows_o[valid].astype(np.int64))
-            pr_parts.append(ranked[cols[valid]].astype(np.int64))
-            in_reach[members] = True
+        # Group by pickup site; within a group, most urgent (earliest promise) first.
+        ids = pending[free_rows]
+        site = orders.site[ids]
+        srt = np.lexsort((ids, orders.promised[ids], site))
+        members = ids[srt]
+        sites, starts, counts = np.unique(site[srt], return_index=True, return_counts=True)
+        group_ptr = np.append(starts, members.shape[0]).astype(np.int64)
+        centre = np.column_stack([orders.pick_x[members[starts]], orders.pick_y[members[starts]]])
+        kmax = int(min(ok_idx.size, 2 * (k + int(counts.max()))))
+        dist, nbr = tree.query(centre, k=kmax, distance_upper_bound=max_reach_m)
+        dist = np.asarray(dist, dtype=np.float64).reshape(sites.shape[0], kmax)
+        nbr = np.asarray(nbr, dtype=np.int64).reshape(sites.shape[0], kmax)
+        po, pr, reached = expand_groups(
+            nbr, dist, int(ok_idx.size), ok_idx, free_at, float(now), float(reference_speed_mps),
+            group_ptr, members, int(k),
+        )  # fmt: skip
+        po_parts.append(po)
+        pr_parts.append(pr)
+        in_reach[free_rows[srt]] = reached
 
     if po_parts:
         pair_o = np.concatenate(po_parts)

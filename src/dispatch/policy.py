@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from dispatch.candidates import candidate_pairs
 from dispatch.kernels import insertion as ins
-from dispatch.kernels.assignment import sparse_assignment
+from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
 from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
@@ -288,29 +288,16 @@ class KernelPolicy:
             use = alive & np.isfinite(cost)
             if not np.any(use):
                 break
-            idx = np.flatnonzero(use)
-            rows_o, inv = np.unique(pair_o[idx], return_inverse=True)
-            row_ptr = np.zeros(rows_o.shape[0] + 1, dtype=np.int64)
-            np.add.at(row_ptr, inv + 1, 1)
-            row_ptr = np.cumsum(row_ptr)
-            unassigned = np.full(rows_o.shape[0], p.unassigned_cost)
-            match, _obj = sparse_assignment(
-                rows_o.shape[0], snap.riders.m, row_ptr, pair_r[idx], cost[idx], unassigned
-            )
-            won = np.flatnonzero(match >= 0)
-            if won.size == 0:
+            wins, _obj = assignment_round(pair_o, pair_r, cost, use, snap.riders.m, p.unassigned_cost)
+            if wins.size == 0:
                 break
+            wo, wr = pair_o[wins], pair_r[wins]
+            ins.apply_insertions(rt, wo, wr, pi[wins], pj[wins])
+            assigned_to[wo] = wr
             touched = np.zeros(snap.riders.m, dtype=np.bool_)
-            for w in won:
-                o = int(rows_o[w])
-                r = int(match[w])
-                e = idx[row_ptr[w] + np.flatnonzero(pair_r[idx[row_ptr[w] : row_ptr[w + 1]]] == r)[0]]
-                ins.apply_insertion(rt, r, o, int(pi[e]), int(pj[e]))
-                assigned_to[o] = r
-                touched[r] = True
-            changed_mask |= touched
-            which = np.flatnonzero(touched).astype(np.int64)
-            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, which, ev, tot)
+            touched[wr] = True
+            changed_mask[wr] = True
+            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, wr, ev, tot)
             alive &= assigned_to[pair_o] < 0
             todo = alive & touched[pair_r]
             fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)

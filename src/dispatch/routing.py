@@ -31,6 +31,7 @@ pickup), and rounding to integer seconds and cost units.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
@@ -215,23 +216,29 @@ def optimise(
     if prob.v == 0 or prob.n_tasks == 0:
         return OptimiseResult(routes.copy(), False, before, before, np.zeros(0, np.int64), "NOTHING_TO_DO")
 
-    # Candidates: the greedy seed, OR-Tools from the seed, OR-Tools from its own first solution.
+    # Candidates: OR-Tools from its own first solution (when there are new orders: it fails fast when greedy
+    # insertion gets stuck, leaving the time to the warm start), OR-Tools from the current routes with the new
+    # orders greedily appended, and that seed itself.
+    deadline = time.perf_counter() + params.time_limit_s
     seed = _greedy_seed(prob, route_cost)
+    solver = _Solver(prob, orders, riders, travel, w, mode, max_orders, now, params)
     candidates: list[tuple[str, list[list[tuple[int, int]]]]] = []
+    statuses: list[str] = []
+
+    def run(name: str, warm: list[list[tuple[int, int]]] | None, share: float) -> bool:
+        tails, status = solver.solve(warm, share * max(0.0, deadline - time.perf_counter()))
+        statuses.append(f"{name}:{status}")
+        if tails is not None:
+            candidates.append((name, tails))
+        return tails is not None
+
+    if prob.new_pairs:
+        run("scratch", None, 0.5)
+        run("warm", seed, 1.0)
+    elif not run("warm", seed, 1.0):
+        run("scratch", None, 1.0)
     if seed != prob.tail:
         candidates.append(("seed", seed))
-    statuses: list[str] = []
-    solver = _Solver(prob, orders, riders, travel, w, mode, max_orders, now, params)
-    limit = params.time_limit_s / 2 if prob.new_pairs else params.time_limit_s
-    tails, status = solver.solve(seed, limit)
-    statuses.append(f"warm:{status}")
-    if tails is not None:
-        candidates.append(("warm", tails))
-    if prob.new_pairs or tails is None:
-        tails, status = solver.solve(None, params.time_limit_s - limit if prob.new_pairs else limit)
-        statuses.append(f"scratch:{status}")
-        if tails is not None:
-            candidates.append(("scratch", tails))
 
     best_cost, best_src, best_tails = before, "input", prob.tail
     for src, cand in candidates:
@@ -522,8 +529,8 @@ class _Solver:
         rt.AddDimensionWithVehicleTransits(
             [time_cbs[c] for c in cls.tolist()], horizon, horizon, False, "time"
         )
-        time = rt.GetDimensionOrDie("time")
-        time.SetSpanCostCoefficientForAllVehicles(c_time)
+        tdim = rt.GetDimensionOrDie("time")
+        tdim.SetSpanCostCoefficientForAllVehicles(c_time)
 
         # Load: +size at a pickup, -size at a drop-off, the start load fixed.
         size_t = orders.size[to] if T else np.zeros(0, np.int64)
@@ -533,18 +540,18 @@ class _Solver:
         load_cb = rt.RegisterUnaryTransitVector(demand.tolist())
         rt.AddDimensionWithVehicleCapacity(load_cb, 0, cap.tolist(), False, "load")
         load = rt.GetDimensionOrDie("load")
-        # Drop-offs per route, the frozen prefix's counted.
+        # Drop-offs per route: pairs count against what the frozen prefix and the bound drop-offs leave (bound
+        # drop-offs are not counted themselves, so that greedy insertion can never crowd them out).
+        bound = np.array(prob.task_bound, dtype=np.int64)
         drops = np.zeros(N, dtype=np.int64)
-        drops[v:nl] = ~is_pick_t
-        bound_count = np.bincount(
-            [b for b in prob.task_bound if b >= 0], minlength=v
-        ).astype(np.int64)  # fmt: skip
-        count_cap = np.maximum(max_orders - prob.prefix_drops, bound_count)
+        drops[v:nl] = (~is_pick_t) & (bound < 0)
+        bound_count = np.bincount(bound[bound >= 0], minlength=v).astype(np.int64)
+        count_cap = np.maximum(max_orders - prob.prefix_drops - bound_count, 0)
         count_cb = rt.RegisterUnaryTransitVector(drops.tolist())
         rt.AddDimensionWithVehicleCapacity(count_cb, 0, count_cap.tolist(), True, "orders")
 
         for k in range(v):
-            time.CumulVar(rt.Start(k)).SetValue(int(start_rel[k]))
+            tdim.CumulVar(rt.Start(k)).SetValue(int(start_rel[k]))
             load.CumulVar(rt.Start(k)).SetValue(int(prob.load0[k]))
 
         idx = [mgr.NodeToIndex(v + t) for t in range(T)]
@@ -552,9 +559,9 @@ class _Solver:
         for t in range(T):
             o = prob.task_order[t]
             if prob.task_kind[t] == PICKUP:
-                time.CumulVar(idx[t]).SetMin(max(0, math.ceil(orders.ready[o] - origin)))
+                tdim.CumulVar(idx[t]).SetMin(max(0, math.ceil(orders.ready[o] - origin)))
             else:
-                time.SetCumulVarSoftUpperBound(
+                tdim.SetCumulVarSoftUpperBound(
                     idx[t], max(0, math.floor(orders.promised[o] - origin)), c_late
                 )
             if prob.task_bound[t] >= 0:
@@ -569,7 +576,7 @@ class _Solver:
             p_ix, d_ix = idx[pt], idx[dt]
             rt.AddPickupAndDelivery(p_ix, d_ix)
             solver.Add(rt.VehicleVar(p_ix) == rt.VehicleVar(d_ix))
-            solver.Add(time.CumulVar(p_ix) <= time.CumulVar(d_ix))
+            solver.Add(tdim.CumulVar(p_ix) <= tdim.CumulVar(d_ix))
             o = prob.task_order[pt]
             if pi in new_of_pair:
                 allowed = new_of_pair[pi]
@@ -593,11 +600,11 @@ class _Solver:
             _allow(rt, d_ix, allowed, v)
             # The shift end as a steep soft bound (sequence_cost enforces it exactly).
             ub = max(0.0, max(float(shift_rel[k]) for k in allowed))
-            time.SetCumulVarSoftUpperBound(p_ix, int(ub), c_shift)
+            tdim.SetCumulVarSoftUpperBound(p_ix, int(ub), c_shift)
 
         if mode == SINGLE_SITE and T:
             self._trip_rule(prob, is_pick_t, site[v:], size_t, idx, load)
-        self.time = time
+        self.tdim = tdim
 
     def _trip_rule(
         self,
@@ -636,7 +643,7 @@ class _Solver:
         sp = pywrapcp.DefaultRoutingSearchParameters()
         sp.first_solution_strategy = getattr(_FIRST, self.params.first_solution)
         sp.local_search_metaheuristic = getattr(_META, self.params.metaheuristic)
-        sp.time_limit.FromMilliseconds(max(1, round(seconds * 1000)))
+        sp.time_limit.FromMilliseconds(max(10, round(seconds * 1000)))
         return sp
 
     def solve(

@@ -84,7 +84,22 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # ty
             lo = min(lo, cost[e])
         u[i] = lo
 
+    # Start: a row whose cheapest entry is a free column takes it (that edge is tight under the initial
+    # potentials, so the partial matching is optimal for its rows); augment only the others.
+    for i in range(n_rows):
+        best_j = n_cols + i
+        lo = unassigned[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            if cost[e] < lo:
+                lo = cost[e]
+                best_j = col_idx[e]
+        if col_row[best_j] < 0:
+            col_row[best_j] = i
+            row_col[i] = best_j
+
     for r0 in range(n_rows):
+        if row_col[r0] >= 0:
+            continue
         n_touched = 0
         n_settled = 0
         hn = 0
@@ -166,3 +181,56 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # ty
         else:
             total += unassigned[i]
     return out, total
+
+
+@kernel
+def assignment_round(pair_o, pair_r, cost, use, n_riders, unassigned_cost):  # type: ignore[no-untyped-def]
+    """One round on the usable candidate pairs: which pairs win.
+
+    ``pair_o``, ``pair_r``: int64[P] sorted by order; ``cost``: float64[P]; ``use``: bool[P] (alive and finite).
+    Every order with a usable pair is a row with reject cost ``unassigned_cost``. Returns the winning pair
+    indices (int64[w]; at most one per order and per rider) and the round's objective (float64)."""
+    P = pair_o.shape[0]
+    n_rows = 0
+    last = -1
+    for p in range(P):
+        if use[p] and pair_o[p] != last:
+            n_rows += 1
+            last = pair_o[p]
+    row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    n_e = 0
+    for p in range(P):
+        if use[p]:
+            n_e += 1
+    col = np.empty(n_e, dtype=np.int64)
+    cst = np.empty(n_e)
+    src = np.empty(n_e, dtype=np.int64)
+    row = -1
+    last = -1
+    e = 0
+    for p in range(P):
+        if not use[p]:
+            continue
+        if pair_o[p] != last:
+            row += 1
+            row_ptr[row] = e
+            last = pair_o[p]
+        col[e] = pair_r[p]
+        cst[e] = cost[p]
+        src[e] = p
+        e += 1
+    row_ptr[n_rows] = e
+    unassigned = np.full(n_rows, unassigned_cost)
+    match, obj = sparse_assignment(n_rows, n_riders, row_ptr, col, cst, unassigned)
+    wins = np.empty(n_rows, dtype=np.int64)
+    w = 0
+    for i in range(n_rows):
+        j = match[i]
+        if j < 0:
+            continue
+        for q in range(row_ptr[i], row_ptr[i + 1]):
+            if col[q] == j:
+                wins[w] = src[q]
+                w += 1
+                break
+    return wins[:w], obj

@@ -263,3 +263,11 @@ def apply_insertion(routes, r, o, i, j):  # type: ignore[no-untyped-def]
     order[r, j + 1] = o
     kind[r, j + 1] = DROPOFF
     length[r] = L + 2
+
+
+@kernel
+def apply_insertions(routes, orders_w, riders_w, i_w, j_w):  # type: ignore[no-untyped-def]
+    """``apply_insertion`` for each winner (int64[w] arrays; distinct riders, positions from their current
+    routes)."""
+    for q in range(orders_w.shape[0]):
+        apply_insertion(routes, riders_w[q], orders_w[q], i_w[q], j_w[q])

@@ -1,0 +1,60 @@
+"""Expansion of k-d tree neighbours into candidate pairs (see ``dispatch.candidates`` for the rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dispatch.kernels._jit import kernel
+
+
+@kernel
+def expand_groups(nbr, nbr_dist, n_ok, ok_idx, free_at, now, ref_speed, group_ptr, members, k):  # type: ignore[no-untyped-def]
+    """Candidate pairs for pickup groups.
+
+    ``nbr``, ``nbr_dist``: int64/float64[G, K] k-d tree neighbours of each group's pickup (index ``n_ok`` = none);
+    ``ok_idx``: int64[n_ok] rider ids behind the tree's points; ``free_at``: float64[m]; ``group_ptr``:
+    int64[G + 1] into ``members`` (order ids, most urgent first within a group). Returns ``pair_o``, ``pair_r``
+    (int64[P], grouped by order) and ``reached`` (bool[len(members)], the member had a rider in reach)."""
+    G = nbr.shape[0]
+    k_near = max(1, k // 2)
+    k_win = max(0, k - k_near)
+    total = 0
+    for g in range(G):
+        total += (group_ptr[g + 1] - group_ptr[g]) * (k_near + k_win)
+    pair_o = np.empty(total, dtype=np.int64)
+    pair_r = np.empty(total, dtype=np.int64)
+    reached = np.zeros(members.shape[0], dtype=np.bool_)
+    w = 0
+    for g in range(G):
+        size = group_ptr[g + 1] - group_ptr[g]
+        want = min(n_ok, 2 * (k + size))
+        cnt = 0
+        for q in range(min(want, nbr.shape[1])):
+            if nbr[g, q] < n_ok:
+                cnt += 1
+        if cnt == 0:
+            continue
+        rid = np.empty(cnt, dtype=np.int64)
+        score = np.empty(cnt)
+        c = 0
+        for q in range(min(want, nbr.shape[1])):
+            t = nbr[g, q]
+            if t < n_ok:
+                rid[c] = ok_idx[t]
+                score[c] = max(0.0, free_at[rid[c]] - now) + nbr_dist[g, q] / ref_speed
+                c += 1
+        ranked = rid[np.argsort(score, kind="mergesort")][: k + size]
+        nr = ranked.shape[0]
+        kn = min(k_near, nr)
+        for q in range(size):
+            o = members[group_ptr[g] + q]
+            reached[group_ptr[g] + q] = True
+            for a in range(kn):
+                pair_o[w] = o
+                pair_r[w] = ranked[a]
+                w += 1
+            for a in range(k_near + q, min(k_near + q + k_win, nr)):
+                pair_o[w] = o
+                pair_r[w] = ranked[a]
+                w += 1
+    return pair_o[:w], pair_r[:w], reached
