@@ -3,7 +3,8 @@
 Orders are grouped by pickup site (all of a site's orders share its pickup point). For a group of
 ``g`` orders the riders within reach of the pickup are found with a k-d tree (scipy ``cKDTree``) on the point where
 each rider will next be free (its route's last stop, or where it is), ranked by an arrival estimate
-``max(0, end - now) + metres / reference_speed``, and the best ``k + g`` kept. Order q of the group (most urgent
+``max(0, end - now) + metres / reference_speed`` (a rider whose route already has a pickup at the site to come
+ranks by when it gets there), and the best ``k + g`` kept. Order q of the group (most urgent
 first) gets the ``k // 2`` best-ranked riders, so that bags can form on the nearest riders, plus a window of
 ``k - k // 2`` riders further down the ranking starting at rank ``k // 2 + q``: every order has a rider of its own
 among its candidates whenever enough riders are in reach, so pruning never starves a busy site.
@@ -46,12 +47,19 @@ def candidate_pairs(
     k: int,
     max_reach_m: float,
     reference_speed_mps: float,
+    visits: tuple[I64, I64, F64] | None = None,
 ) -> Candidates:
     """Candidate riders for the ``pending`` order indices (int64[n]).
 
     ``free_x``, ``free_y``, ``free_at``: float64[m], where and when each rider's current route ends;
     ``accepting``: bool[m], riders that may take another order now (online, in shift, below the order limit).
+    ``visits``: ``(site, rider, at)`` int64/int64/float64[V], pickups riders will make anyway (a rider already
+    heading to a site is the cheapest way to batch there); they join that site's ranking scored by ``at - now``.
     A pinned order's only candidate is its rider (when accepting)."""
+    if visits is None:
+        visits = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+    vs = np.argsort(visits[0], kind="stable")
+    vis_site, vis_rider, vis_at = visits[0][vs], visits[1][vs], visits[2][vs]
     n = int(pending.shape[0])
     in_reach = np.zeros(n, dtype=bool)
     if n == 0:
@@ -76,7 +84,7 @@ def candidate_pairs(
         # Group by pickup site; within a group, most urgent (earliest promise) first.
         ids = pending[free_rows]
         site = orders.site[ids]
-        srt = np.lexsort((ids, orders.promised[ids], site))
+        srt = np.lexsort((ids, orders.ready[ids], site))
         members = ids[srt]
         sites, starts, counts = np.unique(site[srt], return_index=True, return_counts=True)
         group_ptr = np.append(starts, members.shape[0]).astype(np.int64)
@@ -87,7 +95,7 @@ def candidate_pairs(
         nbr = np.asarray(nbr, dtype=np.int64).reshape(sites.shape[0], kmax)
         po, pr, reached = expand_groups(
             nbr, dist, int(ok_idx.size), ok_idx, free_at, float(now), float(reference_speed_mps),
-            group_ptr, members, int(k),
+            group_ptr, members, int(k), sites.astype(np.int64), vis_site, vis_rider, vis_at, accepting,
         )  # fmt: skip
         po_parts.append(po)
         pr_parts.append(pr)

@@ -66,7 +66,9 @@ class DispatchParams:
         weight_time: cost per second of rider time (the route's end moving later).
         weight_distance: cost per metre ridden.
         weight_late: cost per second a drop-off is later than promised (heavy: lateness is soft but dear).
-        unassigned_cost: cost of leaving an order unassigned for this tick (the assignment's reject option).
+        unassigned_cost: cost of leaving an order unassigned for this tick (the assignment's reject option); it
+            grows by ``weight_late`` per second of the order's age, so that waiting is priced like lateness and
+            no order waits for ever.
         candidate_k: candidate riders per order.
         max_reach_m: riders whose next free point is farther from the pickup than this are not candidates.
         reference_speed_mps: speed used to rank candidates by arrival estimate.
@@ -85,7 +87,7 @@ class DispatchParams:
     weight_time: float = 1.0
     weight_distance: float = 0.05
     weight_late: float = 20.0
-    unassigned_cost: float = 1.0e7
+    unassigned_cost: float = 3600.0
     candidate_k: int = 8
     max_reach_m: float = 8000.0
     reference_speed_mps: float = 4.5
@@ -137,6 +139,10 @@ class DispatchParams:
     def n_rounds(self) -> int:
         return self.rounds or self.max_orders_per_rider
 
+    def reject_costs(self, orders: OrderTable, now: float) -> F64:
+        """float64[n]: each order's cost of staying unassigned this tick (see ``unassigned_cost``)."""
+        return self.unassigned_cost + self.weight_late * np.maximum(0.0, now - orders.placed)
+
     def with_updates(self, **changes: Any) -> DispatchParams:
         """A validated copy with some fields changed; unknown names raise ParamsError."""
         known = {f.name for f in fields(self)}
@@ -168,8 +174,8 @@ class TickResult:
     ``routes``: the updated routes; ``assigned_order``/``assigned_rider``: int64[a], the new assignments;
     ``unassigned_order``/``unassigned_reason``: int64[u] (a ``Reason`` each), every pending order not assigned;
     ``arrive``: float64[m, S], the evaluated arrival time at every stop (the ETAs); ``changed``: int64[c], riders whose
-    route changed; ``cost_before``/``cost_after``: route cost of the changed riders plus ``unassigned_cost`` for
-    each pending order left over; ``timings_ms``: per phase."""
+    route changed; ``cost_before``/``cost_after``: route cost of the changed riders plus the reject cost
+    (``DispatchParams.reject_costs``) of each pending order left over; ``timings_ms``: per phase."""
 
     routes: Routes
     assigned_order: I64
@@ -229,6 +235,14 @@ def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tu
     return x, y, np.asarray(tot[0], dtype=np.float64).copy()
 
 
+def _visits(orders: OrderTable, routes: Routes, ev: tuple[Any, ...]) -> tuple[I64, I64, F64]:
+    """Pickups riders will make anyway, after which a new pickup could follow: (site, rider, arrival)."""
+    pos = np.arange(routes.width)[None, :]
+    mask = (routes.kind == PICKUP) & (pos < routes.length[:, None]) & (pos + 1 >= routes.frozen[:, None])
+    rr, ss = np.nonzero(mask)
+    return orders.site[routes.order[rr, ss]], rr.astype(np.int64), ev[0][rr, ss]
+
+
 class KernelPolicy:
     """The product's policy (see the module docstring)."""
 
@@ -258,7 +272,7 @@ class KernelPolicy:
         fx, fy, fat = _free_point(snap, ev, tot)
         cand = candidate_pairs(
             snap.orders, snap.riders, eligible, fx, fy, fat, accepting, now,
-            p.candidate_k, p.max_reach_m, p.reference_speed_mps,
+            p.candidate_k, p.max_reach_m, p.reference_speed_mps, _visits(snap.orders, routes, ev),
         )  # fmt: skip
         timings["candidates"] = (time.perf_counter() - t0) * 1e3
 
@@ -284,11 +298,12 @@ class KernelPolicy:
         assigned_to = np.full(n_all, -1, dtype=np.int64)
         alive = np.ones(P, dtype=np.bool_)
         changed_mask = np.zeros(snap.riders.m, dtype=np.bool_)
+        reject = p.reject_costs(snap.orders, now)
         for _ in range(p.n_rounds):
             use = alive & np.isfinite(cost)
             if not np.any(use):
                 break
-            wins, _obj = assignment_round(pair_o, pair_r, cost, use, snap.riders.m, p.unassigned_cost)
+            wins, _obj = assignment_round(pair_o, pair_r, cost, use, snap.riders.m, reject)
             if wins.size == 0:
                 break
             wo, wr = pair_o[wins], pair_r[wins]
@@ -319,10 +334,9 @@ class KernelPolicy:
         left = pending[assigned_to[pending] < 0]
         reasons = _reasons(left, held_orders=pending[held], cand=cand, eligible=eligible,
                            pair_o=pair_o, first_cost=first_cost, first_status=first_status,
-                           unassigned_cost=p.unassigned_cost)  # fmt: skip
-        n_left = float(left.shape[0])
-        before = float(cost0[changed].sum()) + p.unassigned_cost * float(pending.shape[0])
-        after = float(tot[3][changed].sum()) + p.unassigned_cost * n_left
+                           reject=reject)  # fmt: skip
+        before = float(cost0[changed].sum()) + float(reject[pending].sum())
+        after = float(tot[3][changed].sum()) + float(reject[left].sum())
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return TickResult(
             routes=routes,
@@ -380,7 +394,7 @@ def _reasons(
     pair_o: I64,
     first_cost: F64,
     first_status: I64,
-    unassigned_cost: float,
+    reject: F64,
 ) -> I64:
     """A Reason for each order left unassigned (int64[len(left)])."""
     out = np.full(left.shape[0], int(Reason.RIDERS_BUSY), dtype=np.int64)
@@ -403,7 +417,7 @@ def _reasons(
                 out[q] = Reason.SHIFT_ENDS
             else:
                 out[q] = Reason.CAPACITY
-        elif float(np.min(c)) >= unassigned_cost:
+        elif float(np.min(c)) >= reject[o]:
             out[q] = Reason.LATE_WITH_EVERY_RIDER
     return out
 
@@ -454,8 +468,9 @@ class GreedyPolicy:
         ao = np.array([a for a, _ in assigned], dtype=np.int64)
         ar = np.array([r for _, r in assigned], dtype=np.int64)
         srt = np.argsort(ao, kind="stable")
-        before = float(cost0[changed].sum()) + p.unassigned_cost * float(pending.shape[0])
-        after = float(tot[3][changed].sum()) + p.unassigned_cost * len(left)
+        reject = p.reject_costs(snap.orders, now)
+        before = float(cost0[changed].sum()) + float(reject[pending].sum())
+        after = float(tot[3][changed].sum()) + float(reject[np.array(left, dtype=np.int64)].sum())
         lo = np.array(left, dtype=np.int64)
         lr = np.array(reasons, dtype=np.int64)
         ls = np.argsort(lo, kind="stable")

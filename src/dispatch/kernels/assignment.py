@@ -184,11 +184,11 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # ty
 
 
 @kernel
-def assignment_round(pair_o, pair_r, cost, use, n_riders, unassigned_cost):  # type: ignore[no-untyped-def]
+def assignment_round(pair_o, pair_r, cost, use, n_riders, reject):  # type: ignore[no-untyped-def]
     """One round on the usable candidate pairs: which pairs win.
 
     ``pair_o``, ``pair_r``: int64[P] sorted by order; ``cost``: float64[P]; ``use``: bool[P] (alive and finite).
-    Every order with a usable pair is a row with reject cost ``unassigned_cost``. Returns the winning pair
+    Every order with a usable pair is a row whose reject cost is ``reject[order]`` (float64[n_orders]). Returns the winning pair
     indices (int64[w]; at most one per order and per rider) and the round's objective (float64)."""
     P = pair_o.shape[0]
     n_rows = 0
@@ -220,7 +220,14 @@ def assignment_round(pair_o, pair_r, cost, use, n_riders, unassigned_cost):  # t
         src[e] = p
         e += 1
     row_ptr[n_rows] = e
-    unassigned = np.full(n_rows, unassigned_cost)
+    unassigned = np.empty(n_rows)
+    row = -1
+    last = -1
+    for p in range(P):
+        if use[p] and pair_o[p] != last:
+            row += 1
+            unassigned[row] = reject[pair_o[p]]
+            last = pair_o[p]
     match, obj = sparse_assignment(n_rows, n_riders, row_ptr, col, cst, unassigned)
     wins = np.empty(n_rows, dtype=np.int64)
     w = 0
