@@ -278,8 +278,7 @@ class SpeedProfile:
             raise ValueError(f"bin_seconds: must be finite and positive, got {self.bin_seconds}")
         if len(speeds) > 1 and abs(len(speeds) * bin_s - DAY_S) > 1e-6:
             raise ValueError(
-                f"bin_seconds: {len(speeds)} bins of {bin_s} s span {len(speeds) * bin_s} s, not a day "
-                f"({DAY_S:.0f} s)"
+                f"bin_seconds: {len(speeds)} bins of {bin_s} s span {len(speeds) * bin_s} s, not a day ({DAY_S:.0f} s)"
             )
         object.__setattr__(self, "speed_mps", speeds)
         object.__setattr__(self, "bin_seconds", bin_s)
@@ -468,9 +467,7 @@ class ProfileTravelTime:
             raise ValueError(f"detour: must be finite and >= 1, got {self.detour}")
         offset = float(self.utc_offset_s)
         if not (math.isfinite(offset) and abs(offset) <= 14 * 3600.0):
-            raise ValueError(
-                f"utc_offset_s: must be finite and within +-50400 s (14 h), got {self.utc_offset_s}"
-            )
+            raise ValueError(f"utc_offset_s: must be finite and within +-50400 s (14 h), got {self.utc_offset_s}")
         object.__setattr__(self, "detour", detour)
         object.__setattr__(self, "utc_offset_s", offset)
         unused = np.zeros((1, 1), dtype=np.float64)
@@ -696,9 +693,7 @@ class ServiceZones:
             radius_m: float64[n] or a scalar, radius in metres; finite and positive.
             site_ids: int64[n] site ids (default ``0 .. n - 1``).
         """
-        xs, ys, rs = _broadcast(
-            [_finite(x, "x"), _finite(y, "y"), _finite(radius_m, "radius_m")], "x, y, radius_m"
-        )
+        xs, ys, rs = _broadcast([_finite(x, "x"), _finite(y, "y"), _finite(radius_m, "radius_m")], "x, y, radius_m")
         if xs.ndim != 1:
             raise ValueError(f"x, y: expected float64[n], got shape {xs.shape}")
         bad = rs <= 0.0

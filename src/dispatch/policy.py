@@ -1,12 +1,13 @@
 """A dispatch tick: candidates -> insertion costs -> assignment rounds -> route improvement.
 
 The service and the simulator both call ``tick`` on a ``Snapshot`` (the tables of ``dispatch.state`` and the
-pending orders) at some ``now``; nothing here knows which clock it runs on. Three policies share the interface:
+pending orders) at some ``now``; nothing here knows which clock it runs on. The policies share one interface:
 
 - ``kernel`` (the product): sparse candidates, exact min-cost assignment in rounds so a rider can take several new
   orders in one tick, intra-route local search, and optionally OR-Tools re-optimisation;
-- ``greedy`` (a baseline): first come first served, the nearest idle rider, one order per trip;
-- ``ortools`` (a baseline): every tick, OR-Tools re-solves each pickup group's open orders with the nearby riders.
+- ``greedy`` (a baseline): first come first served, the nearest idle rider, one order per trip.
+
+(The ``ortools`` baseline, which re-solves the open orders with OR-Tools every tick, is not written yet.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 TRIP_MODES = {"single_site": SINGLE_SITE, "mixed": MIXED}
-POLICIES = ("kernel", "greedy", "ortools")
+POLICIES = ("kernel", "greedy")
 
 
 class Reason(IntEnum):
@@ -214,8 +215,8 @@ def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArra
     riders = snap.riders
     r = snap.routes
     n_drops = np.sum((r.kind == DROPOFF) & (np.arange(r.width)[None, :] < r.length[:, None]), axis=1)
-    return riders.online & (riders.shift_end > now) & (riders.shift_start <= now) & (
-        n_drops < params.max_orders_per_rider
+    return (
+        riders.online & (riders.shift_end > now) & (riders.shift_start <= now) & (n_drops < params.max_orders_per_rider)
     )
 
 
@@ -352,7 +353,13 @@ class KernelPolicy:
         )
 
     def _reoptimise(
-        self, snap: Snapshot, routes: Routes, ev: tuple[Any, ...], tot: tuple[Any, ...], changed: I64, now: float
+        self,
+        snap: Snapshot,
+        routes: Routes,
+        ev: tuple[Any, ...],
+        tot: tuple[Any, ...],
+        changed: I64,
+        now: float,
     ) -> I64:
         """OR-Tools re-optimisation of dense pickup groups' riders; keeps its result only when better."""
         from dispatch.routing import RoutingParams, optimise
@@ -489,13 +496,9 @@ class GreedyPolicy:
 
 
 def make_policy(name: str, params: DispatchParams | None = None) -> Policy:
-    """``kernel``, ``greedy`` or ``ortools`` (see the module docstring)."""
+    """``kernel`` or ``greedy`` (see the module docstring)."""
     if name == "kernel":
         return KernelPolicy(params)
     if name == "greedy":
         return GreedyPolicy(params)
-    if name == "ortools":
-        from dispatch.ortools_policy import OrToolsPolicy
-
-        return OrToolsPolicy(params)
     raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {name!r}")

@@ -14,20 +14,20 @@ The model, one vehicle per rider:
 - orders on board after the frozen prefix are single drop-off nodes bound to their rider, their sizes the
   vehicle's start load; orders whose pickup is not frozen, and new orders, are pickup-and-delivery pairs (one
   vehicle, pickup first); a new order is optional at ``drop_penalty``;
-- time is in integer seconds from an origin at or before ``now``. Travel times are a **static snapshot** of the
-  time-dependent model: every leg is timed as if it started at ``now`` (with the rider's speed factor). A stop's
-  service time is added when leaving it, except from a pickup to another pickup at the same site (one bag);
-- pickups wait for their ready time (a hard lower bound, waiting is slack); drop-offs have a soft upper bound at
-  the promised time costing ``per_second_late``; a route's span costs ``per_second`` and its metres
+- time is in integer seconds from an origin at or before ``now``. Travel times are a **static snapshot** of
+  the time-dependent model: every leg is timed as if it started at ``now`` (with the rider's speed factor).
+  A stop's service time is added when leaving it, except from a pickup to another pickup at one site (a bag);
+- pickups wait for their ready time (a hard lower bound, waiting is slack); drop-offs have a soft upper bound
+  at the promised time costing ``per_second_late``; a route's span costs ``per_second`` and its metres
   ``per_metre``, so the objective is ``cost_scale`` times our route cost up to rounding;
-- a load dimension (capacity, start load fixed), a count dimension (at most ``max_orders`` drop-offs per route,
-  the frozen prefix's included), and in ``SINGLE_SITE`` mode the trip rule: no pickup straight after a pickup at
-  another site, and after a drop-off a pickup only when nothing is left on board.
+- a load dimension (capacity, start load fixed); a count dimension (at most ``max_orders`` drop-offs per
+  route, the frozen prefix's included); in ``SINGLE_SITE`` mode the trip rule: no pickup straight after a
+  pickup at another site, and after a drop-off a pickup only when nothing is left on board.
 
 Approximate, and left to ``sequence_cost`` (which judges every candidate): the shift end (riders who cannot
-reach a pickup before it are excluded, later pickups pay a steep soft cost), time-dependent speeds, the service
-time of a bag (pessimistic when a ready time falls inside a bag or a bag continues a frozen pickup), and rounding
-to whole seconds and cost units.
+reach a pickup before it are excluded, later pickups pay a steep soft cost), time-dependent speeds, the
+service time of a bag (pessimistic when a ready time falls inside a bag or a bag continues a frozen pickup),
+and rounding to whole seconds and cost units.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class OptimiseResult:
     improved: the riders of ``rider_idx`` got a feasible plan that is cheaper by our cost.
     cost_before, cost_after: our cost of the input and of the returned routes: ``sequence_cost`` summed over
         ``rider_idx``, plus ``drop_penalty`` per new order left out (the input leaves every new order out).
-    assigned: int64[a], the orders of ``new_orders`` that the returned routes serve (in ``new_orders``' order).
-    solver_status: the OR-Tools status of each search, e.g. ``"scratch:ROUTING_SUCCESS, warm:ROUTING_SUCCESS"``.
+    assigned: int64[a], the orders of ``new_orders`` the returned routes serve (in ``new_orders``' order).
+    solver_status: the OR-Tools status of each search, e.g. ``"scratch:ROUTING_SUCCESS, warm:ROUTING_FAIL"``.
     source: where the returned routes come from: ``input``, ``warm`` (OR-Tools from the current routes),
         ``scratch`` (OR-Tools from its first-solution strategy) or ``seed`` (new orders appended greedily).
     """
@@ -131,11 +131,11 @@ def optimise(
     """Re-plan the routes of riders ``rider_idx`` (int64[v]) together with OR-Tools, optionally adding
     ``new_orders`` (int64[q], orders in no route); keep the result only when it is feasible and cheaper.
 
-    ``travel``: the kernels' travel tuple; ``weights``: float64[3] = [per_second, per_metre, per_second_late];
-    ``mode``: SINGLE_SITE or MIXED; ``max_orders``: the most drop-offs a route may hold; ``now``: epoch seconds,
-    the departure time of the travel-time snapshot. Frozen prefixes never change and orders on board stay with
-    their rider. The input routes are not modified. Raises ValueError on malformed input (indices out of range
-    or repeated, new orders already in a route, a route that drops off an order it does not carry).
+    ``travel``: the kernels' travel tuple; ``weights``: float64[3] = [per_second, per_metre,
+    per_second_late]; ``mode``: SINGLE_SITE or MIXED; ``max_orders``: the most drop-offs a route may hold;
+    ``now``: epoch seconds, the departure time of the travel-time snapshot. Frozen prefixes never change and
+    orders on board stay with their rider; the input routes are not modified. Raises ValueError on malformed
+    input (indices out of range or repeated, new orders already in a route, a pickup without its drop-off).
     """
     params = params or RoutingParams()
     w = np.ascontiguousarray(weights, dtype=np.float64)
@@ -206,7 +206,7 @@ def optimise(
 
 @dataclass
 class _Problem:
-    """The group's data for the model: vehicles (riders of ``rider_idx``, in order) and tasks (stops to place)."""
+    """The model's data: vehicles (the riders of ``rider_idx``, in order) and tasks (the stops to place)."""
 
     rider_idx: I64
     prefix: Plan  # frozen stops per vehicle
@@ -429,7 +429,7 @@ def _new_order_vehicles(
 def _greedy_seed(prob: _Problem, route_cost: Callable[[int, list[Stop]], float]) -> Plan:
     """The current tails with each new order appended (pickup, drop-off) where that costs least, if anywhere.
 
-    The end of a route is always open to a new trip (nothing is on board there); it is only a starting point."""
+    The end of a route is always open to a new trip (nothing is on board there); only a starting point."""
     plan = [list(t) for t in prob.tail]
     cur = [route_cost(k, plan[k]) for k in range(prob.v)]
     for pi, allowed in prob.new_allowed.items():
@@ -447,7 +447,7 @@ def _greedy_seed(prob: _Problem, route_cost: Callable[[int, list[Stop]], float])
 
 @dataclass
 class _Matrices:
-    """Integer inputs for OR-Tools over N = v + T + 1 nodes: vehicle starts 0..v-1, tasks v..v+T-1, the end."""
+    """Integer inputs over N = v + T + 1 nodes: vehicle starts 0..v-1, tasks v..v+T-1, then the end."""
 
     time: list[npt.NDArray[np.int64]]  # int64[N, N] per speed class: service at i + travel seconds i -> j
     speed_class: list[int]  # per vehicle, an index into ``time``
@@ -526,7 +526,7 @@ def _matrices(
 
 
 def _int_coeff(x: float) -> int:
-    """A cost coefficient as a non-negative integer, at least 1 when x > 0 (a positive weight never vanishes)."""
+    """A cost coefficient as a non-negative integer, at least 1 when x > 0 (a weight never vanishes)."""
     return 0 if x <= 0 else max(1, round(x))
 
 
@@ -553,9 +553,7 @@ class _Solver:
         c_shift = 10 * max(c_late, c_time, 1)
         n_nodes = v + T + 1
         if int(mx.arc.max()) * n_nodes > _MAX_INT_COST or c_shift * mx.horizon * n_nodes > _MAX_INT_COST:
-            raise ValueError(
-                "RoutingParams.cost_scale: too large for these weights and times (int64 overflow)"
-            )
+            raise ValueError("RoutingParams.cost_scale: too large for these weights and times (int64 overflow)")
 
         self.manager = pywrapcp.RoutingIndexManager(n_nodes, v, list(range(v)), [v + T] * v)
         rt = self.routing = pywrapcp.RoutingModel(self.manager)
@@ -566,9 +564,7 @@ class _Solver:
 
         rt.SetArcCostEvaluatorOfAllVehicles(rt.RegisterTransitMatrix(mx.arc.tolist()))
         time_cbs = [rt.RegisterTransitMatrix(m.tolist()) for m in mx.time]
-        rt.AddDimensionWithVehicleTransits(
-            [time_cbs[c] for c in mx.speed_class], mx.horizon, mx.horizon, False, "time"
-        )
+        rt.AddDimensionWithVehicleTransits([time_cbs[c] for c in mx.speed_class], mx.horizon, mx.horizon, False, "time")
         tdim = rt.GetDimensionOrDie("time")
         tdim.SetSpanCostCoefficientForAllVehicles(c_time)
 
@@ -604,9 +600,7 @@ class _Solver:
             if bound[t] >= 0:
                 _allow(rt, idx[t], [int(bound[t])], v)
 
-        penalty = max(
-            1, round(params.drop_penalty * params.cost_scale / 2)
-        )  # per node: a pair pays drop_penalty
+        penalty = max(1, round(params.drop_penalty * params.cost_scale / 2))  # per node: a pair pays drop_penalty
         cap_v = riders.capacity[prob.rider_idx]
         for pi, (pt, dt) in enumerate(prob.pairs):
             rt.AddPickupAndDelivery(idx[pt], idx[dt])
@@ -616,8 +610,8 @@ class _Solver:
                 allowed = prob.new_allowed[pi]
                 rt.AddDisjunction([idx[pt], idx[dt]], penalty, 2)
             else:
-                # An order in a route may move to a rider it fits, who reaches the pickup before the shift ends
-                # (at the snapshot speed) and is the one it is pinned to, if any; its current rider always.
+                # An order in a route may move to a rider it fits, who reaches the pickup before the shift
+                # ends (at the snapshot speed) and is the one it is pinned to, if any; its own rider always.
                 o, home, pin = (
                     prob.task_order[pt],
                     prob.task_home[pt],
@@ -674,8 +668,8 @@ class _Solver:
         return sp
 
     def read(self, plan: Plan) -> Any:
-        """Close the model and read ``plan`` as an assignment (a copy later searches leave alone), or None when
-        the model rejects it. Call before any search: OR-Tools does not restore routes after one."""
+        """Close the model and read ``plan`` as an assignment (a copy later searches leave alone), or None
+        when the model rejects it. Call before any search: OR-Tools does not restore routes after one."""
         rt, prob = self.routing, self.prob
         rt.CloseModelWithParameters(self._search_params(self.params.time_limit_s))
         key = {(prob.task_order[t], prob.task_kind[t]): self.index[t] for t in range(prob.n_tasks)}
@@ -704,8 +698,8 @@ class _Solver:
 
 
 def _allow(rt: Any, index: int, vehicles: list[int], v: int) -> None:
-    """Only ``vehicles`` may visit ``index``. Done on the vehicle variable: in OR-Tools 9.15 the Python binding
-    of SetAllowedVehiclesForIndex rejects every list (it expects an absl::Span)."""
+    """Only ``vehicles`` may visit ``index``. Done on the vehicle variable: in OR-Tools 9.15 the Python
+    binding of SetAllowedVehiclesForIndex rejects every list (it expects an absl::Span)."""
     banned = sorted(set(range(v)) - set(vehicles))
     if banned:
         rt.VehicleVar(index).RemoveValues(banned)

@@ -159,7 +159,16 @@ class RiderTable:
         return int(self.x.shape[0])
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (self.x, self.y, self.loc, self.avail, self.shift_start, self.shift_end, self.capacity, self.speed)
+        return (
+            self.x,
+            self.y,
+            self.loc,
+            self.avail,
+            self.shift_start,
+            self.shift_end,
+            self.capacity,
+            self.speed,
+        )
 
     @staticmethod
     def build(

@@ -110,6 +110,4 @@ def city_snapshot(spec: CitySpec, now: float = NOW) -> Snapshot:
 
 def site_snapshot(n_orders: int = 150, n_riders: int = 300, seed: int = 0, now: float = NOW) -> Snapshot:
     """One busy site's tick: ``n_orders`` pending orders at one site, ``n_riders`` riders around it."""
-    return city_snapshot(
-        CitySpec(n_orders=n_orders, n_riders=n_riders, n_sites=1, radius_m=0.0, seed=seed), now=now
-    )
+    return city_snapshot(CitySpec(n_orders=n_orders, n_riders=n_riders, n_sites=1, radius_m=0.0, seed=seed), now=now)

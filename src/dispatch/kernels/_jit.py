@@ -12,10 +12,11 @@ float division: a zero speed is rejected at the edge, never in a loop).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from numba import njit
 
-kernel: Any = njit(cache=True, error_model="numpy")
-kernel_parallel: Any = njit(cache=True, error_model="numpy", parallel=True)
-device: Any = njit(cache=True, error_model="numpy", _nrt=False)
+_njit = cast(Any, njit)  # ``_nrt`` is a Numba target option that its type stubs do not list
+kernel: Any = _njit(cache=True, error_model="numpy")
+kernel_parallel: Any = _njit(cache=True, error_model="numpy", parallel=True)
+device: Any = _njit(cache=True, error_model="numpy", _nrt=False)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel, kernel_parallel
+from dispatch.kernels._jit import device, kernel
 
 
 @device
-def _heap_push(hk, hv, n, key, val):  # type: ignore[no-untyped-def]
+def _heap_push(hk, hv, n, key, val):
     i = n
     hk[i] = key
     hv[i] = val
@@ -35,7 +35,7 @@ def _heap_push(hk, hv, n, key, val):  # type: ignore[no-untyped-def]
 
 
 @device
-def _heap_pop(hk, hv, n):  # type: ignore[no-untyped-def]
+def _heap_pop(hk, hv, n):
     key = hk[0]
     val = hv[0]
     n -= 1
@@ -57,7 +57,7 @@ def _heap_pop(hk, hv, n):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # type: ignore[no-untyped-def]
+def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
     """Solve the round's assignment.
 
     ``row_ptr`` int64[n_rows + 1], ``col_idx`` int64[E] (rider indices < n_cols), ``cost`` float64[E] (finite
@@ -184,12 +184,13 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):  # ty
 
 
 @kernel
-def assignment_round(pair_o, pair_r, cost, use, n_riders, reject):  # type: ignore[no-untyped-def]
+def assignment_round(pair_o, pair_r, cost, use, n_riders, reject):
     """One round on the usable candidate pairs: which pairs win.
 
     ``pair_o``, ``pair_r``: int64[P] sorted by order; ``cost``: float64[P]; ``use``: bool[P] (alive and finite).
-    Every order with a usable pair is a row whose reject cost is ``reject[order]`` (float64[n_orders]). Returns the winning pair
-    indices (int64[w]; at most one per order and per rider) and the round's objective (float64)."""
+    Every order with a usable pair is a row whose reject cost is ``reject[order]`` (float64[n_orders]).
+    Returns the winning pair indices (int64[w]; at most one per order and per rider) and the round's objective
+    (float64)."""
     P = pair_o.shape[0]
     n_rows = 0
     last = -1

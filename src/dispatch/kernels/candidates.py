@@ -8,7 +8,23 @@ from dispatch.kernels._jit import kernel
 
 
 @kernel
-def expand_groups(nbr, nbr_dist, n_ok, ok_idx, free_at, now, ref_speed, group_ptr, members, k, group_site, vis_site, vis_rider, vis_at, accepting):  # type: ignore[no-untyped-def]
+def expand_groups(
+    nbr,
+    nbr_dist,
+    n_ok,
+    ok_idx,
+    free_at,
+    now,
+    ref_speed,
+    group_ptr,
+    members,
+    k,
+    group_site,
+    vis_site,
+    vis_rider,
+    vis_at,
+    accepting,
+):
     """Candidate pairs for pickup groups.
 
     ``nbr``, ``nbr_dist``: int64/float64[G, K] k-d tree neighbours of each group's pickup (index ``n_ok`` = none);

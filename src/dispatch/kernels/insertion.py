@@ -12,10 +12,9 @@ status saying why. Kernels here read the evaluation arrays of ``evaluate_routes`
 from __future__ import annotations
 
 import numpy as np
-
-from dispatch.kernels._jit import device, kernel, kernel_parallel
 from numba import prange
 
+from dispatch.kernels._jit import device, kernel, kernel_parallel
 from dispatch.kernels.route import (
     DROPOFF,
     PICKUP,
@@ -36,11 +35,11 @@ OFFLINE = 4
 
 
 @device
-def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):  # type: ignore[no-untyped-def]
+def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):
     """Replay old stops j.. of rider r from state (x, y, loc, t), just after the new drop-off.
 
     Returns ``(end, metres, late, ok)`` of that suffix; exits early once the timing matches the old one."""
-    length, frozen, order, kind = routes
+    length, _frozen, order, kind = routes
     depart_old = ev[1]
     cum_metres = ev[5]
     cum_late = ev[6]
@@ -71,7 +70,7 @@ def _suffix(orders, travel, weights, mode, r, routes, ev, tot, speed, shift_end,
 
 
 @device
-def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):  # type: ignore[no-untyped-def]
+def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):
     """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
     length, frozen, order, kind = routes
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
@@ -81,8 +80,6 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     L = length[r]
     F = frozen[r]
     size = orders[9][o]
-    site = orders[6][o]
-    ready = orders[7][o]
     promised = orders[8][o]
     sp = speed[r]
     se = shift_end[r]
@@ -138,7 +135,24 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
             dx, dy, dloc, da, dt, dd = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF)
             dlate = max(0.0, da - promised)
             s_end, s_metres, s_late, ok = _suffix(
-                orders, travel, weights, mode, r, routes, ev, tot, sp, se, j, dx, dy, dloc, dt, o, DROPOFF, cnt - 1
+                orders,
+                travel,
+                weights,
+                mode,
+                r,
+                routes,
+                ev,
+                tot,
+                sp,
+                se,
+                j,
+                dx,
+                dy,
+                dloc,
+                dt,
+                o,
+                DROPOFF,
+                cnt - 1,
             )
             if ok:
                 new_end = s_end
@@ -191,7 +205,26 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
 
 
 @device
-def _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, out_cost, out_i, out_j, out_late, out_status):  # type: ignore[no-untyped-def]
+def _pair_body(
+    orders,
+    riders,
+    routes,
+    travel,
+    weights,
+    mode,
+    max_orders,
+    ev,
+    tot,
+    online,
+    pair_o,
+    pair_r,
+    p,
+    out_cost,
+    out_i,
+    out_j,
+    out_late,
+    out_status,
+):
     r = pair_r[p]
     if not online[r]:
         out_cost[p] = np.inf
@@ -209,7 +242,7 @@ def _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, to
 
 
 @kernel
-def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo):  # type: ignore[no-untyped-def]
+def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo):
     """Best insertion for each candidate pair p with ``todo[p]`` (bool[P]); serial (deterministic, one thread).
 
     ``pair_o``, ``pair_r``: int64[P]. Returns ``cost`` float64[P] (+inf when infeasible), ``i``, ``j`` int64[P]
@@ -224,28 +257,123 @@ def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, e
     status = np.zeros(P, dtype=np.int64)
     for p in range(P):
         if todo[p]:
-            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+            _pair_body(
+                orders,
+                riders,
+                routes,
+                travel,
+                weights,
+                mode,
+                max_orders,
+                ev,
+                tot,
+                online,
+                pair_o,
+                pair_r,
+                p,
+                cost,
+                pi,
+                pj,
+                late,
+                status,
+            )
     return cost, pi, pj, late, status
 
 
 @kernel
-def insertion_costs_into(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
+def insertion_costs_into(
+    orders,
+    riders,
+    routes,
+    travel,
+    weights,
+    mode,
+    max_orders,
+    ev,
+    tot,
+    online,
+    pair_o,
+    pair_r,
+    todo,
+    cost,
+    pi,
+    pj,
+    late,
+    status,
+):
     """As ``insertion_costs`` but updates the given output arrays in place, only where ``todo`` (serial)."""
     for p in range(pair_o.shape[0]):
         if todo[p]:
-            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+            _pair_body(
+                orders,
+                riders,
+                routes,
+                travel,
+                weights,
+                mode,
+                max_orders,
+                ev,
+                tot,
+                online,
+                pair_o,
+                pair_r,
+                p,
+                cost,
+                pi,
+                pj,
+                late,
+                status,
+            )
 
 
 @kernel_parallel
-def insertion_costs_into_parallel(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status):  # type: ignore[no-untyped-def]
+def insertion_costs_into_parallel(
+    orders,
+    riders,
+    routes,
+    travel,
+    weights,
+    mode,
+    max_orders,
+    ev,
+    tot,
+    online,
+    pair_o,
+    pair_r,
+    todo,
+    cost,
+    pi,
+    pj,
+    late,
+    status,
+):
     """``insertion_costs_into`` over all cores; pairs are independent, so the result equals the serial one."""
     for p in prange(pair_o.shape[0]):
         if todo[p]:
-            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p, cost, pi, pj, late, status)
+            _pair_body(
+                orders,
+                riders,
+                routes,
+                travel,
+                weights,
+                mode,
+                max_orders,
+                ev,
+                tot,
+                online,
+                pair_o,
+                pair_r,
+                p,
+                cost,
+                pi,
+                pj,
+                late,
+                status,
+            )
 
 
 @device
-def apply_insertion(routes, r, o, i, j):  # type: ignore[no-untyped-def]
+def apply_insertion(routes, r, o, i, j):
     """Insert order o's pickup before old stop i and drop-off before old stop j of rider r, in place.
 
     The caller guarantees the row has room for two more stops."""
@@ -266,7 +394,7 @@ def apply_insertion(routes, r, o, i, j):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def apply_insertions(routes, orders_w, riders_w, i_w, j_w):  # type: ignore[no-untyped-def]
+def apply_insertions(routes, orders_w, riders_w, i_w, j_w):
     """``apply_insertion`` for each winner (int64[w] arrays; distinct riders, positions from their current
     routes)."""
     for q in range(orders_w.shape[0]):

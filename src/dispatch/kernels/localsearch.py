@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel, kernel_parallel
-
+from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.route import DROPOFF, PICKUP, sequence_cost
 
 EPS = 1e-9
 
 
 @device
-def _segment_moved(so, sk, n, a, ln, b, do, dk):  # type: ignore[no-untyped-def]
+def _segment_moved(so, sk, n, a, ln, b, do, dk):
     """Segment [a, a+ln) moved before index b of the remaining n-ln stops (b in 0..n-ln)."""
     w = 0
     r = 0  # index into the remaining sequence
@@ -40,7 +39,7 @@ def _segment_moved(so, sk, n, a, ln, b, do, dk):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes):  # type: ignore[no-untyped-def]
+def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes):
     """Improve rider r's route in place. Returns ``(cost_before, cost_after)`` (both from sequence_cost)."""
     length, frozen, order, kind = routes
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
@@ -138,7 +137,7 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
 
 
 @kernel
-def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes):  # type: ignore[no-untyped-def]
+def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes):
     """``improve_route`` for each rider in ``which`` (int64[q]); returns the summed cost gain (float64)."""
     gain = 0.0
     for q in range(which.shape[0]):

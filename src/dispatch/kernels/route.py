@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel, kernel_parallel
-
+from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.travel import leg_metres, leg_seconds
 
 SINGLE_SITE = 0
@@ -34,7 +33,7 @@ DROPOFF = 1
 
 
 @device
-def stop_point(orders, o, k):  # type: ignore[no-untyped-def]
+def stop_point(orders, o, k):
     """(x, y, loc) of order ``o``'s pickup (k == 0) or drop-off (k == 1)."""
     if k == PICKUP:
         return orders[0][o], orders[1][o], orders[2][o]
@@ -42,7 +41,7 @@ def stop_point(orders, o, k):  # type: ignore[no-untyped-def]
 
 
 @device
-def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):  # type: ignore[no-untyped-def]
+def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):
     """Ride from (x, y, loc) leaving at ``t`` to stop (o, k) and serve it.
 
     Returns ``(nx, ny, nloc, arrive, depart, metres)``; a pickup waits for the order's ready time."""
@@ -59,7 +58,7 @@ def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):  # type:
 
 
 @device
-def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):  # type: ignore[no-untyped-def]
+def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):
     """The trip-mode rule for a pickup of order ``o`` with ``onboard`` orders on board after stop prev."""
     if mode == MIXED or onboard == 0:
         return True
@@ -67,7 +66,7 @@ def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):  # type: ignore[no
 
 
 @device
-def initial_load(orders, routes, r):  # type: ignore[no-untyped-def]
+def initial_load(orders, routes, r):
     """(size units, order count) already on board rider r: drop-offs whose pickup is not in the route."""
     length, _, order, kind = routes
     load = 0
@@ -88,7 +87,7 @@ def initial_load(orders, routes, r):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def allocate_evaluation(m, S):  # type: ignore[no-untyped-def]
+def allocate_evaluation(m, S):
     """Empty evaluation arrays for m riders and routes S stops wide: ``(ev, tot)`` as in evaluate_routes."""
     ev = (
         np.zeros((m, S)),
@@ -105,7 +104,7 @@ def allocate_evaluation(m, S):  # type: ignore[no-untyped-def]
 
 
 @device
-def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):  # type: ignore[no-untyped-def]
+def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):
     """Evaluate rider r's route into row r of the evaluation arrays (see evaluate_routes)."""
     length, frozen, order, kind = routes
     arrive, depart, load, onboard, late, cum_metres, cum_late, slack = ev
@@ -165,7 +164,7 @@ def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):  
 
 
 @kernel
-def evaluate_routes(orders, riders, routes, travel, weights, mode):  # type: ignore[no-untyped-def]
+def evaluate_routes(orders, riders, routes, travel, weights, mode):
     """Evaluate every rider's route.
 
     Returns ``(ev, tot)``. ``ev`` per stop (float64/int64[m, S]): ``arrive``, ``depart``, ``load`` (units on board
@@ -182,14 +181,14 @@ def evaluate_routes(orders, riders, routes, travel, weights, mode):  # type: ign
 
 
 @kernel
-def evaluate_subset(orders, riders, routes, travel, weights, mode, which, ev, tot):  # type: ignore[no-untyped-def]
+def evaluate_subset(orders, riders, routes, travel, weights, mode, which, ev, tot):
     """Re-evaluate only riders ``which`` (int64[q]) into existing evaluation arrays."""
     for q in range(which.shape[0]):
         evaluate_rider(orders, riders, routes, travel, weights, mode, which[q], ev, tot)
 
 
 @device
-def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, max_orders):  # type: ignore[no-untyped-def]
+def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, max_orders):
     """Cost of visiting stops ``seq_o[:n], seq_k[:n]`` for one rider, or +inf when a hard rule breaks.
 
     ``rider`` = ``(x, y, loc, avail, shift_end, capacity, speed)``; the first ``n_frozen`` stops are exempt from the

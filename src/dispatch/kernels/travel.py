@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel, kernel_parallel
+from dispatch.kernels._jit import device, kernel
 
 P_BIN = 0
 P_DETOUR = 1
@@ -28,7 +28,7 @@ P_USE_MATRIX = 3
 
 
 @device
-def leg_metres(travel, xa, ya, la, xb, yb, lb):  # type: ignore[no-untyped-def]
+def leg_metres(travel, xa, ya, la, xb, yb, lb):
     """Length in metres of the leg from point a to point b (x, y in metres; l a matrix index or -1)."""
     params = travel[0]
     if params[P_USE_MATRIX] != 0.0:
@@ -37,7 +37,7 @@ def leg_metres(travel, xa, ya, la, xb, yb, lb):  # type: ignore[no-untyped-def]
 
 
 @device
-def profile_seconds(params, speed_mps, metres, depart, speed_factor):  # type: ignore[no-untyped-def]
+def profile_seconds(params, speed_mps, metres, depart, speed_factor):
     """Seconds to cover ``metres`` leaving at epoch second ``depart`` under the time-of-day speed profile."""
     if metres <= 0.0:
         return 0.0
@@ -59,11 +59,11 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):  # type: i
         elapsed += span
         local = bin_end
     # A leg longer than several days of riding: finish at the last speed (never reached in practice).
-    return elapsed + remaining / (speed_mps[int(math.floor(local / bin_s)) % nb] * speed_factor)
+    return elapsed + remaining / (speed_mps[math.floor(local / bin_s) % nb] * speed_factor)
 
 
 @device
-def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # type: ignore[no-untyped-def]
+def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):
     """Seconds from point a to point b leaving at ``depart`` for a rider with ``speed_factor``."""
     params = travel[0]
     if params[P_USE_MATRIX] != 0.0:
@@ -73,7 +73,7 @@ def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # type: 
 
 
 @kernel
-def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # type: ignore[no-untyped-def]
+def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):
     """Element-wise leg seconds for arrays of equal length n (float64[n] x/y/depart/speed, int64[n] loc)."""
     n = xa.shape[0]
     out = np.empty(n, dtype=np.float64)
@@ -83,7 +83,7 @@ def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):  # t
 
 
 @kernel
-def pairwise_metres(travel, xa, ya, la, xb, yb, lb):  # type: ignore[no-untyped-def]
+def pairwise_metres(travel, xa, ya, la, xb, yb, lb):
     """Element-wise leg metres for arrays of equal length n."""
     n = xa.shape[0]
     out = np.empty(n, dtype=np.float64)
