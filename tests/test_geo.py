@@ -26,9 +26,7 @@ from dispatch.geo import (
 SHANGHAI = (31.2304, 121.4737)
 
 
-def points_near(
-    lat0: float, lng0: float, radius_m: float, n: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def points_near(lat0: float, lng0: float, radius_m: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n random WGS84 points within radius_m of (lat0, lng0) (rejection sampling in a lat/lng box)."""
     rng = np.random.default_rng(seed)
     dlat = math.degrees(radius_m / EARTH_RADIUS_M)
@@ -202,9 +200,7 @@ def test_profile_travel_time_matches_step_oracle() -> None:
     dt = 0.05
     for i in range(n):
         want = oracle_seconds(prof, offset, float(metres[i]), float(depart[i]), dt)
-        bins_crossed = math.floor((depart[i] + got[i] + offset) / 900.0) - math.floor(
-            (depart[i] + offset) / 900.0
-        )
+        bins_crossed = math.floor((depart[i] + got[i] + offset) / 900.0) - math.floor((depart[i] + offset) / 900.0)
         tol = dt * (bins_crossed + 1) * max(speeds) / min(speeds)
         assert abs(got[i] - want) <= tol, (i, got[i], want)
     crossed = np.floor((depart + got + offset) / 900.0) - np.floor((depart + offset) / 900.0)
@@ -226,9 +222,7 @@ def test_profile_travel_time_on_grid_is_exact() -> None:
     start=st.floats(0.0, 3 * 86_400.0),
     gaps=st.lists(st.floats(0.0, 4000.0), min_size=1, max_size=30),
 )
-def test_profile_travel_time_is_fifo(
-    speeds: list[float], metres: float, start: float, gaps: list[float]
-) -> None:
+def test_profile_travel_time_is_fifo(speeds: list[float], metres: float, start: float, gaps: list[float]) -> None:
     travel = ProfileTravelTime(SpeedProfile(tuple(speeds)), detour=1.0)
     depart = start + np.cumsum([0.0, *gaps])
     arrive = depart + travel.seconds(0.0, 0.0, metres, 0.0, depart)
@@ -272,9 +266,7 @@ def test_matrix_travel_time_lookup() -> None:
     la = np.array([0, 1, 2, 2], dtype=np.int64)
     lb = np.array([1, 0, 1, 2], dtype=np.int64)
     zeros = np.zeros(4)
-    np.testing.assert_array_equal(
-        travel.seconds(zeros, zeros, zeros, zeros, 1.7e9, la=la, lb=lb), seconds[la, lb]
-    )
+    np.testing.assert_array_equal(travel.seconds(zeros, zeros, zeros, zeros, 1.7e9, la=la, lb=lb), seconds[la, lb])
     np.testing.assert_array_equal(
         travel.seconds(0.0, 0.0, 0.0, 0.0, 0.0, speed_factor=2.0, la=la, lb=lb), seconds[la, lb] / 2.0
     )
@@ -339,9 +331,7 @@ def square(lat: float, lng: float, half: float) -> list[list[float]]:
 
 
 def test_radius_zones_cover_inside_not_outside() -> None:
-    zones = ServiceZones.from_radius(
-        [0.0, 3000.0, -5000.0], [0.0, 0.0, 2000.0], [2000.0, 1500.0, 500.0], [11, 12, 13]
-    )
+    zones = ServiceZones.from_radius([0.0, 3000.0, -5000.0], [0.0, 0.0, 2000.0], [2000.0, 1500.0, 500.0], [11, 12, 13])
     assert len(zones) == 3
     np.testing.assert_array_equal(zones.site_ids, [11, 12, 13])
     angles = np.linspace(0.0, 2.0 * np.pi, 37)
@@ -416,9 +406,7 @@ def _feature(geometry: Any, site_id: Any = 1, **extra: Any) -> dict[str, Any]:
             _feature(
                 {
                     "type": "Polygon",
-                    "coordinates": [
-                        [[121.0, 31.0], [121.1, 31.1], [121.1, 31.0], [121.0, 31.1], [121.0, 31.0]]
-                    ],
+                    "coordinates": [[[121.0, 31.0], [121.1, 31.1], [121.1, 31.0], [121.0, 31.1], [121.0, 31.0]]],
                 }
             ),
             r"feature 1 \(site 1\): invalid geometry",
@@ -452,9 +440,7 @@ def test_zone_constructor_rejects_bad_geometry() -> None:
 
 def test_covering_many_matches_brute_force() -> None:
     rng = np.random.default_rng(3)
-    discs = ServiceZones.from_radius(
-        rng.uniform(0, 10_000, 15), rng.uniform(0, 10_000, 15), rng.uniform(500, 3000, 15)
-    )
+    discs = ServiceZones.from_radius(rng.uniform(0, 10_000, 15), rng.uniform(0, 10_000, 15), rng.uniform(500, 3000, 15))
     polys = [
         *discs.geoms,
         shapely.box(2000, 2000, 6000, 4000),
@@ -467,10 +453,7 @@ def test_covering_many_matches_brute_force() -> None:
     assert pi.dtype == np.int64 and zi.dtype == np.int64
     got = list(zip(pi.tolist(), zi.tolist(), strict=True))
     want = [
-        (i, k)
-        for i in range(x.shape[0])
-        for k, g in enumerate(polys)
-        if shapely.contains(g, shapely.Point(x[i], y[i]))
+        (i, k) for i in range(x.shape[0]) for k, g in enumerate(polys) if shapely.contains(g, shapely.Point(x[i], y[i]))
     ]
     assert got == want
     assert len(want) > 300  # enough overlap to mean something

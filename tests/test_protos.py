@@ -136,9 +136,7 @@ def test_service_has_every_rpc_with_its_streaming_kind() -> None:
     assert not missing, f"DispatchService lacks {missing}"
     for name, (client_streaming, server_streaming) in EXPECTED_RPCS.items():
         method = methods[name]
-        assert (method.client_streaming, method.server_streaming) == (client_streaming, server_streaming), (
-            name
-        )
+        assert (method.client_streaming, method.server_streaming) == (client_streaming, server_streaming), name
 
 
 def test_every_rpc_has_its_own_request_and_response() -> None:
@@ -168,9 +166,7 @@ def test_every_enum_starts_with_unspecified_and_prefixes_its_values() -> None:
         prefix = "".join(f"_{c}" if c.isupper() else c.upper() for c in enum.name).lstrip("_")
         assert zero.name == f"{prefix}_UNSPECIFIED", f"{enum.full_name}: value 0 is {zero.name}"
         for value in enum.values:
-            assert value.name.startswith(f"{prefix}_"), (
-                f"{enum.full_name}.{value.name} lacks the prefix {prefix}_"
-            )
+            assert value.name.startswith(f"{prefix}_"), f"{enum.full_name}.{value.name} lacks the prefix {prefix}_"
 
 
 def test_times_are_timestamps_and_spans_durations() -> None:
@@ -180,9 +176,7 @@ def test_times_are_timestamps_and_spans_durations() -> None:
     for message in all_messages():
         for field in message.fields:
             if field.name.endswith(("_at", "_by", "_eta")) or field.name in {"at", "eta", "start", "end"}:
-                assert field.message_type is timestamp, (
-                    f"{message.full_name}.{field.name} should be a Timestamp"
-                )
+                assert field.message_type is timestamp, f"{message.full_name}.{field.name} should be a Timestamp"
                 instants += 1
             # A span in a scalar (tick_s, hold_ms, ...) would hide its unit in the name; spans are Durations.
             assert not field.name.endswith(("_s", "_ms", "_sec", "_secs", "_seconds", "_minutes")), (

@@ -25,7 +25,7 @@ from dispatch.candidates import candidate_pairs
 from dispatch.kernels import insertion as ins
 from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
-from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset
+from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset, sequence_cost
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 I64 = npt.NDArray[np.int64]
@@ -333,7 +333,7 @@ class KernelPolicy:
 
         ao = np.flatnonzero(assigned_to >= 0).astype(np.int64)
         left = pending[assigned_to[pending] < 0]
-        reasons = _reasons(left, held_orders=pending[held], cand=cand, eligible=eligible,
+        reasons = _reasons(left, pinned=snap.orders.pinned, held_orders=pending[held], cand=cand, eligible=eligible,
                            pair_o=pair_o, first_cost=first_cost, first_status=first_status,
                            reject=reject)  # fmt: skip
         before = float(cost0[changed].sum()) + float(reject[pending].sum())
@@ -395,6 +395,7 @@ class KernelPolicy:
 def _reasons(
     left: I64,
     *,
+    pinned: I64,
     held_orders: I64,
     cand: Any,
     eligible: I64,
@@ -415,7 +416,7 @@ def _reasons(
             continue
         o = int(left[q])
         if not reach.get(o, False) or ends[q] == starts[q]:
-            out[q] = Reason.NO_RIDER_IN_REACH
+            out[q] = Reason.PINNED_RIDER_UNAVAILABLE if pinned[o] >= 0 else Reason.NO_RIDER_IN_REACH
             continue
         c = first_cost[starts[q] : ends[q]]
         if not np.any(np.isfinite(c)):
@@ -461,12 +462,27 @@ class GreedyPolicy:
                 reasons.append(int(Reason.RIDERS_BUSY))
                 continue
             d = np.hypot(riders.x[cand] - snap.orders.pick_x[o], riders.y[cand] - snap.orders.pick_y[o])
-            best = int(np.argmin(d))
-            if d[best] > p.max_reach_m:
+            near = np.argsort(d, kind="stable")
+            near = near[d[near] <= p.max_reach_m]
+            if near.size == 0:
                 left.append(o)
                 reasons.append(int(Reason.NO_RIDER_IN_REACH))
                 continue
-            r = int(cand[best])
+            # The nearest idle rider for whom the one-order trip keeps the hard rules (capacity, shift end).
+            seq_o = np.array([o, o], dtype=np.int64)
+            seq_k = np.array([PICKUP, DROPOFF], dtype=np.int64)
+            r = -1
+            for c in cand[near].tolist():
+                rider = (riders.x[c], riders.y[c], riders.loc[c], riders.avail[c], riders.shift_end[c],
+                         riders.capacity[c], riders.speed[c])  # fmt: skip
+                if np.isfinite(sequence_cost(orders_t, rider, snap.travel, p.weights, p.mode, seq_o, seq_k, 2, 0,
+                                             p.max_orders_per_rider)):  # fmt: skip
+                    r = int(c)
+                    break
+            if r < 0:
+                left.append(o)
+                reasons.append(int(Reason.CAPACITY))
+                continue
             ins.apply_insertion(rt, r, o, 0, 0)
             idle[r] = False
             assigned.append((o, r))

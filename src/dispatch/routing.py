@@ -184,7 +184,7 @@ def optimise(
     best_cost, best_src, best = before, "input", prob.tail
     for src, plan in candidates:
         c = judge.plan_cost(plan)
-        if c < best_cost - 1e-9 * max(1.0, abs(best_cost)):
+        if c < (best_cost - 1e-9 * max(1.0, abs(best_cost)) if math.isfinite(best_cost) else best_cost):
             best_cost, best_src, best = c, src, plan
     status = ", ".join(statuses)
     if best_src == "input":

@@ -17,7 +17,7 @@ from dispatch.geo import ProfileTravelTime
 from dispatch.policy import Snapshot
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
-NOW = 1_750_000_000.0 + 4 * 3600.0  # an epoch second around midday in UTC+8
+NOW = 1_750_046_400.0  # 2025-06-16 04:00 UTC: midday in UTC+8, the lunch peak of the default speed profile
 
 
 @dataclass(frozen=True)

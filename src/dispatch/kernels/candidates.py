@@ -34,7 +34,7 @@ def expand_groups(
     for a pickup anyway and when (they rank by that time alone); ``accepting``: bool[m]. Returns ``pair_o``, ``pair_r``
     (int64[P], grouped by order) and ``reached`` (bool[len(members)], the member had a rider in reach)."""
     G = nbr.shape[0]
-    k_near = max(1, k // 2)
+    k_near = k // 2
     k_win = max(0, k - k_near)
     total = 0
     for g in range(G):
@@ -87,8 +87,10 @@ def expand_groups(
                 pair_o[w] = o
                 pair_r[w] = ranked[a]
                 w += 1
-            for a in range(k_near + q, min(k_near + q + k_win, nr)):
+            # The window wraps around the ranking (skipping the shared near ranks), so every member gets riders.
+            span = nr - kn
+            for a in range(min(k_win, span)):
                 pair_o[w] = o
-                pair_r[w] = ranked[a]
+                pair_r[w] = ranked[kn + (k_near + q - kn + a) % span]
                 w += 1
     return pair_o[:w], pair_r[:w], reached

@@ -120,6 +120,10 @@ def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):
         o, k = order[r, s], kind[r, s]
         if k == PICKUP and s >= frozen[r] and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
             ok = False
+        if k == DROPOFF:
+            for q in range(s + 1, length[r]):
+                if order[r, q] == o and kind[r, q] == PICKUP:
+                    ok = False  # a drop-off before its own pickup
         x, y, loc, a, t, d = advance(orders, travel, speed[r], x, y, loc, t, prev_o, prev_k, o, k)
         dist += d
         arrive[r, s] = a
@@ -170,9 +174,11 @@ def evaluate_routes(orders, riders, routes, travel, weights, mode):
     Returns ``(ev, tot)``. ``ev`` per stop (float64/int64[m, S]): ``arrive``, ``depart``, ``load`` (units on board
     after the stop), ``onboard`` (orders on board after the stop), ``late`` (seconds late at a drop-off, 0 at a
     pickup), ``cum_metres`` (metres ridden up to the stop), ``cum_late`` (lateness up to and including the stop),
-    ``slack`` (seconds stop s could start later without any drop-off from s on arriving later than promised,
-    negative when one is late already). ``tot`` per rider (float64[m]): ``end`` (departure from the last stop, or
-    ``avail``), ``metres``, ``lateness``, ``cost``, and ``feasible`` (bool[m]: the hard rules hold)."""
+    ``slack`` (seconds stop s could start later without adding lateness to any drop-off from s on: the least
+    ``promised - arrive`` over those drop-offs plus the waiting at pickups in between; negative when a drop-off
+    is late already with no waiting before it to absorb a delay). ``tot`` per rider (float64[m]): ``end``
+    (departure from the last stop, or ``avail``), ``metres``, ``lateness``, ``cost``, and ``feasible``
+    (bool[m]: the hard rules hold)."""
     m, S = routes[2].shape
     ev, tot = allocate_evaluation(m, S)
     for r in range(m):
@@ -200,6 +206,9 @@ def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_froze
     cnt = 0
     drops = 0
     for s in range(n):
+        for q in range(s + 1, n):
+            if seq_o[q] == seq_o[s] and seq_k[q] == seq_k[s]:
+                return np.inf  # the same stop twice
         if seq_k[s] == DROPOFF:
             drops += 1
             picked_before = False

@@ -1,0 +1,148 @@
+"""Tests for dispatch.candidates.candidate_pairs: reach, at most k per order, pinned orders, and no starved orders
+at a busy site (a full matching exists among the candidates)."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import NOW
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_bipartite_matching
+
+from dispatch.candidates import candidate_pairs
+from dispatch.state import OrderTable, RiderTable
+
+
+def world(rng: np.random.Generator, n: int, m: int, n_sites: int, radius: float, pinned_share: float = 0.0):  # type: ignore[no-untyped-def]
+    sx, sy = rng.uniform(-radius, radius, n_sites), rng.uniform(-radius, radius, n_sites)
+    site = rng.integers(0, n_sites, n)
+    pinned = np.where(rng.random(n) < pinned_share, rng.integers(0, m + 2, n), -1)  # some pins out of range
+    orders = OrderTable.build(
+        pick_x=sx[site],
+        pick_y=sy[site],
+        drop_x=sx[site] + rng.uniform(-2e3, 2e3, n),
+        drop_y=sy[site] + rng.uniform(-2e3, 2e3, n),
+        site=site,
+        ready=NOW + rng.uniform(0.0, 600.0, n),
+        promised=NOW + rng.uniform(1800.0, 3600.0, n),
+        pinned=pinned,
+    )
+    riders = RiderTable.build(
+        x=rng.uniform(-radius, radius, m),
+        y=rng.uniform(-radius, radius, m),
+        avail=np.full(m, NOW),
+        shift_end=np.full(m, NOW + 7200.0),
+        capacity=np.full(m, 6),
+    )
+    return orders, riders
+
+
+def pairs_by_order(cand) -> dict[int, list[int]]:  # type: ignore[no-untyped-def]
+    out: dict[int, list[int]] = {}
+    for o, r in zip(cand.pair_o.tolist(), cand.pair_r.tolist(), strict=True):
+        out.setdefault(o, []).append(r)
+    return out
+
+
+def matching_size(orders_list: list[int], by_order: dict[int, list[int]], m: int) -> int:
+    rows, cols = [], []
+    for i, o in enumerate(orders_list):
+        for r in by_order.get(o, []):
+            rows.append(i)
+            cols.append(r)
+    if not rows:
+        return 0
+    graph = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(orders_list), m))
+    match = maximum_bipartite_matching(graph, perm_type="column")
+    return int((match >= 0).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 25),
+    m=st.integers(1, 25),
+    n_sites=st.integers(1, 5),
+    k=st.integers(1, 8),
+    reach=st.sampled_from([500.0, 2000.0, 6000.0, 50_000.0]),
+)
+def test_candidate_pairs_properties(seed: int, n: int, m: int, n_sites: int, k: int, reach: float) -> None:
+    rng = np.random.default_rng(seed)
+    orders, riders = world(rng, n + 5, m, n_sites, 5000.0, pinned_share=0.2)
+    pending = np.sort(rng.choice(n + 5, n, replace=False)).astype(np.int64)  # not every order is pending
+    free_x = riders.x + rng.uniform(-500.0, 500.0, m)
+    free_y = riders.y + rng.uniform(-500.0, 500.0, m)
+    free_at = NOW + rng.uniform(0.0, 1200.0, m)
+    accepting = rng.random(m) < 0.8
+    cand = candidate_pairs(orders, riders, pending, free_x, free_y, free_at, accepting, NOW, k, reach, 4.5)
+
+    assert cand.pair_o.dtype == np.int64 and cand.pair_r.dtype == np.int64
+    assert cand.in_reach.shape == (n,)
+    pairs = list(zip(cand.pair_o.tolist(), cand.pair_r.tolist(), strict=True))
+    assert pairs == sorted(set(pairs))  # sorted by order (then rider), no duplicates
+    assert set(cand.pair_o.tolist()) <= set(pending.tolist())
+    assert all(accepting[r] for _, r in pairs)
+    by_order = pairs_by_order(cand)
+    for q, o in enumerate(pending.tolist()):
+        mine = by_order.get(o, [])
+        assert len(mine) <= k
+        pin = int(orders.pinned[o])
+        if pin >= 0:
+            # A pinned order's only candidate is its rider, when that rider exists and accepts.
+            expect = [pin] if pin < m and accepting[pin] else []
+            assert mine == expect
+            assert bool(cand.in_reach[q]) == bool(expect)
+            continue
+        d = np.hypot(free_x - orders.pick_x[o], free_y - orders.pick_y[o])
+        for r in mine:
+            assert d[r] <= reach
+        reachable = accepting & (d <= reach)
+        assert bool(cand.in_reach[q]) == bool(reachable.any())
+        if reachable.any() and k >= 2:
+            assert mine  # in reach: at least the k // 2 shared best-ranked riders
+
+
+def busy_site(rng: np.random.Generator, n: int, m: int, accepting_share: float):  # type: ignore[no-untyped-def]
+    orders, riders = world(rng, n, m, 1, 0.0)
+    free_x = rng.uniform(-3000.0, 3000.0, m)
+    free_y = rng.uniform(-3000.0, 3000.0, m)
+    free_at = NOW + rng.uniform(0.0, 900.0, m)
+    accepting = rng.random(m) < accepting_share
+    return orders, riders, free_x, free_y, free_at, accepting
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 40),
+    m=st.integers(1, 40),
+    k=st.integers(2, 8),
+    share=st.sampled_from([0.5, 1.0]),
+)
+def test_busy_site_every_order_can_have_a_rider_of_its_own(seed: int, n: int, m: int, k: int, share: float) -> None:
+    """One site, n orders, m riders all in reach: the candidates hold a matching of min(n, accepting riders)."""
+    rng = np.random.default_rng(seed)
+    orders, riders, fx, fy, fat, accepting = busy_site(rng, n, m, share)
+    pending = np.arange(n, dtype=np.int64)
+    cand = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, 10_000.0, 4.5)
+    want = min(n, int(accepting.sum()))
+    assert matching_size(pending.tolist(), pairs_by_order(cand), m) == want
+
+
+def test_busy_site_matching_with_k_one() -> None:
+    rng = np.random.default_rng(3)
+    orders, riders, fx, fy, fat, accepting = busy_site(rng, 10, 20, 1.0)
+    pending = np.arange(10, dtype=np.int64)
+    cand = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 10_000.0, 4.5)
+    assert matching_size(pending.tolist(), pairs_by_order(cand), 20) == 10
+
+
+def test_no_pending_no_riders() -> None:
+    rng = np.random.default_rng(0)
+    orders, riders = world(rng, 4, 3, 2, 3000.0)
+    z = np.zeros(3)
+    none = candidate_pairs(orders, riders, np.zeros(0, np.int64), z, z, z + NOW, np.ones(3, bool), NOW, 4, 1e4, 4.5)
+    assert none.pair_o.size == 0 and none.in_reach.size == 0
+    off = candidate_pairs(orders, riders, np.arange(4), z, z, z + NOW, np.zeros(3, bool), NOW, 4, 1e4, 4.5)
+    assert off.pair_o.size == 0 and not off.in_reach.any()
