@@ -99,8 +99,8 @@ def test_candidate_pairs_properties(seed: int, n: int, m: int, n_sites: int, k: 
             assert d[r] <= reach
         reachable = accepting & (d <= reach)
         assert bool(cand.in_reach[q]) == bool(reachable.any())
-        if reachable.any() and k >= 2:
-            assert mine  # in reach: at least the k // 2 shared best-ranked riders
+        if reachable.any():
+            assert mine  # in reach means at least one candidate
 
 
 def busy_site(rng: np.random.Generator, n: int, m: int, accepting_share: float):  # type: ignore[no-untyped-def]

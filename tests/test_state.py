@@ -186,12 +186,6 @@ def test_routes_from_lists_rejects_bad_frozen(frozen: list[int]) -> None:
         Routes.from_lists([[(0, PICKUP), (0, DROPOFF)], []], 2, frozen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integer fields are cast with np.ascontiguousarray(dtype=int64) without a check: a NaN site becomes "
-    "-9223372036854775808 (only a RuntimeWarning) and a fractional size or capacity is truncated (1.5 -> 1), "
-    "where the builder should raise a ValueError naming the field",
-)
 @pytest.mark.parametrize(
     ("table", "name", "value"),
     [

@@ -105,11 +105,11 @@ class DispatchParams:
         non_negative = ("hold_s", "weight_time", "weight_distance", "weight_late")
         for name in positive:
             v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ParamsError(name, f"must be a finite number > 0, got {v!r}")
         for name in non_negative:
             v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+            if isinstance(v, bool) or not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ParamsError(name, f"must be a finite number >= 0, got {v!r}")
         for name, lo in (
             ("max_orders_per_rider", 1),

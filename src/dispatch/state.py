@@ -32,7 +32,12 @@ def _f64(a: Any, n: int, name: str) -> F64:
 
 
 def _i64(a: Any, n: int, name: str) -> I64:
-    arr = np.ascontiguousarray(a, dtype=np.int64)
+    raw = np.asarray(a)
+    if raw.dtype.kind == "f" and not (np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))):
+        raise ValueError(f"{name}: values must be whole numbers")
+    if raw.dtype.kind not in "iufb":
+        raise ValueError(f"{name}: values must be numbers, got {raw.dtype}")
+    arr = np.ascontiguousarray(raw, dtype=np.int64)
     if arr.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
     return arr
