@@ -1,7 +1,10 @@
-"""Tests for dispatch.candidates.candidate_pairs: reach, at most k per order, pinned orders, and no starved orders
-at a busy site (a full matching exists among the candidates)."""
+"""Tests for dispatch.candidates.candidate_pairs: reach, the size bound, pinned orders, the order side against a
+plain-Python estimate, the rider side, and no starved orders at a busy site (a full matching exists among the
+candidates)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from conftest import NOW
@@ -84,9 +87,10 @@ def test_candidate_pairs_properties(seed: int, n: int, m: int, n_sites: int, k: 
     assert set(cand.pair_o.tolist()) <= set(pending.tolist())
     assert all(accepting[r] for _, r in pairs)
     by_order = pairs_by_order(cand)
+    n_free = int((orders.pinned[pending] < 0).sum())
+    assert len(pairs) <= n_free * (k + 2) + int(accepting.sum()) * k + n  # order side + window + rider side + pins
     for q, o in enumerate(pending.tolist()):
         mine = by_order.get(o, [])
-        assert len(mine) <= k
         pin = int(orders.pinned[o])
         if pin >= 0:
             # A pinned order's only candidate is its rider, when that rider exists and accepts.
@@ -146,3 +150,53 @@ def test_no_pending_no_riders() -> None:
     assert none.pair_o.size == 0 and none.in_reach.size == 0
     off = candidate_pairs(orders, riders, np.arange(4), z, z, z + NOW, np.zeros(3, bool), NOW, 4, 1e4, 4.5)
     assert off.pair_o.size == 0 and not off.in_reach.any()
+
+
+def plain_estimate(orders: OrderTable, o: int, fx: float, fy: float, fat: float, speed: float, v: float) -> float:
+    """The append estimate of dispatch.kernels.candidates, written out for straight lines at speed ``v``."""
+    arrive = fat + math.hypot(orders.pick_x[o] - fx, orders.pick_y[o] - fy) / (v * speed)
+    depart = max(arrive, orders.ready[o]) + orders.service_pick[o]
+    leg = math.hypot(orders.drop_x[o] - orders.pick_x[o], orders.drop_y[o] - orders.pick_y[o]) / v
+    at_drop = depart + leg / speed
+    return (at_drop + orders.service_drop[o] - fat) + 20.0 * max(0.0, at_drop - orders.promised[o])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), m=st.integers(1, 30), k=st.integers(1, 5))
+def test_order_side_is_the_k_cheapest_estimates_among_the_nearest(seed: int, n: int, m: int, k: int) -> None:
+    """No window, no rider side: each order's candidates are exactly its k cheapest (by the plain estimate) among
+    the 3k accepting riders nearest its site."""
+    rng = np.random.default_rng(seed)
+    orders, riders = world(rng, n, m, 3, 4000.0)
+    fx = riders.x.copy()
+    fy = riders.y.copy()
+    fat = NOW + rng.uniform(0.0, 900.0, m)
+    accepting = rng.random(m) < 0.8
+    pending = np.arange(n, dtype=np.int64)
+    cand = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, 1e6, 4.5, k_rider=0, window=0)
+    by_order = pairs_by_order(cand)
+    ok = np.flatnonzero(accepting)
+    for o in range(n):
+        d = np.hypot(fx[ok] - orders.pick_x[o], fy[ok] - orders.pick_y[o])
+        pool = ok[np.argsort(d, kind="stable")][: 3 * k]
+        est = [plain_estimate(orders, o, fx[r], fy[r], fat[r], riders.speed[r], 4.5) for r in pool]
+        want = sorted(pool[np.argsort(est, kind="stable")][:k].tolist())
+        assert by_order.get(o, []) == want
+
+
+def test_rider_side_reaches_orders_the_order_side_misses() -> None:
+    """Five orders at one site, all wanting the same nearest rider first: with k = 1 the order side gives each
+    order that one rider; the rider side gives every other rider its cheapest order too."""
+    rng = np.random.default_rng(5)
+    orders, riders = world(rng, 5, 6, 1, 0.0)
+    fx = np.array([10.0, 500.0, 600.0, 700.0, 800.0, 900.0])
+    fy = np.zeros(6)
+    fat = np.full(6, NOW)
+    accepting = np.ones(6, dtype=bool)
+    pending = np.arange(5, dtype=np.int64)
+    only_orders = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 1e4, 4.5, k_rider=0,
+                                  window=0)  # fmt: skip
+    assert set(only_orders.pair_r.tolist()) == {0}
+    both = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 1e4, 4.5, window=0)
+    assert set(both.pair_r.tolist()) == {0, 1, 2, 3, 4, 5}
+    assert matching_size(pending.tolist(), pairs_by_order(both), 6) >= 1

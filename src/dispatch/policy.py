@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.candidates import candidate_pairs
+from dispatch.candidates import candidate_pairs, route_visits
 from dispatch.kernels import insertion as ins
 from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
@@ -70,7 +70,10 @@ class DispatchParams:
         unassigned_cost: cost of leaving an order unassigned for this tick (the assignment's reject option); it
             grows by ``weight_late`` per second of the order's age, so that waiting is priced like lateness and
             no order waits for ever.
-        candidate_k: candidate riders per order.
+        candidate_k: candidate riders per order and candidate orders per rider, the cheapest by a cost estimate
+            (see ``dispatch.candidates``).
+        candidate_window: more candidates per order, along the site's ranking of riders, so that a busy site's
+            orders each have a rider of their own.
         max_reach_m: riders whose next free point is farther from the pickup than this are not candidates.
         reference_speed_mps: speed used to rank candidates by arrival estimate.
         rounds: assignment rounds per tick (each gives a rider at most one more order); 0 = max_orders_per_rider.
@@ -89,7 +92,8 @@ class DispatchParams:
     weight_distance: float = 0.05
     weight_late: float = 20.0
     unassigned_cost: float = 3600.0
-    candidate_k: int = 8
+    candidate_k: int = 12
+    candidate_window: int = 2
     max_reach_m: float = 8000.0
     reference_speed_mps: float = 4.5
     rounds: int = 0
@@ -114,6 +118,7 @@ class DispatchParams:
         for name, lo in (
             ("max_orders_per_rider", 1),
             ("candidate_k", 1),
+            ("candidate_window", 0),
             ("rounds", 0),
             ("local_search_passes", 0),
             ("ortools_every_ticks", 0),
@@ -220,12 +225,13 @@ def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArra
     )
 
 
-def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tuple[F64, F64, F64]:
-    """Where and when each rider's route ends: float64[m] x, y, time."""
+def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tuple[F64, F64, I64, F64]:
+    """Where and when each rider's route ends: float64[m] x, y, int64[m] matrix index, float64[m] time."""
     r = snap.routes
     o = snap.orders
     x = snap.riders.x.copy()
     y = snap.riders.y.copy()
+    loc = snap.riders.loc.copy()
     has = r.length > 0
     rows = np.flatnonzero(has)
     last = r.length[rows] - 1
@@ -233,15 +239,8 @@ def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tu
     lk = r.kind[rows, last]
     x[rows] = np.where(lk == PICKUP, o.pick_x[lo], o.drop_x[lo])
     y[rows] = np.where(lk == PICKUP, o.pick_y[lo], o.drop_y[lo])
-    return x, y, np.asarray(tot[0], dtype=np.float64).copy()
-
-
-def _visits(orders: OrderTable, routes: Routes, ev: tuple[Any, ...]) -> tuple[I64, I64, F64]:
-    """Pickups riders will make anyway, after which a new pickup could follow: (site, rider, arrival)."""
-    pos = np.arange(routes.width)[None, :]
-    mask = (routes.kind == PICKUP) & (pos < routes.length[:, None]) & (pos + 1 >= routes.frozen[:, None])
-    rr, ss = np.nonzero(mask)
-    return orders.site[routes.order[rr, ss]], rr.astype(np.int64), ev[0][rr, ss]
+    loc[rows] = np.where(lk == PICKUP, o.pick_loc[lo], o.drop_loc[lo])
+    return x, y, loc, np.asarray(tot[0], dtype=np.float64).copy()
 
 
 class KernelPolicy:
@@ -270,10 +269,11 @@ class KernelPolicy:
         held = (age < p.hold_s) & (snap.orders.pinned[pending] < 0)
         eligible = pending[~held]
         accepting = _accepting(snap, p, now)
-        fx, fy, fat = _free_point(snap, ev, tot)
+        fx, fy, floc, fat = _free_point(snap, ev, tot)
         cand = candidate_pairs(
             snap.orders, snap.riders, eligible, fx, fy, fat, accepting, now,
-            p.candidate_k, p.max_reach_m, p.reference_speed_mps, _visits(snap.orders, routes, ev),
+            p.candidate_k, p.max_reach_m, p.reference_speed_mps, route_visits(snap.orders, routes, ev),
+            travel=snap.travel, weights=weights, free_loc=floc, window=p.candidate_window,
         )  # fmt: skip
         timings["candidates"] = (time.perf_counter() - t0) * 1e3
 

@@ -57,6 +57,72 @@ def _heap_pop(hk, hv, n):
 
 
 @kernel
+def _row_reduction(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, v, col_row, row_col):
+    """Jonker-Volgenant's augmenting row reduction, to match most rows before the shortest paths.
+
+    A free row takes the column of its least reduced cost ``c - v``; when that beats its second least, the column's
+    price ``v`` drops by the difference (so the column stays this row's minimum, and becomes dearer for everyone
+    else) and a row it displaces is reconsidered at once; on a tie the row takes the second column instead. Prices
+    only drop, so every matched row keeps its column at its minimum: the matching stays optimal for its rows. Two
+    passes over the free rows, with a bounded number of steps (the shortest paths finish the rest exactly)."""
+    free = np.empty(n_rows, dtype=np.int64)
+    n_free = 0
+    for i in range(n_rows):
+        free[n_free] = i
+        n_free += 1
+    nxt = np.empty(n_rows, dtype=np.int64)
+    budget = 8 * n_rows + 16
+    for _pass in range(2):
+        n_next = 0
+        q = 0
+        carry = -1
+        while q < n_free or carry >= 0:
+            if carry >= 0:
+                i = carry
+                carry = -1
+            else:
+                i = free[q]
+                q += 1
+            # Least and second least reduced cost of row i (its dummy column included).
+            j1 = n_cols + i
+            u1 = unassigned[i] - v[j1]
+            j2 = -1
+            u2 = np.inf
+            for e in range(row_ptr[i], row_ptr[i + 1]):
+                j = col_idx[e]
+                h = cost[e] - v[j]
+                if h < u1:
+                    j2, u2 = j1, u1
+                    j1, u1 = j, h
+                elif h < u2:
+                    j2, u2 = j, h
+            i0 = col_row[j1]
+            if u1 < u2:
+                v[j1] -= u2 - u1
+            elif i0 >= 0 and j2 >= 0:
+                j1 = j2
+                i0 = col_row[j1]
+            col_row[j1] = i
+            row_col[i] = j1
+            if i0 >= 0:
+                row_col[i0] = -1
+                budget -= 1
+                if budget <= 0:
+                    nxt[n_next] = i0
+                    n_next += 1
+                elif u1 < u2:
+                    carry = i0
+                else:
+                    nxt[n_next] = i0
+                    n_next += 1
+        for a in range(n_next):
+            free[a] = nxt[a]
+        n_free = n_next
+        if n_free == 0 or budget <= 0:
+            break
+
+
+@kernel
 def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
     """Solve the round's assignment.
 
@@ -75,27 +141,15 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
     cap = 2 * (cost.shape[0] + n_rows) + 4
     hk = np.empty(cap)
     hv = np.empty(cap, dtype=np.int64)
-    # Row potentials start at each row's cheapest entry (its dummy included), so every reduced cost
-    # c - u - v starts non-negative even when some costs are negative, as Dijkstra needs.
+    _row_reduction(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, v, col_row, row_col)
+    # Row potentials: each row's cheapest reduced entry (its dummy included), so every reduced cost c - u - v is
+    # non-negative, as Dijkstra needs; the reduction leaves each matched edge at its row's minimum (tight).
     u = np.empty(n_rows)
     for i in range(n_rows):
-        lo = unassigned[i]
+        lo = unassigned[i] - v[n_cols + i]
         for e in range(row_ptr[i], row_ptr[i + 1]):
-            lo = min(lo, cost[e])
+            lo = min(lo, cost[e] - v[col_idx[e]])
         u[i] = lo
-
-    # Start: a row whose cheapest entry is a free column takes it (that edge is tight under the initial
-    # potentials, so the partial matching is optimal for its rows); augment only the others.
-    for i in range(n_rows):
-        best_j = n_cols + i
-        lo = unassigned[i]
-        for e in range(row_ptr[i], row_ptr[i + 1]):
-            if cost[e] < lo:
-                lo = cost[e]
-                best_j = col_idx[e]
-        if col_row[best_j] < 0:
-            col_row[best_j] = i
-            row_col[i] = best_j
 
     for r0 in range(n_rows):
         if row_col[r0] >= 0:

@@ -1,96 +1,312 @@
-"""Expansion of k-d tree neighbours into candidate pairs (see ``dispatch.candidates`` for the rule)."""
+"""Candidate pairs from k-d tree neighbourhoods: estimate costs, keep the cheapest both ways, add windows.
+
+See ``dispatch.candidates`` for the rule. Everything here takes and returns arrays.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import kernel
+from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
+from dispatch.kernels.travel import leg_metres, leg_seconds
+
+
+@device
+def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_loc, speed):
+    """Cost of order o joining a pickup that a rider makes anyway at the order's site at time ``at``: the wait for
+    the order, plus a detour from the nearest of the rider's later drop-off points ``q0:q1`` to the order's drop-off
+    and back. It leaves out the lateness the delay may cause the rider's other orders: with a lateness term (beyond
+    the stop's slack) the candidates were worse (benchmarks/RESULTS.md), as the exact insertion prices it anyway."""
+    dx, dy, dloc = orders[3][o], orders[4][o], orders[5][o]
+    bx, by, bloc = orders[0][o], orders[1][o], orders[2][o]
+    best = np.inf
+    for q in range(q0, q1):
+        d = leg_metres(travel, drop_x[q], drop_y[q], drop_loc[q], dx, dy, dloc)
+        if d < best:
+            best = d
+            bx, by, bloc = drop_x[q], drop_y[q], drop_loc[q]
+    if q1 == q0:
+        best = leg_metres(travel, bx, by, bloc, dx, dy, dloc)
+    delay = max(0.0, orders[7][o] - at) + 2.0 * leg_seconds(travel, bx, by, bloc, dx, dy, dloc, at, speed)
+    return weights[W_TIME] * (delay + orders[11][o]) + weights[W_DIST] * 2.0 * best
+
+
+@device
+def _visit_of(vis_rider, v0, v1, r):
+    """Index of rider r's visit among ``v0:v1`` (one site's visits), or -1."""
+    for v in range(v0, v1):
+        if vis_rider[v] == r:
+            return v
+    return -1
+
+
+@device
+def _keep_best(vals, ids, n, k, out_val, out_id):
+    """The (at most) k smallest finite values of ``vals[:n]`` with their ``ids``, into ``out_*``; returns how many."""
+    c = 0
+    for a in range(n):
+        v = vals[a]
+        if not (v < np.inf):
+            continue
+        if c < k:
+            b = c
+            c += 1
+        elif v < out_val[c - 1]:
+            b = c - 1
+        else:
+            continue
+        while b > 0 and out_val[b - 1] > v:
+            out_val[b] = out_val[b - 1]
+            out_id[b] = out_id[b - 1]
+            b -= 1
+        out_val[b] = v
+        out_id[b] = ids[a]
+    return c
+
+
+@kernel
+def member_legs(orders, travel, members, now):
+    """Per order (int64[n] ids): metres and seconds of its pickup-to-drop-off leg leaving when it is ready, and
+    the time it is ready to leave (float64[n] each)."""
+    n = members.shape[0]
+    m2 = np.empty(n)
+    t2 = np.empty(n)
+    for i in range(n):
+        o = members[i]
+        px, py, pl = orders[0][o], orders[1][o], orders[2][o]
+        dx, dy, dl = orders[3][o], orders[4][o], orders[5][o]
+        m2[i] = leg_metres(travel, px, py, pl, dx, dy, dl)
+        t2[i] = leg_seconds(travel, px, py, pl, dx, dy, dl, max(now, orders[7][o]), 1.0)
+    return m2, t2
+
+
+@device
+def _estimate(orders, weights, o, m1, arrive, fat, m2, t2, speed):
+    """Cost of order o appended after a rider's last stop: the rider reaches the pickup at ``arrive`` having ridden
+    ``m1`` metres since it was free (at ``fat``); ``m2``, ``t2``: the order's own leg (t2 at speed factor 1)."""
+    depart = max(arrive, orders[7][o]) + orders[10][o]
+    at_drop = depart + t2 / speed
+    late = max(0.0, at_drop - orders[8][o])
+    return weights[W_TIME] * (at_drop + orders[11][o] - fat) + weights[W_DIST] * (m1 + m2) + weights[W_LATE] * late
 
 
 @kernel
 def expand_groups(
+    orders,
+    travel,
+    weights,
     nbr,
     nbr_dist,
-    n_ok,
     ok_idx,
+    rider_sites,
+    free_x,
+    free_y,
+    free_loc,
     free_at,
+    speed,
+    shift_end,
     now,
     ref_speed,
     group_ptr,
     members,
-    k,
     group_site,
-    vis_site,
-    vis_rider,
-    vis_at,
+    visits,
     accepting,
+    k,
+    k_rider,
+    window,
+    n_riders,
 ):
-    """Candidate pairs for pickup groups.
+    """Candidate pairs for pickup groups (one group per site; see ``dispatch.candidates`` for the rule).
 
-    ``nbr``, ``nbr_dist``: int64/float64[G, K] k-d tree neighbours of each group's pickup (index ``n_ok`` = none);
-    ``ok_idx``: int64[n_ok] rider ids behind the tree's points; ``free_at``: float64[m]; ``group_ptr``:
-    int64[G + 1] into ``members`` (order ids, most urgent first within a group); ``group_site``: int64[G];
-    ``vis_site``, ``vis_rider``, ``vis_at``: int64/int64/float64[V] sorted by site, riders that will be at a site
-    for a pickup anyway and when (they rank by that time alone); ``accepting``: bool[m]. Returns ``pair_o``, ``pair_r``
-    (int64[P], grouped by order) and ``reached`` (bool[len(members)], the member had a rider in reach)."""
+    ``nbr``, ``nbr_dist``: int64/float64[G, K], each group's k-d tree neighbours nearest first (index
+    ``len(ok_idx)`` = none); ``ok_idx``: int64[n_ok], the rider behind each tree point; ``rider_sites``:
+    int64[n_ok, S], the groups nearest each of those riders (index G = none); ``free_*``: float64[m] (``free_loc``
+    int64[m]) where and when each route ends; ``speed``, ``shift_end``: float64[m]; ``group_ptr``: int64[G + 1]
+    into ``members`` (order ids, by ready time within a group); ``group_site``: int64[G]; ``visits`` = (site,
+    rider, at, q0, q1, drop_x, drop_y, drop_loc): V pickups riders make anyway, sorted by site, with the drop-off
+    points ``q0[v]:q1[v]`` that follow each; ``accepting``: bool[m]. Returns ``pair_o``, ``pair_r`` (int64[P],
+    sorted by order then rider, no duplicates) and ``reached`` (bool[len(members)]: the member had a rider in
+    reach)."""
+    vis_site, vis_rider, vis_at, vis_q0, vis_q1, drop_x, drop_y, drop_loc = visits
     G = nbr.shape[0]
-    k_near = k // 2
-    k_win = max(0, k - k_near)
-    total = 0
-    for g in range(G):
-        total += (group_ptr[g + 1] - group_ptr[g]) * (k_near + k_win)
-    pair_o = np.empty(total, dtype=np.int64)
-    pair_r = np.empty(total, dtype=np.int64)
-    reached = np.zeros(members.shape[0], dtype=np.bool_)
+    K = nbr.shape[1]
+    n_ok = ok_idx.shape[0]
+    S = rider_sites.shape[1]
+    k_est = min(K, 3 * k)
+    n_members = members.shape[0]
+    m2, t2 = member_legs(orders, travel, members, now)
+    reached = np.zeros(n_members, dtype=np.bool_)
+    out_key = np.empty(n_members * (k + window) + n_ok * k_rider, dtype=np.int64)
     w = 0
+    seen = np.full(n_riders, -1, dtype=np.int64)
+    max_size = 0
+    for g in range(G):
+        max_size = max(max_size, group_ptr[g + 1] - group_ptr[g])
+    n_vis_max = vis_site.shape[0]
+    cap = K + n_vis_max
+    rid = np.empty(cap, dtype=np.int64)
+    score = np.empty(cap)
+    vix = np.empty(cap, dtype=np.int64)
+    p_m1 = np.empty(cap)
+    p_arr = np.empty(cap)
+    p_fat = np.empty(cap)
+    p_r = np.empty(cap, dtype=np.int64)
+    p_v = np.empty(cap, dtype=np.int64)
+    row = np.empty(cap)
+    best_v = np.empty(max(k, k_rider))
+    best_i = np.empty(max(k, k_rider), dtype=np.int64)
     for g in range(G):
         size = group_ptr[g + 1] - group_ptr[g]
-        want = min(n_ok, 2 * (k + size))
+        base = group_ptr[g]
+        o0 = members[base]
+        px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
         v0 = np.searchsorted(vis_site, group_site[g], side="left")
         v1 = np.searchsorted(vis_site, group_site[g], side="right")
-        cap_n = min(want, nbr.shape[1]) + (v1 - v0)
-        rid = np.empty(cap_n, dtype=np.int64)
-        score = np.empty(cap_n)
+        # Riders in reach, ranked for the windows by when they can be at the site (visitors: when they will be).
         c = 0
-        for q in range(min(want, nbr.shape[1])):
+        for q in range(K):
             t = nbr[g, q]
             if t < n_ok:
                 rid[c] = ok_idx[t]
                 score[c] = max(0.0, free_at[rid[c]] - now) + nbr_dist[g, q] / ref_speed
+                vix[c] = -1
+                seen[rid[c]] = c
                 c += 1
         for q in range(v0, v1):
             rr = vis_rider[q]
             if not accepting[rr]:
                 continue
             sc = max(0.0, vis_at[q] - now)
-            dup = False
-            for a in range(c):
-                if rid[a] == rr:
-                    score[a] = min(score[a], sc)
-                    dup = True
-                    break
-            if not dup:
+            a = seen[rr]
+            if a >= 0:
+                score[a] = min(score[a], sc)
+                vix[a] = q
+            else:
                 rid[c] = rr
                 score[c] = sc
+                vix[c] = q
+                seen[rr] = c
                 c += 1
+        for a in range(c):
+            seen[rid[a]] = -1
         if c == 0:
             continue
-        rid = rid[:c]
-        score = score[:c]
-        ranked = rid[np.argsort(score, kind="mergesort")][: k + size]
-        nr = ranked.shape[0]
-        kn = min(k_near, nr)
         for q in range(size):
-            o = members[group_ptr[g] + q]
-            reached[group_ptr[g] + q] = True
-            for a in range(kn):
-                pair_o[w] = o
-                pair_r[w] = ranked[a]
+            reached[base + q] = True
+        # The estimate pool: the nearest riders and every visitor, one leg each to the site.
+        n_pool = 0
+        for a in range(c):
+            if a < k_est or vix[a] >= 0:
+                r = rid[a]
+                fat = max(free_at[r], now)
+                p_r[n_pool] = r
+                p_v[n_pool] = vix[a]
+                p_fat[n_pool] = fat
+                p_m1[n_pool] = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
+                arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
+                p_arr[n_pool] = arrive if arrive <= shift_end[r] else np.inf
+                n_pool += 1
+        ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
+        nr = ranked.shape[0]
+        # Order side: each member's k cheapest estimates, plus a window along the ranking (a rider of its own).
+        for q in range(size):
+            o = members[base + q]
+            for b in range(n_pool):
+                e = np.inf
+                if p_arr[b] < np.inf:
+                    e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2[base + q], t2[base + q],
+                                  speed[p_r[b]])  # fmt: skip
+                qv = p_v[b]
+                if qv >= 0:
+                    e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv], drop_x,
+                                            drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
+                row[b] = e
+            nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
+            for b in range(nb):
+                out_key[w] = o * n_riders + best_i[b]
                 w += 1
-            # The window wraps around the ranking (skipping the shared near ranks), so every member gets riders.
-            span = nr - kn
-            for a in range(min(k_win, span)):
-                pair_o[w] = o
-                pair_r[w] = ranked[kn + (k_near + q - kn + a) % span]
+            for a in range(min(window, nr)):
+                out_key[w] = o * n_riders + ranked[(q + a) % nr]
                 w += 1
-    return pair_o[:w], pair_r[:w], reached
+    # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites.
+    if k_rider > 0:
+        vals = np.empty(S * max_size)
+        ids = np.empty(S * max_size, dtype=np.int64)
+        for t in range(n_ok):
+            r = ok_idx[t]
+            fat = max(free_at[r], now)
+            n = 0
+            for s_ in range(S):
+                g = rider_sites[t, s_]
+                if g >= G:
+                    break
+                base = group_ptr[g]
+                o0 = members[base]
+                px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
+                m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
+                arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
+                v0 = np.searchsorted(vis_site, group_site[g], side="left")
+                v1 = np.searchsorted(vis_site, group_site[g], side="right")
+                qv = _visit_of(vis_rider, v0, v1, r)
+                for q in range(group_ptr[g + 1] - base):
+                    o = members[base + q]
+                    e = np.inf
+                    if arrive <= shift_end[r]:
+                        e = _estimate(orders, weights, o, m1, arrive, fat, m2[base + q], t2[base + q], speed[r])
+                    if qv >= 0:
+                        e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
+                                                drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
+                    vals[n] = e
+                    ids[n] = o
+                    n += 1
+            nb = _keep_best(vals, ids, n, k_rider, best_v, best_i)
+            for b in range(nb):
+                out_key[w] = best_i[b] * n_riders + r
+                w += 1
+    pair_o, pair_r = _sorted_unique(out_key[:w], n_riders, members)
+    return pair_o, pair_r, reached
+
+
+@kernel
+def _sorted_unique(keys, n_riders, members):
+    """Pairs ``order * n_riders + rider`` (every order among ``members``) sorted by order then rider, without
+    duplicates: a counting sort by order (linear), then a small insertion sort within each order."""
+    n_members = members.shape[0]
+    by_id = np.argsort(members)
+    rank = {}
+    for i in range(n_members):
+        rank[members[by_id[i]]] = i
+    ptr = np.zeros(n_members + 1, dtype=np.int64)
+    slot = np.empty(keys.shape[0], dtype=np.int64)
+    for p in range(keys.shape[0]):
+        slot[p] = rank[keys[p] // n_riders]
+        ptr[slot[p] + 1] += 1
+    for i in range(n_members):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:n_members].copy()
+    riders = np.empty(keys.shape[0], dtype=np.int64)
+    for p in range(keys.shape[0]):
+        riders[fill[slot[p]]] = keys[p] % n_riders
+        fill[slot[p]] += 1
+    pair_o = np.empty(keys.shape[0], dtype=np.int64)
+    pair_r = np.empty(keys.shape[0], dtype=np.int64)
+    w = 0
+    for i in range(n_members):
+        a0, a1 = ptr[i], ptr[i + 1]
+        for a in range(a0 + 1, a1):
+            v = riders[a]
+            b = a
+            while b > a0 and riders[b - 1] > v:
+                riders[b] = riders[b - 1]
+                b -= 1
+            riders[b] = v
+        o = members[by_id[i]]
+        for a in range(a0, a1):
+            if a > a0 and riders[a] == riders[a - 1]:
+                continue
+            pair_o[w] = o
+            pair_r[w] = riders[a]
+            w += 1
+    return pair_o[:w], pair_r[:w]
