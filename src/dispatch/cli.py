@@ -135,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--sites", type=_positive_int, default=None, help="sites (default: orders / 20)")
     bk.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     bk.add_argument("--repeat", type=_positive_int, default=5, help="timed runs of ours, best kept (default 5)")
-    bk.add_argument("--candidate-k", type=_positive_int, default=8, help="candidate riders per order (default 8)")
+    bk.add_argument(
+        "--candidate-k",
+        type=_positive_int,
+        default=DispatchParams().candidate_k,
+        help=f"candidate riders per order and orders per rider (default {DispatchParams().candidate_k})",
+    )
     bk.add_argument("--json", action="store_true", help="print one JSON object")
     bk.set_defaults(func=_cmd_bench_kernel)
     return parser

@@ -300,7 +300,7 @@ class KernelPolicy:
         alive = np.ones(P, dtype=np.bool_)
         changed_mask = np.zeros(snap.riders.m, dtype=np.bool_)
         reject = p.reject_costs(snap.orders, now)
-        for _ in range(p.n_rounds):
+        for rnd in range(p.n_rounds):
             use = alive & np.isfinite(cost)
             if not np.any(use):
                 break
@@ -315,8 +315,9 @@ class KernelPolicy:
             changed_mask[wr] = True
             evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, wr, ev, tot)
             alive &= assigned_to[pair_o] < 0
-            todo = alive & touched[pair_r]
-            fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
+            if rnd + 1 < p.n_rounds:  # re-price the pairs of riders whose routes just changed
+                todo = alive & touched[pair_r]
+                fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
         timings["assignment"] = (time.perf_counter() - t2) * 1e3
 
         t3 = time.perf_counter()

@@ -160,6 +160,7 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
         i = r0
         base = 0.0  # distance of the row being scanned
         sink = -1
+        lim = np.inf  # least distance of a free column reached so far
         while True:
             # Relax the edges out of row i (real candidates and its dummy).
             for e in range(row_ptr[i], row_ptr[i + 1] + 1):
@@ -172,6 +173,10 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
                 if done[j]:
                     continue
                 dj = base + c - u[i] - v[j]
+                if dj >= lim:
+                    continue  # never settled before the free column already reached at ``lim``
+                if col_row[j] < 0:
+                    lim = dj
                 if dj < dist[j]:
                     if dist[j] == np.inf:
                         touched[n_touched] = j
