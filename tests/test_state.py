@@ -202,3 +202,16 @@ def test_integer_fields_reject_nan_and_fractions(table: str, name: str, value: n
             OrderTable.build(**{**order_args(3), name: value})
         else:
             RiderTable.build(**{**rider_args(2), name: value})
+
+
+def test_tables_never_alias_the_callers_arrays() -> None:
+    """The simulator moves riders by writing into ``avail``; a shared input array must not change other fields."""
+    t = np.array([10.0, 20.0])
+    riders = RiderTable.build(x=[0.0, 1.0], y=[0.0, 1.0], avail=t, shift_start=t, shift_end=t + 100, capacity=[2, 2])
+    riders.avail[:] = 99.0
+    assert riders.shift_start.tolist() == [10.0, 20.0] and t.tolist() == [10.0, 20.0]
+    orders = OrderTable.build(
+        pick_x=[0.0], pick_y=[0.0], drop_x=[1.0], drop_y=[1.0], site=[0], ready=[5.0], promised=[9.0]
+    )
+    orders.ready[:] = 6.0
+    assert orders.placed.tolist() == [5.0]

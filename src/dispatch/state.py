@@ -25,7 +25,7 @@ I64 = npt.NDArray[np.int64]
 
 
 def _f64(a: Any, n: int, name: str) -> F64:
-    arr = np.ascontiguousarray(a, dtype=np.float64)
+    arr = np.array(a, dtype=np.float64, order="C", copy=True)  # a copy: tables never alias the caller's arrays
     if arr.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
     return arr
@@ -37,7 +37,7 @@ def _i64(a: Any, n: int, name: str) -> I64:
         raise ValueError(f"{name}: values must be whole numbers")
     if raw.dtype.kind not in "iufb":
         raise ValueError(f"{name}: values must be numbers, got {raw.dtype}")
-    arr = np.ascontiguousarray(raw, dtype=np.int64)
+    arr = np.array(raw, dtype=np.int64, order="C", copy=True)
     if arr.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
     return arr
@@ -200,7 +200,7 @@ class RiderTable:
             shift_end=_f64(shift_end, m, "shift_end"),
             capacity=_i64(capacity, m, "capacity"),
             speed=_f64(np.ones(m) if speed is None else speed, m, "speed"),
-            online=np.ascontiguousarray(np.ones(m, dtype=bool) if online is None else online, dtype=np.bool_),
+            online=np.array(np.ones(m, dtype=bool) if online is None else online, dtype=np.bool_, copy=True),
         )
         if t.online.shape != (m,):
             raise ValueError(f"riders.online: expected shape ({m},)")

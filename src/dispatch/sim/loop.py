@@ -1,0 +1,235 @@
+"""The simulation loop: one shard of sites replayed on a simulated clock through the dispatch core.
+
+Every ``tick_s`` seconds of simulated time:
+
+1. orders placed since the last tick join the pending pool;
+2. riders whose shift starts come online at their start position; riders past their shift end with an empty bag
+   go offline (a rider takes no new pickup after its shift end: the dispatch core's rule);
+3. the policy ticks on a ``Snapshot`` (the same call the service makes on the wall clock);
+4. the riders move along their routes until the next tick: every stop whose service ends by then is done (a
+   pickup is recorded when its service starts, that is once the rider is there and the order is ready; a drop-off
+   when the rider arrives), and the stop a rider is heading to is frozen (committed).
+
+When nothing is pending and no rider has a route, the clock jumps to the next tick at which an order is placed
+or a shift starts. Everything is deterministic: the same inputs give the same outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.kernels.route import evaluate_routes
+from dispatch.policy import DispatchParams, Policy, Snapshot
+from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+DRAIN_S = 4 * 3600.0  # after the last order is placed, riders get this long to deliver what is left
+
+
+@dataclass
+class ShardDay:
+    """One shard's day in the dispatch core's units (planar metres, epoch seconds).
+
+    ``orders``: the shard's orders sorted by ``placed``; ``order_id``: int64[n], their ids in the log;
+    ``riders``: one row per rider shift (``x``, ``y`` the start position; ``online`` is ignored and set by the
+    loop); ``rider_id``: int64[m]; ``travel``: a ``TravelTime.arrays()`` tuple; ``start``: the first tick."""
+
+    orders: OrderTable
+    order_id: I64
+    riders: RiderTable
+    rider_id: I64
+    travel: tuple[object, ...]
+    start: float
+
+
+@dataclass
+class ShardResult:
+    """What happened. Per order (float64[n], NaN when it did not happen): ``assigned_at``, ``picked_at``,
+    ``delivered_at``; ``rider``: int64[n] rider id (-1 = never assigned). Per rider: ``rider_online_s`` (from
+    shift start to going offline), ``rider_metres``, ``rider_delivered``. ``tick_ms``: float64[t], the policy's
+    time per tick (ticks with something to dispatch)."""
+
+    order_id: I64
+    assigned_at: F64
+    picked_at: F64
+    delivered_at: F64
+    rider: I64
+    rider_id: I64
+    rider_online_s: F64
+    rider_metres: F64
+    rider_delivered: I64
+    tick_ms: F64
+    end: float
+    wall_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _next_tick(now: float, t: float, tick_s: float) -> float:
+    """The first tick time on the grid ``now + j * tick_s`` at or after ``t``."""
+    return now + max(1.0, math.ceil((t - now) / tick_s)) * tick_s
+
+
+def run_shard(
+    day: ShardDay,
+    policy: Policy,
+    params: DispatchParams,
+    progress: Callable[[int], None] | None = None,
+) -> ShardResult:
+    """Replay ``day`` through ``policy``; ``progress(k)`` is called with the number of orders newly placed."""
+    t_wall = time.perf_counter()
+    orders = day.orders
+    riders = day.riders
+    n, m = orders.n, riders.m
+    tick_s = params.tick_s
+    orders_t = orders.as_tuple()
+    riders_t = riders.as_tuple()
+    weights = params.weights
+    mode = params.mode
+
+    assigned_at = np.full(n, np.nan)
+    picked_at = np.full(n, np.nan)
+    delivered_at = np.full(n, np.nan)
+    rider_of = np.full(n, -1, dtype=np.int64)
+    started = np.zeros(m, dtype=bool)
+    off_at = np.full(m, np.nan)
+    metres = np.zeros(m)
+    delivered = np.zeros(m, dtype=np.int64)
+    riders.online[:] = False
+
+    routes = Routes.empty(m, 2 * params.max_orders_per_rider + 2)
+    pending = np.zeros(0, dtype=np.int64)
+    next_order = 0
+    last_placed = float(orders.placed[-1]) if n else day.start
+    shift_order = np.argsort(riders.shift_start, kind="stable")
+    next_shift = 0
+    tick_ms: list[float] = []
+    now = day.start
+    horizon = last_placed + DRAIN_S
+
+    while now <= horizon:
+        # 1. New orders.
+        hi = int(np.searchsorted(orders.placed, now, side="right"))
+        if hi > next_order:
+            pending = np.concatenate([pending, np.arange(next_order, hi, dtype=np.int64)])
+            if progress is not None:
+                progress(hi - next_order)
+            next_order = hi
+        # 2. Shifts.
+        while next_shift < m and riders.shift_start[shift_order[next_shift]] <= now:
+            r = int(shift_order[next_shift])
+            started[r] = True
+            if riders.shift_end[r] > now:
+                riders.online[r] = True
+                riders.avail[r] = max(riders.avail[r], riders.shift_start[r])
+            else:
+                off_at[r] = riders.shift_end[r]
+            next_shift += 1
+        empty = routes.length == 0
+        leaving = riders.online & empty & (riders.shift_end <= now)
+        if np.any(leaving):
+            riders.online[leaving] = False
+            off_at[leaving] = np.maximum(riders.shift_end[leaving], riders.avail[leaving])
+        idle = riders.online & empty
+        riders.avail[idle] = np.maximum(riders.avail[idle], now)
+
+        busy = bool(np.any(routes.length > 0))
+        if pending.size == 0 and not busy:
+            upcoming = [float(orders.placed[next_order])] if next_order < n else []
+            if next_shift < m:
+                upcoming.append(float(riders.shift_start[shift_order[next_shift]]))
+            if not upcoming:
+                break
+            now = _next_tick(now, min(upcoming), tick_s)
+            continue
+
+        # 3. Dispatch.
+        if pending.size:
+            res = policy.tick(Snapshot(orders, riders, routes, pending, day.travel), now)
+            tick_ms.append(res.timings_ms.get("total", 0.0))
+            routes = res.routes
+            assigned_at[res.assigned_order] = now
+            rider_of[res.assigned_order] = res.assigned_rider
+            pending = res.unassigned_order
+
+        # 4. Move until the next tick.
+        t_next = now + tick_s
+        ev, _tot = evaluate_routes(orders_t, riders_t, routes.as_tuple(), day.travel, weights, mode)
+        _advance(orders, riders, routes, ev, t_next, picked_at, delivered_at, metres, delivered)
+        now = t_next
+
+    still = started & np.isnan(off_at)
+    off_at[still] = np.where(routes.length[still] == 0, np.maximum(riders.shift_end, riders.avail)[still], now)
+    online_s = np.where(started, np.nan_to_num(off_at - riders.shift_start, nan=0.0), 0.0)
+    return ShardResult(
+        order_id=day.order_id,
+        assigned_at=assigned_at,
+        picked_at=picked_at,
+        delivered_at=delivered_at,
+        rider=np.where(rider_of >= 0, day.rider_id[np.maximum(rider_of, 0)], -1),
+        rider_id=day.rider_id,
+        rider_online_s=np.maximum(online_s, 0.0),
+        rider_metres=metres,
+        rider_delivered=delivered,
+        tick_ms=np.asarray(tick_ms, dtype=np.float64),
+        end=now,
+        wall_s=time.perf_counter() - t_wall,
+        extra={"undelivered_in_routes": float(int(routes.length.sum()))},
+    )
+
+
+def _advance(
+    orders: OrderTable,
+    riders: RiderTable,
+    routes: Routes,
+    ev: tuple[npt.NDArray[np.float64], ...],
+    t_next: float,
+    picked_at: F64,
+    delivered_at: F64,
+    metres: F64,
+    delivered: I64,
+) -> None:
+    """Complete every stop whose service ends by ``t_next``; move riders; freeze the stop each heads to."""
+    arrive, depart = ev[0], ev[1]
+    cum_metres = ev[5]
+    width = routes.width
+    pos = np.arange(width)[None, :]
+    live = pos < routes.length[:, None]
+    done = live & (depart <= t_next)
+    n_done = done.sum(axis=1)
+    rows = np.flatnonzero(n_done)
+    if rows.size:
+        rr, ss = np.nonzero(done)
+        o = routes.order[rr, ss]
+        k = routes.kind[rr, ss]
+        pick = k == PICKUP
+        picked_at[o[pick]] = np.maximum(arrive[rr, ss][pick], orders.ready[o[pick]])
+        drop = k == DROPOFF
+        delivered_at[o[drop]] = arrive[rr, ss][drop]
+        np.add.at(delivered, rr[drop], 1)
+        last = n_done[rows] - 1
+        lo = routes.order[rows, last]
+        lk = routes.kind[rows, last]
+        metres[rows] += cum_metres[rows, last]
+        riders.x[rows] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+        riders.y[rows] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+        riders.loc[rows] = np.where(lk == PICKUP, orders.pick_loc[lo], orders.drop_loc[lo])
+        riders.avail[rows] = depart[rows, last]
+        # Shift the remaining stops to the front.
+        src = np.minimum(pos + n_done[:, None], width - 1)
+        keep = pos < (routes.length - n_done)[:, None]
+        new_order = np.where(keep, np.take_along_axis(routes.order, src, axis=1), -1)
+        new_kind = np.where(keep, np.take_along_axis(routes.kind, src, axis=1), 0)
+        routes.order[:] = new_order
+        routes.kind[:] = new_kind
+        routes.length -= n_done
+        routes.frozen[:] = np.maximum(routes.frozen - n_done, 0)
+    # A rider with stops left is on its way to the first one: committed.
+    routes.frozen[:] = np.where(routes.length > 0, np.maximum(routes.frozen, 1), 0)
