@@ -39,8 +39,9 @@ class ShardDay:
     """One shard's day in the dispatch core's units (planar metres, epoch seconds).
 
     ``orders``: the shard's orders sorted by ``placed``; ``order_id``: int64[n], their ids in the log;
-    ``riders``: one row per rider shift (``x``, ``y`` the start position; ``online`` is ignored and set by the
-    loop); ``rider_id``: int64[m]; ``travel``: a ``TravelTime.arrays()`` tuple; ``start``: the first tick."""
+    ``riders``: one row per rider shift (``x``, ``y`` the start position; ``online`` is set by the loop);
+    ``rider_id``: int64[m]; ``travel``: a ``TravelTime.arrays()`` tuple; ``start``: the first tick (ticks follow
+    every ``tick_s`` from it); ``end``: no tick after it (default: ``DRAIN_S`` after the last order is placed)."""
 
     orders: OrderTable
     order_id: I64
@@ -48,6 +49,7 @@ class ShardDay:
     rider_id: I64
     travel: tuple[object, ...]
     start: float
+    end: float | None = None
 
 
 @dataclass
@@ -112,7 +114,7 @@ def run_shard(
     next_shift = 0
     tick_ms: list[float] = []
     now = day.start
-    horizon = last_placed + DRAIN_S
+    horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
         # 1. New orders.

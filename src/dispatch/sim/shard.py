@@ -1,0 +1,139 @@
+"""From an order log to shards the loop can run: sites grouped, positions in metres, one frame per site.
+
+Sites are independent: a rider serves its home site only. Each site gets its own planar frame (WGS84 logs: the
+azimuthal equidistant projection centred on the site; planar logs: the log's metres, shifted), and the frames
+are laid ``SITE_FRAME_GAP_M`` apart, far beyond any reach, so that no candidate ever pairs a rider with another
+site's order. That makes a shard's result the same whatever sites share it, so the partition into shards (and the
+number of workers) never changes a simulation's outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.geo import ProfileTravelTime, Projection, SpeedProfile
+from dispatch.sim.log import OrderLog, TravelModel
+from dispatch.sim.loop import DRAIN_S, ShardDay
+from dispatch.state import OrderTable, RiderTable
+
+I64 = npt.NDArray[np.int64]
+
+SITE_FRAME_GAP_M = 1e8  # 100,000 km between site frames
+SITES_PER_SHARD = 16  # sites per shard (a unit of work for the engines)
+
+
+class UnsupportedLogError(ValueError):
+    """A log asks for something the simulator does not do yet; the message says what."""
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which sites each shard holds: ``shards[i]`` int64 site indices into the log's sites table."""
+
+    shards: tuple[I64, ...]
+
+
+def plan_shards(log: OrderLog, sites_per_shard: int = SITES_PER_SHARD) -> ShardPlan:
+    """Sites in id order, cut into consecutive groups of ``sites_per_shard`` (independent of the worker count)."""
+    order = np.argsort(log.sites.site_id, kind="stable").astype(np.int64)
+    return ShardPlan(tuple(order[i : i + sites_per_shard] for i in range(0, order.shape[0], sites_per_shard)))
+
+
+def travel_arrays(model: TravelModel, utc_offset_s: float) -> tuple[object, ...]:
+    """The kernels' travel tuple for a log's travel model."""
+    if model.round_up_minutes:
+        raise UnsupportedLogError(
+            "travel.round_up_minutes: leg times rounded up to whole minutes are not supported yet"
+        )
+    if model.kind == "constant":
+        profile = SpeedProfile.constant(model.speed_mps[0])
+    else:
+        profile = SpeedProfile(model.speed_mps, model.bin_s)
+    return ProfileTravelTime(profile=profile, detour=model.detour, utc_offset_s=utc_offset_s).arrays()
+
+
+def day_window(log: OrderLog, tick_s: float) -> tuple[float, float]:
+    """The whole log's first tick (on the grid of ``tick_s`` from ``day_start``, at or before the first order or
+    shift) and last tick (``DRAIN_S`` after the last order is placed): the same for every shard."""
+    first = min(float(log.orders.placed_at.min(initial=np.inf)), float(log.riders.shift_start.min(initial=np.inf)))
+    day0 = log.meta.day_start
+    if not np.isfinite(first):
+        return day0, day0
+    start = day0 + np.floor((first - day0) / tick_s) * tick_s
+    last = float(log.orders.placed_at.max(initial=first))
+    return float(start), last + DRAIN_S
+
+
+def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float]) -> ShardDay:
+    """The ShardDay of the sites ``site_idx`` (indices into ``log.sites``), ticking over ``window``
+    (``day_window``)."""
+    sites = log.sites
+    site_idx = np.sort(site_idx)
+    frame = np.full(len(sites), -1, dtype=np.int64)
+    frame[site_idx] = np.arange(site_idx.shape[0])
+    sid_sorted = np.argsort(sites.site_id, kind="stable")
+
+    def index_of(site_id: npt.NDArray[np.int64]) -> I64:
+        pos = np.searchsorted(sites.site_id[sid_sorted], site_id)
+        return sid_sorted[pos].astype(np.int64)
+
+    o_site = index_of(log.orders.site_id)
+    o_sel = np.flatnonzero(frame[o_site] >= 0)  # stays sorted by placed_at
+    r_site = index_of(log.riders.site_id)
+    r_sel = np.flatnonzero(frame[r_site] >= 0)
+    os_, rs_ = o_site[o_sel], r_site[r_sel]
+
+    def to_local(site: I64, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in each site's own frame, the frames laid side by side along x."""
+        lx = np.empty_like(x)
+        ly = np.empty_like(y)
+        for s in np.unique(site):
+            sel = site == s
+            if log.meta.coordinates == "wgs84":
+                proj = Projection(float(sites.y[s]), float(sites.x[s]))
+                px, py = proj.to_xy(y[sel], x[sel])
+            else:
+                px, py = x[sel] - sites.x[s], y[sel] - sites.y[s]
+            lx[sel] = px + frame[s] * SITE_FRAME_GAP_M
+            ly[sel] = py
+        return lx, ly
+
+    dx, dy = to_local(os_, log.orders.drop_x[o_sel], log.orders.drop_y[o_sel])
+    px = frame[os_] * SITE_FRAME_GAP_M
+    n = o_sel.shape[0]
+    orders = OrderTable.build(
+        pick_x=px.astype(np.float64),
+        pick_y=np.zeros(n),
+        drop_x=dx,
+        drop_y=dy,
+        site=os_,
+        ready=log.orders.ready_at[o_sel],
+        promised=log.orders.promised_by[o_sel],
+        size=log.orders.size[o_sel].astype(np.int64),
+        service_pick=sites.service_s[os_],
+        service_drop=log.orders.service_drop_s[o_sel],
+        placed=log.orders.placed_at[o_sel],
+    )
+    sx, sy = to_local(rs_, log.riders.start_x[r_sel], log.riders.start_y[r_sel])
+    riders = RiderTable.build(
+        x=sx,
+        y=sy,
+        avail=log.riders.shift_start[r_sel],
+        shift_start=log.riders.shift_start[r_sel],
+        shift_end=log.riders.shift_end[r_sel],
+        capacity=log.riders.capacity[r_sel].astype(np.int64),
+        speed=log.riders.speed_factor[r_sel],
+        online=np.zeros(r_sel.shape[0], dtype=bool),
+    )
+    return ShardDay(
+        orders=orders,
+        order_id=log.orders.order_id[o_sel].astype(np.int64),
+        riders=riders,
+        rider_id=log.riders.rider_id[r_sel].astype(np.int64),
+        travel=travel_arrays(log.meta.travel, log.meta.utc_offset_s),
+        start=window[0],
+        end=window[1],
+    )
