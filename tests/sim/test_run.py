@@ -1,0 +1,121 @@
+"""Tests for dispatch.sim.shard and dispatch.sim.run: the same summary whatever the worker count and the shard
+partition, sites kept apart, and the output files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import dispatch.sim.shard as shard_mod
+from dispatch.sim.kpi import WALL_CLOCK_FIELDS
+from dispatch.sim.log import LogMeta, OrderColumns, OrderLog, RiderColumns, SiteColumns, TravelModel
+from dispatch.sim.run import SimConfig, run_day, simulate
+from dispatch.sim.shard import UnsupportedLogError, build_shard, day_window, plan_shards
+
+DAY0 = 1_750_003_200.0  # 2025-06-15 16:00 UTC: local midnight in UTC+8
+
+
+def tiny_log(seed: int = 0, n_sites: int = 4, n: int = 400, m: int = 40) -> OrderLog:
+    rng = np.random.default_rng(seed)
+    slat = 31.2 + rng.uniform(-0.02, 0.02, n_sites)
+    slng = 121.4 + rng.uniform(-0.02, 0.02, n_sites)  # sites 1-4 km apart: close enough to share riders if allowed
+    sites = SiteColumns(site_id=np.arange(n_sites, dtype=np.int64) * 7 + 3, x=slng, y=slat,
+                        service_s=np.full(n_sites, 60.0), zone_m=np.full(n_sites, 2500.0),
+                        city=np.array(["sh"] * n_sites))  # fmt: skip
+    site = rng.integers(0, n_sites, n)
+    placed = np.sort(DAY0 + 11 * 3600.0 + rng.uniform(0.0, 2 * 3600.0, n))
+    r = 2000.0 * np.sqrt(rng.random(n))
+    a = rng.random(n) * 2 * np.pi
+    orders = OrderColumns(
+        order_id=rng.permutation(n).astype(np.int64) + 100,
+        site_id=sites.site_id[site],
+        drop_x=slng[site] + r * np.cos(a) / 95_000.0,
+        drop_y=slat[site] + r * np.sin(a) / 111_000.0,
+        placed_at=placed,
+        ready_at=placed + rng.uniform(60.0, 480.0, n),
+        promised_by=placed + 3600.0,
+        size=np.ones(n, dtype=np.int32),
+        service_drop_s=np.full(n, 60.0),
+    )
+    home = np.arange(m) % n_sites
+    start = DAY0 + 10.5 * 3600.0
+    riders = RiderColumns(rider_id=np.arange(m, dtype=np.int64) + 5000, site_id=sites.site_id[home],
+                          start_x=slng[home], start_y=slat[home], shift_start=np.full(m, start),
+                          shift_end=np.full(m, start + 4 * 3600.0), capacity=np.full(m, 5, dtype=np.int32),
+                          speed_factor=np.ones(m))  # fmt: skip
+    return OrderLog(LogMeta("wgs84", TravelModel(), DAY0, 8 * 3600.0, name="tiny", seed=seed), sites, orders, riders)
+
+
+def test_same_outcome_whatever_the_workers_and_the_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tiny_log()
+    one, _ = run_day(log, SimConfig(workers=1))
+    two, _ = run_day(log, SimConfig(workers=2))
+    monkeypatch.setattr(shard_mod, "SITES_PER_SHARD", 1)
+    assert len(plan_shards(log, 1).shards) == 4
+    per_site, _ = run_day(log, SimConfig(workers=2))
+    assert (~np.isnan(one.delivered_at)).sum() > 0.9 * log.orders.order_id.shape[0]
+    for other in (two, per_site):
+        a = np.argsort(one.order_id)
+        b = np.argsort(other.order_id)
+        for name in ("order_id", "assigned_at", "picked_at", "delivered_at", "rider_id"):
+            np.testing.assert_array_equal(getattr(one, name)[a], getattr(other, name)[b])
+        assert one.rider_metres.sum() == pytest.approx(other.rider_metres.sum(), rel=1e-12)
+
+
+def test_riders_serve_their_own_site_only() -> None:
+    log = tiny_log(1)
+    day, _ = run_day(log, SimConfig(workers=1))
+    served = ~np.isnan(day.assigned_at)
+    home = dict(zip(log.riders.rider_id.tolist(), log.riders.site_id.tolist(), strict=True))
+    order_site = log.sites.site_id[day.site_id]
+    assert all(home[int(r)] == int(s) for r, s in zip(day.rider_id[served], order_site[served], strict=True))
+
+
+def test_outputs(tmp_path: Path) -> None:
+    log = tiny_log(2)
+    summ = simulate(log, tmp_path, SimConfig(workers=1, seed=2))
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("orders_total", "orders_delivered", "on_time_rate", "delivery_min_p50", "delivery_min_p90",
+                "km_per_order", "orders_per_rider_hour", "dispatch_tick_ms_p99", "wall_seconds",
+                "sim_orders_per_second", "seed"):  # fmt: skip
+        assert key in on_disk
+    assert on_disk["orders_total"] == 400 and on_disk["seed"] == 2
+    assert 0.0 <= on_disk["on_time_rate"] <= 1.0
+    assert summ["orders_delivered"] == on_disk["orders_delivered"]
+    table = pq.read_table(tmp_path / "orders.parquet")
+    assert table.num_rows == 400
+    assert sorted(table.column("order_id").to_pylist()) == sorted(log.orders.order_id.tolist())
+    delivered = np.array(table.column("delivered_at").to_pylist(), dtype=float)
+    assert int((~np.isnan(delivered)).sum()) == on_disk["orders_delivered"]
+    rows = list(csv.DictReader((tmp_path / "hourly.csv").open()))
+    assert len(rows) == 24
+    assert sum(int(r["orders_placed"]) for r in rows) == 400
+    assert sum(int(r["orders_placed"]) for r in rows[11:13]) == 400  # placed 11:00-13:00 local
+    assert set(WALL_CLOCK_FIELDS) <= set(on_disk)
+
+
+def test_frames_keep_sites_apart_and_window_is_shared() -> None:
+    log = tiny_log(3)
+    window = day_window(log, 15.0)
+    assert (window[0] - DAY0) % 15.0 == 0.0
+    days = [build_shard(log, s, window) for s in plan_shards(log, 2).shards]
+    assert all(d.start == window[0] and d.end == window[1] for d in days)
+    d = days[0]
+    gap = np.abs(d.orders.pick_x[:, None] - d.orders.pick_x[None, :])
+    assert np.all((gap == 0) | (gap >= shard_mod.SITE_FRAME_GAP_M / 2))
+    # Drop-offs lie within the zone (2.5 km here) of their site, in metres.
+    dist = np.hypot(d.orders.drop_x - d.orders.pick_x, d.orders.drop_y - d.orders.pick_y)
+    assert dist.max() < 2600.0
+
+
+def test_rounded_minutes_travel_is_refused_clearly() -> None:
+    log = tiny_log()
+    meta = LogMeta("wgs84", TravelModel(kind="constant", speed_mps=(5.0,), round_up_minutes=True), DAY0, 0.0)
+    bad = OrderLog(meta, log.sites, log.orders, log.riders)
+    with pytest.raises(UnsupportedLogError, match="round_up_minutes"):
+        run_day(bad, SimConfig(workers=1))
