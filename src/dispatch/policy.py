@@ -5,9 +5,9 @@ pending orders) at some ``now``; nothing here knows which clock it runs on. The 
 
 - ``kernel`` (the product): sparse candidates, exact min-cost assignment in rounds so a rider can take several new
   orders in one tick, intra-route local search, and optionally OR-Tools re-optimisation;
-- ``greedy`` (a baseline): first come first served, the nearest idle rider, one order per trip.
-
-(The ``ortools`` baseline, which re-solves the open orders with OR-Tools every tick, is not written yet.)
+- ``greedy`` (a baseline): first come first served, the nearest idle rider, one order per trip;
+- ``ortools`` (a baseline, ``dispatch.ortools_policy``): re-solves each site's open orders with OR-Tools every
+  tick.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 TRIP_MODES = {"single_site": SINGLE_SITE, "mixed": MIXED}
-POLICIES = ("kernel", "greedy")
+POLICIES = ("kernel", "greedy", "ortools")
 
 
 class Reason(IntEnum):
@@ -513,9 +513,13 @@ class GreedyPolicy:
 
 
 def make_policy(name: str, params: DispatchParams | None = None) -> Policy:
-    """``kernel`` or ``greedy`` (see the module docstring)."""
+    """``kernel``, ``greedy`` or ``ortools`` (see the module docstring)."""
     if name == "kernel":
         return KernelPolicy(params)
     if name == "greedy":
         return GreedyPolicy(params)
+    if name == "ortools":
+        from dispatch.ortools_policy import OrToolsPolicy  # it imports this module
+
+        return OrToolsPolicy(params)
     raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {name!r}")

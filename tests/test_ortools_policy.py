@@ -1,0 +1,445 @@
+"""Tests for dispatch.ortools_policy: OrToolsPolicy ticks checked by the plain-Python oracle (feasibility, frozen
+stops, no double assignment, every pending order assigned or given a reason, ETAs, costs), and its reasons."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import NOW, MatrixTravel, ProfileTravel, Sim, simulate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dispatch.geo import ProfileTravelTime, SpeedProfile
+from dispatch.ortools_policy import OrToolsPolicy
+from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult
+from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+from dispatch.synthetic import CitySpec, city_snapshot, site_snapshot
+
+FAST = 0.05  # OR-Tools seconds per model: the tests check rules, not solution quality
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Independent checks of a tick's result
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def travel_model(travel: tuple[Any, ...]) -> Any:
+    """The oracle's own travel model for a kernels' travel tuple."""
+    params = travel[0]
+    if params[3] != 0.0:
+        return MatrixTravel(travel[2], travel[3])
+    return ProfileTravel(travel[1], params[0], params[1], params[2])
+
+
+def oracle(snap: Snapshot, routes: Routes, r: int, params: DispatchParams, max_orders: int | None = None) -> Sim:
+    return simulate(
+        snap.orders, snap.riders, r, routes.stops(r), travel=travel_model(snap.travel),
+        n_frozen=int(routes.frozen[r]), mode=params.mode, weights=params.weights, max_orders=max_orders,
+    )  # fmt: skip
+
+
+def on_board(routes: Routes, r: int) -> set[int]:
+    """Orders rider r carries once its frozen prefix is done: no pickup in the route, or a frozen one."""
+    stops = routes.stops(r)
+    f = int(routes.frozen[r])
+    picks = {o for o, k in stops if k == PICKUP}
+    return {o for o, k in stops if k == DROPOFF and o not in picks} | {o for o, k in stops[:f] if k == PICKUP}
+
+
+def check_tick(
+    snap: Snapshot, before: Routes, res: TickResult, params: DispatchParams, now: float, *, reassign: bool = False
+) -> None:
+    """Properties every OrToolsPolicy tick must have (``reassign``: open orders may change riders)."""
+    orders, riders = snap.orders, snap.riders
+    m = riders.m
+    # The snapshot's routes are not modified.
+    for a, b in zip(snap.routes.as_tuple(), before.as_tuple(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    out = res.routes
+    assert out.length.shape == (m,)
+    np.testing.assert_array_equal(out.frozen, before.frozen)
+    assert "total" in res.timings_ms and res.timings_ms["total"] >= 0.0
+    # Assigned and unassigned split the pending orders; each order is assigned once; every left order has a reason.
+    pending = set(snap.pending.tolist())
+    ao, ar = res.assigned_order.tolist(), res.assigned_rider.tolist()
+    uo = res.unassigned_order.tolist()
+    assert len(ao) == len(ar) and len(ao) == len(set(ao))
+    assert len(uo) == len(set(uo)) and res.unassigned_reason.shape == res.unassigned_order.shape
+    assert set(ao).isdisjoint(uo) and set(ao) | set(uo) == pending
+    assert len(ao) + len(uo) == len(pending)
+    valid = {int(x) for x in Reason} - {int(Reason.NONE)}
+    assert {int(x) for x in res.unassigned_reason.tolist()} <= valid
+    # No stop is in two routes or twice in one; an assigned order is in its rider's route, pickup and drop-off.
+    where: dict[tuple[int, int], int] = {}
+    for r in range(m):
+        for stop in out.stops(r):
+            assert stop not in where, stop
+            where[stop] = r
+    for o, r in zip(ao, ar, strict=True):
+        assert where.get((o, PICKUP)) == r and where.get((o, DROPOFF)) == r, o
+    for o in uo:
+        assert (o, PICKUP) not in where and (o, DROPOFF) not in where
+    # Frozen prefixes unchanged; orders on board stay with their rider; every old stop is still routed, with its
+    # own rider unless reassign; the only new stops are the assignments'.
+    old_stops = {s for r in range(m) for s in before.stops(r)}
+    new_stops = {(o, k) for o in ao for k in (PICKUP, DROPOFF)}
+    assert set(where) == old_stops | new_stops
+    for r in range(m):
+        old, new = before.stops(r), out.stops(r)
+        F = int(before.frozen[r])
+        assert new[:F] == old[:F], r
+        assert all((o, DROPOFF) in new for o in on_board(before, r)), r
+        if not reassign:
+            assert not Counter(old) - Counter(new), r
+            assert set((Counter(new) - Counter(old)).elements()) == {s for s in new_stops if where[s] == r}, r
+    # ``changed`` is exactly the riders whose stops differ.
+    assert res.changed.tolist() == [r for r in range(m) if out.stops(r) != before.stops(r)]
+    # Every route is feasible for the oracle (changed ones within the order limit), pickups precede drop-offs
+    # (the oracle checks it; asserted here too), and the reported ETAs are its arrival times.
+    changed = set(res.changed.tolist())
+    eta = res.eta_dropoff(orders.n)
+    sims: dict[int, Sim] = {}
+    for r in range(m):
+        stops = out.stops(r)
+        for s, (o, k) in enumerate(stops):
+            if k == PICKUP:
+                assert (o, DROPOFF) in stops[s + 1 :], (r, o)
+        sim = oracle(snap, out, r, params, params.max_orders_per_rider if r in changed else None)
+        assert sim.feasible, (r, stops, sim.violations)
+        sims[r] = sim
+        for s, (o, k) in enumerate(stops):
+            assert res.arrive[r, s] == pytest.approx(sim.arrive[s], abs=1e-4), (r, s)
+            if k == DROPOFF:
+                assert eta[o] == pytest.approx(sim.arrive[s], abs=1e-4)
+    routed = {o for o, k in where if k == DROPOFF}
+    assert all(math.isnan(eta[o]) for o in range(orders.n) if o not in routed)
+    # New orders go to riders online and in shift; pinned orders to their own rider.
+    for o, r in zip(ao, ar, strict=True):
+        assert riders.online[r] and riders.shift_start[r] <= now < riders.shift_end[r]
+        if orders.pinned[o] >= 0:
+            assert r == orders.pinned[o]
+    # The costs: route cost (by the oracle) of the changed riders plus the reject cost of the orders left, and
+    # OR-Tools' plans are kept only when cheaper, so the tick never raises it.
+    reject = params.reject_costs(orders, now)
+    before_cost = sum(oracle(snap, before, r, params).cost for r in changed) + float(reject[list(pending)].sum())
+    after_cost = sum(sims[r].cost for r in changed) + float(reject[uo].sum())
+    assert res.cost_before == pytest.approx(before_cost, rel=1e-9, abs=1e-6)
+    assert res.cost_after == pytest.approx(after_cost, rel=1e-9, abs=1e-6)
+    assert res.cost_after <= res.cost_before + 1e-6 * max(1.0, abs(res.cost_before))
+
+
+def reasons_of(res: TickResult) -> dict[int, int]:
+    return dict(zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True))
+
+
+def assigned_of(res: TickResult) -> dict[int, int]:
+    return dict(zip(res.assigned_order.tolist(), res.assigned_rider.tolist(), strict=True))
+
+
+def run(snap: Snapshot, *, reassign: bool = False, max_group_orders: int = 20, **changes: Any) -> TickResult:
+    params = DispatchParams(**{"ortools_time_limit_s": FAST, **changes})
+    before = snap.routes.copy()
+    res = OrToolsPolicy(params, max_group_orders=max_group_orders, reassign=reassign).tick(snap, NOW)
+    check_tick(snap, before, res, params, NOW, reassign=reassign)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Property tests on small synthetic cities
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def city(draw: Any) -> tuple[Snapshot, DispatchParams]:
+    stops = draw(st.sampled_from([2, 4, 6]))
+    spec = CitySpec(
+        n_orders=draw(st.integers(1, 10)),
+        n_riders=draw(st.integers(1, 8)),
+        n_sites=draw(st.integers(1, 3)),
+        radius_m=draw(st.sampled_from([0.0, 3000.0, 8000.0])),
+        zone_m=draw(st.sampled_from([1000.0, 3000.0])),
+        max_route_stops=stops,
+        busy_share=draw(st.sampled_from([0.0, 0.5, 1.0])),
+        capacity=draw(st.integers(stops, 9)),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+    snap = city_snapshot(spec)
+    rng = np.random.default_rng(spec.seed)
+    pinned = snap.orders.pinned.copy()
+    pend = snap.pending
+    pin = rng.random(pend.shape[0]) < draw(st.sampled_from([0.0, 0.3]))
+    pinned[pend[pin]] = rng.integers(0, spec.n_riders, int(pin.sum()))
+    online = rng.random(spec.n_riders) >= draw(st.sampled_from([0.0, 0.3]))
+    snap = dataclasses.replace(
+        snap,
+        orders=dataclasses.replace(snap.orders, pinned=pinned),
+        riders=dataclasses.replace(snap.riders, online=online),
+    )
+    params = DispatchParams(
+        trip_mode=draw(st.sampled_from(["single_site", "mixed"])),
+        max_orders_per_rider=draw(st.integers(1, 5)),
+        candidate_k=draw(st.integers(1, 4)),
+        hold_s=draw(st.sampled_from([0.0, 30.0, 120.0])),
+        max_reach_m=draw(st.sampled_from([2000.0, 8000.0])),
+        ortools_time_limit_s=FAST,
+    )
+    return snap, params
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=city(), reassign=st.booleans())
+def test_tick_properties(case: tuple[Snapshot, DispatchParams], reassign: bool) -> None:
+    snap, params = case
+    assert all(oracle(snap, snap.routes, r, params).feasible for r in range(snap.riders.m))
+    before = snap.routes.copy()
+    res = OrToolsPolicy(params, max_group_orders=4, reassign=reassign).tick(snap, NOW)
+    check_tick(snap, before, res, params, NOW, reassign=reassign)
+    orders, rd = snap.orders, snap.riders
+    reason = reasons_of(res)
+    # Held orders (young, not pinned) are held, and only they.
+    for o in snap.pending.tolist():
+        held = NOW - orders.placed[o] < params.hold_s and orders.pinned[o] < 0
+        assert (reason.get(o) == Reason.HELD_FOR_BATCHING) == held, o
+    # "No rider in reach" is true: no accepting rider's next free point is within reach of the pickup.
+    n_drops = np.array([sum(k == DROPOFF for _, k in before.stops(r)) for r in range(rd.m)])
+    acc = rd.online & (rd.shift_start <= NOW) & (rd.shift_end > NOW) & (n_drops < params.max_orders_per_rider)
+    fx, fy = rd.x.copy(), rd.y.copy()
+    for r in range(rd.m):
+        if before.stops(r):
+            o, k = before.stops(r)[-1]
+            fx[r] = orders.pick_x[o] if k == PICKUP else orders.drop_x[o]
+            fy[r] = orders.pick_y[o] if k == PICKUP else orders.drop_y[o]
+    for o, why in reason.items():
+        if why == Reason.NO_RIDER_IN_REACH:
+            assert orders.pinned[o] < 0
+            d = np.hypot(fx - orders.pick_x[o], fy - orders.pick_y[o])
+            assert not np.any(acc & (d <= params.max_reach_m)), o
+        if why == Reason.PINNED_RIDER_UNAVAILABLE:
+            assert orders.pinned[o] >= 0 and not acc[orders.pinned[o]]
+
+
+def test_busy_site_in_several_models() -> None:
+    """One site, 30 orders, in models of at most 8 orders, each on the routes the one before left: the hard rules
+    hold across them (how many orders each places depends on the time limit)."""
+    snap = site_snapshot(n_orders=30, n_riders=20, seed=4)
+    params = DispatchParams(hold_s=0.0, ortools_time_limit_s=FAST)
+    policy = OrToolsPolicy(params, max_group_orders=8)
+    res = policy.tick(snap, NOW)
+    check_tick(snap, snap.routes.copy(), res, params, NOW)
+    assert len(policy.last_solver_status) == 4
+    assert res.assigned_order.size > 0
+
+
+def test_city_tick_with_matrix_travel() -> None:
+    """A city whose travel is an explicit matrix: the ETAs are still the oracle's."""
+    snap = city_snapshot(CitySpec(n_orders=8, n_riders=6, n_sites=2, radius_m=3000.0, seed=11))
+    o, rd = snap.orders, snap.riders
+    px = np.concatenate([o.pick_x, o.drop_x, rd.x])
+    py = np.concatenate([o.pick_y, o.drop_y, rd.y])
+    dmat = np.hypot(px[:, None] - px[None, :], py[:, None] - py[None, :]) * 1.25
+    from dispatch.geo import MatrixTravelTime
+
+    n = o.n
+    snap = dataclasses.replace(
+        snap,
+        orders=dataclasses.replace(o, pick_loc=np.arange(n), drop_loc=n + np.arange(n)),
+        riders=dataclasses.replace(rd, loc=2 * n + np.arange(rd.m)),
+        travel=MatrixTravelTime(dmat / 4.0, dmat).arrays(),
+    )
+    res = run(snap, hold_s=0.0)
+    assert res.assigned_order.size > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handcrafted snapshots: reasons, pinning, batching, reassignment
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def hand_snapshot(
+    picks: list[tuple[float, float]],
+    *,
+    placed_ago: float | list[float] = 600.0,
+    promised_in: float | list[float] = 3600.0,
+    size: list[int] | None = None,
+    pinned: list[int] | None = None,
+    riders: list[tuple[float, float]],
+    capacity: int = 6,
+    shift_in: float = 7200.0,
+    online: list[bool] | None = None,
+    routes: list[list[tuple[int, int]]] | None = None,
+    frozen: list[int] | None = None,
+    extra_orders: int = 0,
+) -> Snapshot:
+    """Pending orders picked up at ``picks`` (one site per point) and dropped 1 km north; ``extra_orders`` more
+    orders at the first pick point, listed in ``routes``. Constant 5 m/s, no detour."""
+    n = len(picks) + extra_orders
+    px = [p[0] for p in picks] + [picks[0][0]] * extra_orders
+    py = [p[1] for p in picks] + [picks[0][1]] * extra_orders
+    ago = np.broadcast_to(np.asarray(placed_ago, dtype=float), (len(picks),)).tolist() + [900.0] * extra_orders
+    prom = np.broadcast_to(np.asarray(promised_in, dtype=float), (len(picks),)).tolist() + [3600.0] * extra_orders
+    keys = sorted(set(picks))
+    site = [keys.index(p) for p in picks] + [0] * extra_orders
+    orders = OrderTable.build(
+        pick_x=px,
+        pick_y=py,
+        drop_x=px,
+        drop_y=[y + 1000.0 for y in py],
+        site=site,
+        ready=[NOW - 60.0] * n,
+        promised=[NOW + p for p in prom],
+        placed=[NOW - a for a in ago],
+        size=size if size is not None else [1] * n,
+        service_pick=[30.0] * n,
+        service_drop=[30.0] * n,
+        pinned=(pinned or [-1] * len(picks)) + [-1] * extra_orders,
+    )
+    m = len(riders)
+    rd = RiderTable.build(
+        x=[r[0] for r in riders],
+        y=[r[1] for r in riders],
+        avail=[NOW] * m,
+        shift_start=[NOW - 3600.0] * m,
+        shift_end=[NOW + shift_in] * m,
+        capacity=[capacity] * m,
+        online=online,
+    )
+    rt = Routes.from_lists(routes or [[] for _ in range(m)], 4, frozen)
+    travel = ProfileTravelTime(profile=SpeedProfile.constant(5.0), detour=1.0).arrays()
+    return Snapshot(orders, rd, rt, np.arange(len(picks), dtype=np.int64), travel)
+
+
+def test_order_out_of_reach_gets_no_rider_in_reach() -> None:
+    # Site A at the origin with two riders nearby; site B 20 km east, nobody within 8 km of it.
+    snap = hand_snapshot([(0.0, 0.0), (20_000.0, 0.0)], riders=[(300.0, 0.0), (-400.0, 200.0)])
+    res = run(snap, max_reach_m=8000.0)
+    assert 0 in assigned_of(res)
+    assert reasons_of(res) == {1: Reason.NO_RIDER_IN_REACH}
+
+
+def test_no_rider_in_reach_at_all() -> None:
+    snap = hand_snapshot([(0.0, 0.0), (0.0, 0.0)], riders=[(9000.0, 0.0)])
+    res = run(snap, max_reach_m=8000.0)
+    assert reasons_of(res) == {0: Reason.NO_RIDER_IN_REACH, 1: Reason.NO_RIDER_IN_REACH}
+    assert res.changed.size == 0 and res.cost_after == res.cost_before
+
+
+def test_young_orders_are_held_unless_pinned() -> None:
+    snap = hand_snapshot(
+        [(0.0, 0.0)] * 3, placed_ago=[5.0, 5.0, 600.0], pinned=[-1, 0, -1], riders=[(100.0, 0.0), (0.0, 100.0)]
+    )
+    res = run(snap, hold_s=30.0)
+    assert reasons_of(res) == {0: Reason.HELD_FOR_BATCHING}
+    assert assigned_of(res)[1] == 0 and 2 in assigned_of(res)
+    res = run(snap, hold_s=0.0)
+    assert set(assigned_of(res)) == {0, 1, 2}
+
+
+def test_pinned_order_goes_to_its_rider_only() -> None:
+    # Rider 1 sits at the pickup, rider 0 is 3 km away; the order is pinned to rider 0.
+    snap = hand_snapshot([(0.0, 0.0)], pinned=[0], riders=[(3000.0, 0.0), (0.0, 0.0)])
+    res = run(snap)
+    assert assigned_of(res) == {0: 0}
+    assert res.routes.stops(1) == []
+
+
+def test_pinned_order_with_offline_rider_gets_pinned_rider_unavailable() -> None:
+    snap = hand_snapshot([(0.0, 0.0)], pinned=[0], riders=[(100.0, 0.0), (0.0, 100.0)], online=[False, True])
+    res = run(snap)
+    assert reasons_of(res) == {0: Reason.PINNED_RIDER_UNAVAILABLE}
+
+
+def test_order_bigger_than_every_rider_gets_capacity() -> None:
+    snap = hand_snapshot([(0.0, 0.0), (0.0, 0.0)], size=[3, 1], riders=[(100.0, 0.0), (0.0, 100.0)], capacity=2)
+    res = run(snap)
+    assert reasons_of(res) == {0: Reason.CAPACITY}
+    assert 1 in assigned_of(res)
+
+
+def test_order_beyond_every_shift_gets_shift_ends() -> None:
+    # The pickup is 2 km away (400 s at 5 m/s); both shifts end in 60 s.
+    snap = hand_snapshot([(2000.0, 0.0)], riders=[(0.0, 0.0), (0.0, 10.0)], shift_in=60.0)
+    res = run(snap)
+    assert reasons_of(res) == {0: Reason.SHIFT_ENDS}
+
+
+def test_order_late_with_every_rider_is_dropped() -> None:
+    # Promised 20,000 s ago: any rider costs > 20 x 20,000, far above its reject cost (1,000 + 20 x 60), which
+    # is the penalty OR-Tools pays for leaving it out.
+    snap = hand_snapshot([(0.0, 0.0)], promised_in=-20_000.0, placed_ago=60.0, riders=[(100.0, 0.0)])
+    res = run(snap, unassigned_cost=1000.0)
+    assert reasons_of(res) == {0: Reason.LATE_WITH_EVERY_RIDER}
+    assert res.routes.stops(0) == []
+
+
+def test_one_rider_batches_a_site() -> None:
+    snap = hand_snapshot([(0.0, 0.0)] * 3, riders=[(100.0, 0.0)])
+    for mode in ("single_site", "mixed"):
+        res = run(snap, max_orders_per_rider=5, trip_mode=mode)
+        assert assigned_of(res) == {0: 0, 1: 0, 2: 0}
+        assert sorted(res.routes.stops(0)) == sorted([(o, k) for o in range(3) for k in (PICKUP, DROPOFF)])
+
+
+def test_order_limit_leaves_riders_busy() -> None:
+    snap = hand_snapshot([(0.0, 0.0)] * 3, riders=[(100.0, 0.0)])
+    res = run(snap, max_orders_per_rider=1)
+    assert len(assigned_of(res)) == 1
+    assert sorted(reasons_of(res).values()) == [Reason.RIDERS_BUSY, Reason.RIDERS_BUSY]
+
+
+def test_rider_at_the_order_limit_is_not_given_more() -> None:
+    routes = [[(1, DROPOFF), (2, DROPOFF)], [(3, DROPOFF), (4, DROPOFF)]]
+    snap = hand_snapshot([(0.0, 0.0)], riders=[(100.0, 0.0), (0.0, 100.0)], routes=routes, extra_orders=4)
+    res = run(snap, max_orders_per_rider=2)
+    assert reasons_of(res) == {0: Reason.NO_RIDER_IN_REACH}
+    res = run(snap, max_orders_per_rider=3)
+    assert 0 in assigned_of(res)
+
+
+def test_open_order_moves_only_with_reassign() -> None:
+    """Rider 0 is 6 km from the site with order 1 to pick up there (not frozen); rider 1 waits at the site.
+    Without reassign order 1 stays with rider 0 (which then batches the new order with it); with it, OR-Tools hands
+    both to rider 1 (a far cheaper plan)."""
+    routes = [[(1, PICKUP), (1, DROPOFF)], []]
+    snap = hand_snapshot([(0.0, 0.0)], riders=[(6000.0, 0.0), (0.0, 0.0)], routes=routes, extra_orders=1)
+    kept = run(snap, reassign=False, ortools_time_limit_s=0.2)
+    assert {(1, PICKUP), (1, DROPOFF)} <= set(kept.routes.stops(0))
+    assert 0 in assigned_of(kept)
+    moved = run(snap, reassign=True, ortools_time_limit_s=0.2)
+    assert moved.routes.stops(0) == []
+    assert {o for o, _ in moved.routes.stops(1)} == {0, 1}
+    assert moved.changed.tolist() == [0, 1]
+    assert moved.cost_after < kept.cost_after
+
+
+def test_frozen_and_on_board_stops_stay_with_reassign() -> None:
+    # Rider 0 has picked up order 1 (frozen) and must still drop it; order 2 is on board with no pickup in the route.
+    routes = [[(1, PICKUP), (1, DROPOFF), (2, DROPOFF)], []]
+    snap = hand_snapshot([(0.0, 0.0)], riders=[(3000.0, 0.0), (0.0, 0.0)], routes=routes, frozen=[1, 0], extra_orders=2)
+    res = run(snap, reassign=True, ortools_time_limit_s=0.1)
+    assert res.routes.stops(0)[0] == (1, PICKUP)
+    assert {(1, DROPOFF), (2, DROPOFF)} <= set(res.routes.stops(0))
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_group_orders", 0), ("max_group_orders", True), ("reassign", 1)])
+def test_bad_options_are_rejected_naming_the_field(field: str, value: Any) -> None:
+    with pytest.raises(ParamsError) as info:
+        OrToolsPolicy(**{field: value})
+    assert info.value.field == field
+
+
+def test_default_params() -> None:
+    policy = OrToolsPolicy()
+    assert policy.params == DispatchParams()
+    assert (policy.max_group_orders, policy.reassign) == (20, False)
+
+
+def test_make_policy_knows_ortools() -> None:
+    from dispatch.policy import POLICIES, make_policy
+
+    assert "ortools" in POLICIES
+    assert type(make_policy("ortools")).__name__ == "OrToolsPolicy"
