@@ -19,9 +19,9 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-## make run: the main job on the embedded default (simulations/demo.toml).
+## make run: the main job on the embedded default: simulate simulations/demo.toml into out/demo.
 run: $(STAMP_RUN)
-	$(VENV)/bin/dispatch demo
+	$(VENV)/bin/dispatch simulate simulations/demo.toml --out out/demo
 
 ## make test: ruff, mypy, the proto drift check, then pytest (benchmarks once, as a smoke test).
 test: $(STAMP_TEST) lint typecheck protos-check pytest

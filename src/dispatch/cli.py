@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bk.add_argument("--json", action="store_true", help="print one JSON object")
     bk.set_defaults(func=_cmd_bench_kernel)
+
+    from dispatch.sim import cli as sim_cli
+    from dispatch.sim import simulate_cli
+
+    sim_cli.register(sub)  # generate, check
+    simulate_cli.register(sub)  # simulate
     return parser
 
 

@@ -14,6 +14,7 @@ import pytest
 import dispatch.sim.shard as shard_mod
 from dispatch.sim.kpi import WALL_CLOCK_FIELDS
 from dispatch.sim.log import LogMeta, OrderColumns, OrderLog, RiderColumns, SiteColumns, TravelModel
+from dispatch.sim.report import PLOTS
 from dispatch.sim.run import SimConfig, run_day, simulate
 from dispatch.sim.shard import UnsupportedLogError, build_shard, day_window, plan_shards
 
@@ -97,6 +98,9 @@ def test_outputs(tmp_path: Path) -> None:
     assert sum(int(r["orders_placed"]) for r in rows) == 400
     assert sum(int(r["orders_placed"]) for r in rows[11:13]) == 400  # placed 11:00-13:00 local
     assert set(WALL_CLOCK_FIELDS) <= set(on_disk)
+    page = (tmp_path / "report.html").read_text()
+    for png in PLOTS:
+        assert (tmp_path / png).stat().st_size > 1000 and png in page
 
 
 def test_frames_keep_sites_apart_and_window_is_shared() -> None:

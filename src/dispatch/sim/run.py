@@ -101,9 +101,10 @@ def _outcome(jobs: list[tuple[ShardDay, str, DispatchParams]], results: list[Sha
 
 
 def write_outputs(
-    out_dir: Path, log: OrderLog, day: DayOutcome, config: SimConfig, wall_seconds: float
+    out_dir: Path, log: OrderLog, day: DayOutcome, config: SimConfig, wall_seconds: float, report: bool = True
 ) -> dict[str, Any]:
-    """summary.json, orders.parquet and hourly.csv in ``out_dir``; returns the summary."""
+    """summary.json, orders.parquet, hourly.csv and (``report``) report.html with its PNGs in ``out_dir``;
+    returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {"policy": config.policy, "engine": config.engine, "scenario": log.meta.name}
     summ = summary(day, wall_seconds=wall_seconds, seed=config.seed, extra=extra)
@@ -133,6 +134,10 @@ def write_outputs(
         w.writerow(keys)
         for h in range(24):
             w.writerow([_cell(hours[k][h]) for k in keys])
+    if report:
+        from dispatch.sim.report import write_report
+
+        write_report(out_dir, summ, day, hours, (log.sites.x, log.sites.y), log.meta.coordinates)
     return summ
 
 
