@@ -20,13 +20,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.kernels.route import evaluate_routes
+from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams, Policy, Snapshot
-from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -114,6 +115,7 @@ def run_shard(
     next_shift = 0
     tick_ms: list[float] = []
     now = day.start
+    ev_buf: tuple[Any, Any] | None = None
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -161,10 +163,14 @@ def run_shard(
             rider_of[res.assigned_order] = res.assigned_rider
             pending = res.unassigned_order
 
-        # 4. Move until the next tick.
+        # 4. Move until the next tick (only riders with stops).
         t_next = now + tick_s
-        ev, _tot = evaluate_routes(orders_t, riders_t, routes.as_tuple(), day.travel, weights, mode)
-        _advance(orders, riders, routes, ev, t_next, picked_at, delivered_at, metres, delivered)
+        rows = np.flatnonzero(routes.length > 0)
+        if rows.size:
+            if ev_buf is None or ev_buf[0][0].shape != routes.order.shape:
+                ev_buf = allocate_evaluation(m, routes.width)
+            evaluate_subset(orders_t, riders_t, routes.as_tuple(), day.travel, weights, mode, rows, *ev_buf)
+            _advance(orders, riders, routes, ev_buf[0], rows, t_next, picked_at, delivered_at, metres, delivered)
         now = t_next
 
     still = started & np.isnan(off_at)
@@ -191,47 +197,50 @@ def _advance(
     orders: OrderTable,
     riders: RiderTable,
     routes: Routes,
-    ev: tuple[npt.NDArray[np.float64], ...],
+    ev: tuple[npt.NDArray[Any], ...],
+    rows: I64,
     t_next: float,
     picked_at: F64,
     delivered_at: F64,
     metres: F64,
     delivered: I64,
 ) -> None:
-    """Complete every stop whose service ends by ``t_next``; move riders; freeze the stop each heads to."""
-    arrive, depart = ev[0], ev[1]
-    cum_metres = ev[5]
+    """For riders ``rows`` (int64[q], evaluated in ``ev``): complete every stop whose service ends by ``t_next``,
+    move the riders there, and freeze the stop each heads to next."""
+    arrive, depart = ev[0][rows], ev[1][rows]
+    cum_metres = ev[5][rows]
     width = routes.width
+    length = routes.length[rows]
+    order = routes.order[rows]
+    kind = routes.kind[rows]
     pos = np.arange(width)[None, :]
-    live = pos < routes.length[:, None]
-    done = live & (depart <= t_next)
+    done = (pos < length[:, None]) & (depart <= t_next)
     n_done = done.sum(axis=1)
-    rows = np.flatnonzero(n_done)
-    if rows.size:
-        rr, ss = np.nonzero(done)
-        o = routes.order[rr, ss]
-        k = routes.kind[rr, ss]
+    moved = np.flatnonzero(n_done)
+    if moved.size:
+        qq, ss = np.nonzero(done)
+        o = order[qq, ss]
+        k = kind[qq, ss]
         pick = k == PICKUP
-        picked_at[o[pick]] = np.maximum(arrive[rr, ss][pick], orders.ready[o[pick]])
-        drop = k == DROPOFF
-        delivered_at[o[drop]] = arrive[rr, ss][drop]
-        np.add.at(delivered, rr[drop], 1)
-        last = n_done[rows] - 1
-        lo = routes.order[rows, last]
-        lk = routes.kind[rows, last]
-        metres[rows] += cum_metres[rows, last]
-        riders.x[rows] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-        riders.y[rows] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
-        riders.loc[rows] = np.where(lk == PICKUP, orders.pick_loc[lo], orders.drop_loc[lo])
-        riders.avail[rows] = depart[rows, last]
+        picked_at[o[pick]] = np.maximum(arrive[qq, ss][pick], orders.ready[o[pick]])
+        drop = ~pick
+        delivered_at[o[drop]] = arrive[qq, ss][drop]
+        np.add.at(delivered, rows[qq[drop]], 1)
+        last = n_done[moved] - 1
+        lo = order[moved, last]
+        lk = kind[moved, last]
+        r = rows[moved]
+        metres[r] += cum_metres[moved, last]
+        riders.x[r] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+        riders.y[r] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+        riders.loc[r] = np.where(lk == PICKUP, orders.pick_loc[lo], orders.drop_loc[lo])
+        riders.avail[r] = depart[moved, last]
         # Shift the remaining stops to the front.
-        src = np.minimum(pos + n_done[:, None], width - 1)
-        keep = pos < (routes.length - n_done)[:, None]
-        new_order = np.where(keep, np.take_along_axis(routes.order, src, axis=1), -1)
-        new_kind = np.where(keep, np.take_along_axis(routes.kind, src, axis=1), 0)
-        routes.order[:] = new_order
-        routes.kind[:] = new_kind
-        routes.length -= n_done
-        routes.frozen[:] = np.maximum(routes.frozen - n_done, 0)
+        src = np.minimum(pos + n_done[moved, None], width - 1)
+        keep = pos < (length[moved] - n_done[moved])[:, None]
+        routes.order[r] = np.where(keep, np.take_along_axis(order[moved], src, axis=1), -1)
+        routes.kind[r] = np.where(keep, np.take_along_axis(kind[moved], src, axis=1), 0)
+        routes.length[r] -= n_done[moved]
+        routes.frozen[r] = np.maximum(routes.frozen[r] - n_done[moved], 0)
     # A rider with stops left is on its way to the first one: committed.
-    routes.frozen[:] = np.where(routes.length > 0, np.maximum(routes.frozen, 1), 0)
+    routes.frozen[rows] = np.where(routes.length[rows] > 0, np.maximum(routes.frozen[rows], 1), 0)

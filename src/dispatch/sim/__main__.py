@@ -1,0 +1,7 @@
+"""``python -m dispatch.sim ...``: see :mod:`dispatch.sim.cli`."""
+
+import sys
+
+from dispatch.sim.cli import main
+
+sys.exit(main())
