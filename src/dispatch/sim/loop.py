@@ -8,7 +8,8 @@ Every ``tick_s`` seconds of simulated time:
 3. the policy ticks on a ``Snapshot`` (the same call the service makes on the wall clock);
 4. the riders move along their routes until the next tick: every stop whose service ends by then is done (a
    pickup is recorded when its service starts, that is once the rider is there and the order is ready; a drop-off
-   when the rider arrives), and the stop a rider is heading to is frozen (committed).
+   when the rider arrives), and the stop a rider is heading to is frozen (committed). A rider with an empty bag
+   rides back towards its start position (its site) at the travel model's speed, and those kilometres count.
 
 When nothing is pending and no rider has a route, the clock jumps to the next tick at which an order is placed
 or a shift starts. Everything is deterministic: the same inputs give the same outputs.
@@ -116,6 +117,7 @@ def run_shard(
     tick_ms: list[float] = []
     now = day.start
     ev_buf: tuple[Any, Any] | None = None
+    home_x, home_y = riders.x.copy(), riders.y.copy()
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -163,8 +165,9 @@ def run_shard(
             rider_of[res.assigned_order] = res.assigned_rider
             pending = res.unassigned_order
 
-        # 4. Move until the next tick (only riders with stops).
+        # 4. Move until the next tick: riders with stops ride their routes, idle riders head back to their site.
         t_next = now + tick_s
+        _return_home(riders, routes, home_x, home_y, day.travel, now, tick_s, metres)
         rows = np.flatnonzero(routes.length > 0)
         if rows.size:
             if ev_buf is None or ev_buf[0][0].shape != routes.order.shape:
@@ -244,3 +247,38 @@ def _advance(
         routes.frozen[r] = np.maximum(routes.frozen[r] - n_done[moved], 0)
     # A rider with stops left is on its way to the first one: committed.
     routes.frozen[rows] = np.where(routes.length[rows] > 0, np.maximum(routes.frozen[rows], 1), 0)
+
+
+def _return_home(
+    riders: RiderTable,
+    routes: Routes,
+    home_x: F64,
+    home_y: F64,
+    travel: tuple[Any, ...],
+    now: float,
+    tick_s: float,
+    metres: F64,
+) -> None:
+    """Idle online riders away from their start position move ``tick_s`` seconds of riding towards it (a straight
+    line in the plane, at the profile speed over the detour factor). Matrix travel models have no plane: no-op."""
+    params, speed = travel[0], travel[1]
+    if params[3] != 0.0:
+        return
+    idle = np.flatnonzero(riders.online & (routes.length == 0) & ((riders.x != home_x) | (riders.y != home_y)))
+    if idle.size == 0:
+        return
+    bin_s, detour, offset = float(params[0]), float(params[1]), float(params[2])
+    v = float(speed[int(np.floor((now + offset) / bin_s)) % speed.shape[0]])
+    start = np.maximum(riders.avail[idle], now)
+    reach = np.maximum(0.0, now + tick_s - start) * v * riders.speed[idle] / detour
+    dx = home_x[idle] - riders.x[idle]
+    dy = home_y[idle] - riders.y[idle]
+    dist = np.hypot(dx, dy)
+    frac = np.where(dist > reach, reach / np.maximum(dist, 1e-9), 1.0)
+    riders.x[idle] += dx * frac
+    riders.y[idle] += dy * frac
+    arrived = frac >= 1.0
+    riders.x[idle[arrived]] = home_x[idle[arrived]]
+    riders.y[idle[arrived]] = home_y[idle[arrived]]
+    metres[idle] += np.minimum(dist, reach) * detour
+    riders.avail[idle] = np.maximum(riders.avail[idle], now + tick_s)
