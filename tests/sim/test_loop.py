@@ -101,3 +101,23 @@ def test_no_riders_no_deliveries_and_the_clock_ends() -> None:
     res = run(day)
     assert np.all(np.isnan(res.delivered_at)) and np.all(res.rider == -1)
     assert res.end <= day.orders.placed[-1] + 4 * 3600.0 + DispatchParams().tick_s
+
+
+def test_idle_riders_ride_back_to_their_site() -> None:
+    from dispatch.sim.loop import _return_home
+    from dispatch.state import Routes
+
+    travel = ProfileTravelTime().arrays()
+    riders = RiderTable.build(x=[1000.0, 5.0, 300.0], y=[0.0, 0.0, 0.0], avail=[NOW] * 3, shift_end=[NOW + 3600] * 3,
+                              capacity=[4] * 3)  # fmt: skip
+    riders.online[2] = False  # offline riders stay where they are
+    home = np.zeros(3)
+    metres = np.zeros(3)
+    _return_home(riders, Routes.empty(3, 4), home, home.copy(), travel, NOW, 15.0, metres)
+    params, speed = travel[0], travel[1]
+    v = speed[int((NOW + params[2]) // params[0]) % speed.shape[0]]
+    step = 15.0 * v / params[1]
+    assert riders.x[0] == pytest.approx(1000.0 - step)
+    assert metres[0] == pytest.approx(step * params[1])
+    assert riders.x[1] == 0.0 and metres[1] == pytest.approx(5.0 * params[1])  # arrives, no overshoot
+    assert riders.x[2] == 300.0 and metres[2] == 0.0
