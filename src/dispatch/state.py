@@ -130,6 +130,10 @@ class OrderTable:
         t.validate()
         return t
 
+    def take(self, idx: I64) -> OrderTable:
+        """The orders ``idx`` (int64[k]) as a new table (copies; no re-validation: rows of a valid table)."""
+        return OrderTable(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
     def validate(self) -> None:
         for f in fields(self):
             arr = getattr(self, f.name)
@@ -174,6 +178,10 @@ class RiderTable:
             self.capacity,
             self.speed,
         )
+
+    def take(self, idx: I64) -> RiderTable:
+        """The riders ``idx`` (int64[k]) as a new table (copies; no re-validation: rows of a valid table)."""
+        return RiderTable(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     @staticmethod
     def build(

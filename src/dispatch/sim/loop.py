@@ -156,14 +156,13 @@ def run_shard(
             now = _next_tick(now, min(upcoming), tick_s)
             continue
 
-        # 3. Dispatch.
+        # 3. Dispatch, on the active part of the shard only (riders online or with stops, orders pending or
+        # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
-            res = policy.tick(Snapshot(orders, riders, routes, pending, day.travel), now)
-            tick_ms.append(res.timings_ms.get("total", 0.0))
-            routes = res.routes
-            assigned_at[res.assigned_order] = now
-            rider_of[res.assigned_order] = res.assigned_rider
-            pending = res.unassigned_order
+            routes, ao, ar, pending, ms = _dispatch(policy, orders, riders, routes, pending, day.travel, now)
+            tick_ms.append(ms)
+            assigned_at[ao] = now
+            rider_of[ao] = ar
 
         # 4. Move until the next tick: riders with stops ride their routes, idle riders head back to their site.
         t_next = now + tick_s
@@ -193,6 +192,44 @@ def run_shard(
         end=now,
         wall_s=time.perf_counter() - t_wall,
         extra={"undelivered_in_routes": float(int(routes.length.sum()))},
+    )
+
+
+def _dispatch(
+    policy: Policy,
+    orders: OrderTable,
+    riders: RiderTable,
+    routes: Routes,
+    pending: I64,
+    travel: tuple[object, ...],
+    now: float,
+) -> tuple[Routes, I64, I64, I64, float]:
+    """One policy tick on the compacted active set; returns the shard's routes, the new assignments (order and
+    rider indices of the shard), the orders still pending, and the policy's milliseconds."""
+    act_r = np.flatnonzero(riders.online | (routes.length > 0)).astype(np.int64)
+    width = routes.width
+    live = np.arange(width)[None, :] < routes.length[act_r, None]
+    sub_order = routes.order[act_r]
+    act_o = np.union1d(pending, sub_order[live]).astype(np.int64)
+    local = np.where(live, np.searchsorted(act_o, np.where(live, sub_order, act_o[0])), -1)
+    sub_routes = Routes(routes.length[act_r].copy(), routes.frozen[act_r].copy(), local, routes.kind[act_r].copy())
+    snap = Snapshot(orders.take(act_o), riders.take(act_r), sub_routes, np.searchsorted(act_o, pending), travel)
+    res = policy.tick(snap, now)
+    out = res.routes
+    if out.width > width:
+        routes = routes.widened(out.width)
+        width = out.width
+    live = np.arange(out.width)[None, :] < out.length[:, None]
+    routes.order[act_r, : out.width] = np.where(live, act_o[np.maximum(out.order, 0)], -1)
+    routes.kind[act_r, : out.width] = out.kind
+    routes.length[act_r] = out.length
+    routes.frozen[act_r] = out.frozen
+    return (
+        routes,
+        act_o[res.assigned_order],
+        act_r[res.assigned_rider],
+        act_o[res.unassigned_order],
+        float(res.timings_ms.get("total", 0.0)),
     )
 
 
