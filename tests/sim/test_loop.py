@@ -104,20 +104,21 @@ def test_no_riders_no_deliveries_and_the_clock_ends() -> None:
 
 
 def test_idle_riders_ride_back_to_their_site() -> None:
-    from dispatch.sim.loop import _return_home
-    from dispatch.state import Routes
+    """Closed-form homing: position after t seconds, kilometres counted when it stops, no overshoot."""
+    from dispatch.sim.loop import Homing
 
     travel = ProfileTravelTime().arrays()
-    riders = RiderTable.build(x=[1000.0, 5.0, 300.0], y=[0.0, 0.0, 0.0], avail=[NOW] * 3, shift_end=[NOW + 3600] * 3,
-                              capacity=[4] * 3)  # fmt: skip
-    riders.online[2] = False  # offline riders stay where they are
-    home = np.zeros(3)
-    metres = np.zeros(3)
-    _return_home(riders, Routes.empty(3, 4), home, home.copy(), travel, NOW, 15.0, metres)
+    riders = RiderTable.build(x=[0.0, 0.0], y=[0.0, 0.0], avail=[NOW] * 2, shift_end=[NOW + 3600] * 2, capacity=[4] * 2)
+    homing = Homing(riders, travel)  # home = (0, 0)
+    riders.x[:] = [1000.0, 5.0]  # both just emptied their bags here, at NOW
+    homing.start(riders, np.array([0, 1]))
     params, speed = travel[0], travel[1]
-    v = speed[int((NOW + params[2]) // params[0]) % speed.shape[0]]
-    step = 15.0 * v / params[1]
-    assert riders.x[0] == pytest.approx(1000.0 - step)
-    assert metres[0] == pytest.approx(step * params[1])
-    assert riders.x[1] == 0.0 and metres[1] == pytest.approx(5.0 * params[1])  # arrives, no overshoot
-    assert riders.x[2] == 300.0 and metres[2] == 0.0
+    v = speed[int((NOW + params[2]) // params[0]) % speed.shape[0]] / params[1]
+    homing.place(riders, NOW + 15.0)
+    assert riders.x[0] == pytest.approx(1000.0 - 15.0 * v) and riders.x[1] == 0.0
+    metres = np.zeros(2)
+    homing.stop(riders, np.array([0, 1]), np.array([NOW + 15.0, NOW + 600.0]), metres)
+    assert metres[0] == pytest.approx(15.0 * v * params[1])
+    assert metres[1] == pytest.approx(5.0 * params[1])  # arrived: no overshoot
+    homing.stop(riders, np.array([0]), NOW + 900.0, metres)  # stopping twice counts nothing more
+    assert metres[0] == pytest.approx(15.0 * v * params[1])

@@ -52,13 +52,12 @@ def tiny_log(seed: int = 0, n_sites: int = 4, n: int = 400, m: int = 40) -> Orde
     return OrderLog(LogMeta("wgs84", TravelModel(), DAY0, 8 * 3600.0, name="tiny", seed=seed), sites, orders, riders)
 
 
-def test_same_outcome_whatever_the_workers_and_the_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_outcome_whatever_the_workers_and_the_shards() -> None:
     log = tiny_log()
     one, _ = run_day(log, SimConfig(workers=1))
     two, _ = run_day(log, SimConfig(workers=2))
-    monkeypatch.setattr(shard_mod, "SITES_PER_SHARD", 1)
-    assert len(plan_shards(log, 1).shards) == 4
-    per_site, _ = run_day(log, SimConfig(workers=2))
+    assert len(plan_shards(log, 4).shards) == 4
+    per_site, _ = run_day(log, SimConfig(workers=2, shards=4))
     assert (~np.isnan(one.delivered_at)).sum() > 0.9 * log.orders.order_id.shape[0]
     for other in (two, per_site):
         a = np.argsort(one.order_id)
@@ -66,6 +65,7 @@ def test_same_outcome_whatever_the_workers_and_the_shards(monkeypatch: pytest.Mo
         for name in ("order_id", "assigned_at", "picked_at", "delivered_at", "rider_id"):
             np.testing.assert_array_equal(getattr(one, name)[a], getattr(other, name)[b])
         assert one.rider_metres.sum() == pytest.approx(other.rider_metres.sum(), rel=1e-12)
+        assert one.rider_online_s.sum() == pytest.approx(other.rider_online_s.sum(), rel=1e-12)
 
 
 def test_riders_serve_their_own_site_only() -> None:
@@ -107,7 +107,9 @@ def test_frames_keep_sites_apart_and_window_is_shared() -> None:
     log = tiny_log(3)
     window = day_window(log, 15.0)
     assert (window[0] - DAY0) % 15.0 == 0.0
-    days = [build_shard(log, s, window) for s in plan_shards(log, 2).shards]
+    plan = plan_shards(log, 2)
+    assert sorted(np.concatenate(plan.shards).tolist()) == list(range(4))
+    days = [build_shard(log, s, window) for s in plan.shards]
     assert all(d.start == window[0] and d.end == window[1] for d in days)
     d = days[0]
     gap = np.abs(d.orders.pick_x[:, None] - d.orders.pick_x[None, :])

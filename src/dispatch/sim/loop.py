@@ -9,7 +9,7 @@ Every ``tick_s`` seconds of simulated time:
 4. the riders move along their routes until the next tick: every stop whose service ends by then is done (a
    pickup is recorded when its service starts, that is once the rider is there and the order is ready; a drop-off
    when the rider arrives), and the stop a rider is heading to is frozen (committed). A rider with an empty bag
-   rides back towards its start position (its site) at the travel model's speed, and those kilometres count.
+   rides back towards its start position (its site): see ``Homing``.
 
 When nothing is pending and no rider has a route, the clock jumps to the next tick at which an order is placed
 or a shift starts. Everything is deterministic: the same inputs give the same outputs.
@@ -117,7 +117,7 @@ def run_shard(
     tick_ms: list[float] = []
     now = day.start
     ev_buf: tuple[Any, Any] | None = None
-    home_x, home_y = riders.x.copy(), riders.y.copy()
+    homing = Homing(riders, day.travel)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -142,7 +142,10 @@ def run_shard(
         leaving = riders.online & empty & (riders.shift_end <= now)
         if np.any(leaving):
             riders.online[leaving] = False
-            off_at[leaving] = np.maximum(riders.shift_end[leaving], riders.avail[leaving])
+            gone = np.flatnonzero(leaving)
+            # Offline at its shift end, or when its last stop was done if later.
+            off_at[gone] = np.maximum(riders.shift_end[gone], riders.avail[gone])
+            homing.stop(riders, gone, off_at[gone], metres)
         idle = riders.online & empty
         riders.avail[idle] = np.maximum(riders.avail[idle], now)
 
@@ -159,24 +162,28 @@ def run_shard(
         # 3. Dispatch, on the active part of the shard only (riders online or with stops, orders pending or
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
+            homing.place(riders, now)
             routes, ao, ar, pending, ms = _dispatch(policy, orders, riders, routes, pending, day.travel, now)
             tick_ms.append(ms)
             assigned_at[ao] = now
             rider_of[ao] = ar
+            homing.stop(riders, np.unique(ar), now, metres)
 
-        # 4. Move until the next tick: riders with stops ride their routes, idle riders head back to their site.
+        # 4. Move until the next tick: riders with stops ride their routes; a rider whose bag empties heads home.
         t_next = now + tick_s
-        _return_home(riders, routes, home_x, home_y, day.travel, now, tick_s, metres)
         rows = np.flatnonzero(routes.length > 0)
         if rows.size:
             if ev_buf is None or ev_buf[0][0].shape != routes.order.shape:
                 ev_buf = allocate_evaluation(m, routes.width)
             evaluate_subset(orders_t, riders_t, routes.as_tuple(), day.travel, weights, mode, rows, *ev_buf)
             _advance(orders, riders, routes, ev_buf[0], rows, t_next, picked_at, delivered_at, metres, delivered)
+            homing.start(riders, rows[routes.length[rows] == 0])
         now = t_next
 
-    still = started & np.isnan(off_at)
-    off_at[still] = np.where(routes.length[still] == 0, np.maximum(riders.shift_end, riders.avail)[still], now)
+    still = np.flatnonzero(started & np.isnan(off_at))
+    busy_end = routes.length[still] > 0
+    off_at[still] = np.where(busy_end, now, np.maximum(riders.shift_end[still], riders.avail[still]))
+    homing.stop(riders, still, off_at[still], metres)
     online_s = np.where(started, np.nan_to_num(off_at - riders.shift_start, nan=0.0), 0.0)
     return ShardResult(
         order_id=day.order_id,
@@ -286,36 +293,62 @@ def _advance(
     routes.frozen[rows] = np.where(routes.length[rows] > 0, np.maximum(routes.frozen[rows], 1), 0)
 
 
-def _return_home(
-    riders: RiderTable,
-    routes: Routes,
-    home_x: F64,
-    home_y: F64,
-    travel: tuple[Any, ...],
-    now: float,
-    tick_s: float,
-    metres: F64,
-) -> None:
-    """Idle online riders away from their start position move ``tick_s`` seconds of riding towards it (a straight
-    line in the plane, at the profile speed over the detour factor). Matrix travel models have no plane: no-op."""
-    params, speed = travel[0], travel[1]
-    if params[3] != 0.0:
-        return
-    idle = np.flatnonzero(riders.online & (routes.length == 0) & ((riders.x != home_x) | (riders.y != home_y)))
-    if idle.size == 0:
-        return
-    bin_s, detour, offset = float(params[0]), float(params[1]), float(params[2])
-    v = float(speed[int(np.floor((now + offset) / bin_s)) % speed.shape[0]])
-    start = np.maximum(riders.avail[idle], now)
-    reach = np.maximum(0.0, now + tick_s - start) * v * riders.speed[idle] / detour
-    dx = home_x[idle] - riders.x[idle]
-    dy = home_y[idle] - riders.y[idle]
-    dist = np.hypot(dx, dy)
-    frac = np.where(dist > reach, reach / np.maximum(dist, 1e-9), 1.0)
-    riders.x[idle] += dx * frac
-    riders.y[idle] += dy * frac
-    arrived = frac >= 1.0
-    riders.x[idle[arrived]] = home_x[idle[arrived]]
-    riders.y[idle[arrived]] = home_y[idle[arrived]]
-    metres[idle] += np.minimum(dist, reach) * detour
-    riders.avail[idle] = np.maximum(riders.avail[idle], now + tick_s)
+class Homing:
+    """Idle riders riding back to their start position (their site), in closed form.
+
+    A rider whose bag empties at ``t0`` at point P heads home at ``v`` metres per second of straight-line progress
+    (the travel model's speed in the hour of ``t0``, times its speed factor, over the detour factor), so its
+    position at any later t is exact without stepping, and the kilometres it rides are counted (times the detour)
+    when it stops: taking a new order, going offline, or the end of the day. Being closed form, the movement does
+    not depend on which ticks a shard happens to run, which keeps shards independent. Matrix travel models have no
+    plane: riders then wait where they are."""
+
+    def __init__(self, riders: RiderTable, travel: tuple[Any, ...]) -> None:
+        m = riders.m
+        self.home_x = riders.x.copy()
+        self.home_y = riders.y.copy()
+        self.t0 = np.full(m, np.nan)
+        self.px = np.zeros(m)
+        self.py = np.zeros(m)
+        self.v = np.zeros(m)
+        self.params, self.speed = travel[0], travel[1]
+        self.active = self.params[3] == 0.0
+
+    def start(self, riders: RiderTable, idx: I64) -> None:
+        """Riders ``idx`` just emptied their bag at their current position, at ``riders.avail``."""
+        if not self.active or idx.size == 0:
+            return
+        away = idx[(riders.x[idx] != self.home_x[idx]) | (riders.y[idx] != self.home_y[idx])]
+        t0 = riders.avail[away]
+        bin_s, detour, offset = float(self.params[0]), float(self.params[1]), float(self.params[2])
+        b = (np.floor((t0 + offset) / bin_s).astype(np.int64)) % self.speed.shape[0]
+        self.t0[away] = t0
+        self.px[away] = riders.x[away]
+        self.py[away] = riders.y[away]
+        self.v[away] = self.speed[b] * riders.speed[away] / detour
+
+    def _frac(self, idx: I64, t: F64 | float) -> tuple[F64, F64]:
+        d = np.hypot(self.home_x[idx] - self.px[idx], self.home_y[idx] - self.py[idx])
+        ridden = np.maximum(0.0, t - self.t0[idx]) * self.v[idx]
+        return np.minimum(1.0, ridden / np.maximum(d, 1e-9)), d
+
+    def place(self, riders: RiderTable, now: float) -> None:
+        """Move every homing rider to where it is at ``now``."""
+        idx = np.flatnonzero(~np.isnan(self.t0))
+        if idx.size:
+            f, _ = self._frac(idx, now)
+            riders.x[idx] = self.px[idx] + (self.home_x[idx] - self.px[idx]) * f
+            riders.y[idx] = self.py[idx] + (self.home_y[idx] - self.py[idx]) * f
+
+    def stop(self, riders: RiderTable, idx: I64, t: F64 | float, metres: F64) -> None:
+        """Riders ``idx`` stop homing at ``t`` (a time each, or one): count their kilometres, fix their position."""
+        keep = ~np.isnan(self.t0[idx])
+        idx = idx[keep]
+        if idx.size == 0:
+            return
+        tt = np.broadcast_to(np.asarray(t, dtype=np.float64), keep.shape)[keep]
+        f, d = self._frac(idx, tt)
+        metres[idx] += f * d * float(self.params[1])
+        riders.x[idx] = self.px[idx] + (self.home_x[idx] - self.px[idx]) * f
+        riders.y[idx] = self.py[idx] + (self.home_y[idx] - self.py[idx]) * f
+        self.t0[idx] = np.nan

@@ -33,12 +33,14 @@ ENGINES = ("local",)
 @dataclass(frozen=True)
 class SimConfig:
     """How to run: ``policy`` (kernel, greedy, ortools), ``params``, ``engine``, ``workers`` (processes; None = one
-    per core), ``seed`` (recorded in the summary)."""
+    per core), ``shards`` (site groups; None = one per worker; the outcome does not depend on it), ``seed``
+    (recorded in the summary)."""
 
     policy: str = "kernel"
     params: DispatchParams = field(default_factory=DispatchParams)
     engine: str = "local"
     workers: int | None = None
+    shards: int | None = None
     seed: int = 0
 
 
@@ -56,10 +58,10 @@ def run_day(
     if config.engine not in ENGINES:
         raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {config.engine!r}")
     make_policy(config.policy, config.params)  # fail early on a bad policy name
-    plan = plan_shards(log)
+    workers = config.workers or os.cpu_count() or 1
+    plan = plan_shards(log, config.shards or workers)
     window = day_window(log, config.params.tick_s)
     jobs = [(build_shard(log, sites, window), config.policy, config.params) for sites in plan.shards]
-    workers = config.workers or os.cpu_count() or 1
     results: list[ShardResult] = []
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:

@@ -9,20 +9,20 @@ number of workers) never changes a simulation's outcome.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from dispatch.geo import ProfileTravelTime, Projection, SpeedProfile
-from dispatch.sim.log import OrderLog, TravelModel
+from dispatch.sim.log import OrderLog, TravelModel, site_index
 from dispatch.sim.loop import DRAIN_S, ShardDay
 from dispatch.state import OrderTable, RiderTable
 
 I64 = npt.NDArray[np.int64]
 
-SITE_FRAME_GAP_M = 1e8  # 100,000 km between site frames
-SITES_PER_SHARD = 16  # sites per shard (a unit of work for the engines)
+SITE_FRAME_GAP_M = 1e6  # 1,000 km between site frames (far beyond any reach; 2,000 sites span 2e9 m)
 
 
 class UnsupportedLogError(ValueError):
@@ -36,10 +36,24 @@ class ShardPlan:
     shards: tuple[I64, ...]
 
 
-def plan_shards(log: OrderLog, sites_per_shard: int = SITES_PER_SHARD) -> ShardPlan:
-    """Sites in id order, cut into consecutive groups of ``sites_per_shard`` (independent of the worker count)."""
+def plan_shards(log: OrderLog, n_shards: int) -> ShardPlan:
+    """Sites in id order, cut into ``min(n_shards, sites)`` consecutive groups holding about as many orders each.
+
+    The outcome of a simulation does not depend on the partition (sites are independent), only its speed: every
+    shard pays a fixed cost per tick, so one shard per worker is the fastest."""
+    if n_shards < 1:
+        raise ValueError(f"shards: must be >= 1, got {n_shards}")
     order = np.argsort(log.sites.site_id, kind="stable").astype(np.int64)
-    return ShardPlan(tuple(order[i : i + sites_per_shard] for i in range(0, order.shape[0], sites_per_shard)))
+    counts = np.bincount(site_index(log.sites, log.orders.site_id), minlength=len(log.sites))[order]
+    cum = np.cumsum(counts + 1)  # +1: a site without orders still weighs something
+    n = order.shape[0]
+    k = min(n_shards, n)
+    bounds = [0]
+    for j in range(1, k):  # the j-th cut near j/k of the orders, leaving at least one site per later shard
+        cut = int(np.searchsorted(cum, cum[-1] * j / k, side="left")) + 1
+        bounds.append(min(max(cut, bounds[-1] + 1), n - (k - j)))
+    bounds.append(n)
+    return ShardPlan(tuple(order[a:b] for a, b in itertools.pairwise(bounds)))
 
 
 def travel_arrays(model: TravelModel, utc_offset_s: float) -> tuple[object, ...]:
@@ -72,8 +86,11 @@ def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float]) -> Sh
     (``day_window``)."""
     sites = log.sites
     site_idx = np.sort(site_idx)
-    frame = np.full(len(sites), -1, dtype=np.int64)
-    frame[site_idx] = np.arange(site_idx.shape[0])
+    # A site's frame is its row in the log (not its place in the shard), so its coordinates, and every float
+    # computed from them, are the same whatever shard it is in.
+    frame = np.arange(len(sites), dtype=np.int64)
+    member = np.zeros(len(sites), dtype=bool)
+    member[site_idx] = True
     sid_sorted = np.argsort(sites.site_id, kind="stable")
 
     def index_of(site_id: npt.NDArray[np.int64]) -> I64:
@@ -81,9 +98,9 @@ def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float]) -> Sh
         return sid_sorted[pos].astype(np.int64)
 
     o_site = index_of(log.orders.site_id)
-    o_sel = np.flatnonzero(frame[o_site] >= 0)  # stays sorted by placed_at
+    o_sel = np.flatnonzero(member[o_site])  # stays sorted by placed_at
     r_site = index_of(log.riders.site_id)
-    r_sel = np.flatnonzero(frame[r_site] >= 0)
+    r_sel = np.flatnonzero(member[r_site])
     os_, rs_ = o_site[o_sel], r_site[r_sel]
 
     def to_local(site: I64, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[np.ndarray, np.ndarray]:
