@@ -1,13 +1,14 @@
-"""One-parameter changes on the demo log (generate it first: dispatch generate simulations/demo.toml --out /tmp/demo_final/log).
+"""One-parameter changes on the demo log, kernel policy.
+
+Generate the log first: dispatch generate simulations/demo.toml --out /tmp/demo_final/log
 
 Prints on-time rate, median delivery minutes and km per order for each change; figures in benchmarks/RESULTS.md.
 """
 
-import sys, json
 from dispatch.policy import DispatchParams
+from dispatch.sim.kpi import summary
 from dispatch.sim.log import read_log
 from dispatch.sim.run import SimConfig, run_day
-from dispatch.sim.kpi import summary
 
 log = read_log("/tmp/demo_final/log")
 base = DispatchParams(tick_s=15.0, hold_s=30.0, max_orders_per_rider=5)
