@@ -145,10 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=_cmd_bench_kernel)
 
     from dispatch.sim import cli as sim_cli
-    from dispatch.sim import simulate_cli
+    from dispatch.sim import simulate_cli, sweep
 
     sim_cli.register(sub)  # generate, check
     simulate_cli.register(sub)  # simulate
+    sweep.register(sub)  # sweep
     return parser
 
 
