@@ -10,46 +10,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from daylogs import DAY0, tiny_log
 
 import dispatch.sim.shard as shard_mod
 from dispatch.sim.kpi import WALL_CLOCK_FIELDS
-from dispatch.sim.log import LogMeta, OrderColumns, OrderLog, RiderColumns, SiteColumns, TravelModel
+from dispatch.sim.log import LogMeta, OrderLog, TravelModel
 from dispatch.sim.report import PLOTS
 from dispatch.sim.run import SimConfig, run_day, simulate
 from dispatch.sim.shard import UnsupportedLogError, build_shard, day_window, plan_shards
-
-DAY0 = 1_750_003_200.0  # 2025-06-15 16:00 UTC: local midnight in UTC+8
-
-
-def tiny_log(seed: int = 0, n_sites: int = 4, n: int = 400, m: int = 40) -> OrderLog:
-    rng = np.random.default_rng(seed)
-    slat = 31.2 + rng.uniform(-0.02, 0.02, n_sites)
-    slng = 121.4 + rng.uniform(-0.02, 0.02, n_sites)  # sites 1-4 km apart: close enough to share riders if allowed
-    sites = SiteColumns(site_id=np.arange(n_sites, dtype=np.int64) * 7 + 3, x=slng, y=slat,
-                        service_s=np.full(n_sites, 60.0), zone_m=np.full(n_sites, 2500.0),
-                        city=np.array(["sh"] * n_sites))  # fmt: skip
-    site = rng.integers(0, n_sites, n)
-    placed = np.sort(DAY0 + 11 * 3600.0 + rng.uniform(0.0, 2 * 3600.0, n))
-    r = 2000.0 * np.sqrt(rng.random(n))
-    a = rng.random(n) * 2 * np.pi
-    orders = OrderColumns(
-        order_id=rng.permutation(n).astype(np.int64) + 100,
-        site_id=sites.site_id[site],
-        drop_x=slng[site] + r * np.cos(a) / 95_000.0,
-        drop_y=slat[site] + r * np.sin(a) / 111_000.0,
-        placed_at=placed,
-        ready_at=placed + rng.uniform(60.0, 480.0, n),
-        promised_by=placed + 3600.0,
-        size=np.ones(n, dtype=np.int32),
-        service_drop_s=np.full(n, 60.0),
-    )
-    home = np.arange(m) % n_sites
-    start = DAY0 + 10.5 * 3600.0
-    riders = RiderColumns(rider_id=np.arange(m, dtype=np.int64) + 5000, site_id=sites.site_id[home],
-                          start_x=slng[home], start_y=slat[home], shift_start=np.full(m, start),
-                          shift_end=np.full(m, start + 4 * 3600.0), capacity=np.full(m, 5, dtype=np.int32),
-                          speed_factor=np.ones(m))  # fmt: skip
-    return OrderLog(LogMeta("wgs84", TravelModel(), DAY0, 8 * 3600.0, name="tiny", seed=seed), sites, orders, riders)
 
 
 def test_same_outcome_whatever_the_workers_and_the_shards() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from daylogs import tiny_log as _tiny
 
 from dispatch.cli import main
-from dispatch.sim.log import LogMeta, OrderColumns, OrderLog, RiderColumns, SiteColumns, TravelModel, write_log
+from dispatch.sim.log import OrderLog, RiderColumns, write_log
 from dispatch.sim.sweep import (
     SweepError,
     answer,
@@ -25,39 +26,10 @@ from dispatch.sim.sweep import (
     scale_fleet,
 )
 
-DAY0 = 1_750_003_200.0  # 2025-06-15 16:00 UTC: local midnight in UTC+8
-
 
 def tiny_log(seed: int = 0, n_sites: int = 3, n: int = 240, m: int = 23) -> OrderLog:
-    """A small day built by hand (as in test_run.py): ``m`` riders over ``n_sites`` sites (uneven counts)."""
-    rng = np.random.default_rng(seed)
-    slat = 31.2 + rng.uniform(-0.02, 0.02, n_sites)
-    slng = 121.4 + rng.uniform(-0.02, 0.02, n_sites)
-    sites = SiteColumns(site_id=np.arange(n_sites, dtype=np.int64) * 7 + 3, x=slng, y=slat,
-                        service_s=np.full(n_sites, 60.0), zone_m=np.full(n_sites, 2500.0),
-                        city=np.array(["sh"] * n_sites))  # fmt: skip
-    site = rng.integers(0, n_sites, n)
-    placed = np.sort(DAY0 + 11 * 3600.0 + rng.uniform(0.0, 2 * 3600.0, n))
-    r = 2000.0 * np.sqrt(rng.random(n))
-    a = rng.random(n) * 2 * np.pi
-    orders = OrderColumns(
-        order_id=rng.permutation(n).astype(np.int64) + 100,
-        site_id=sites.site_id[site],
-        drop_x=slng[site] + r * np.cos(a) / 95_000.0,
-        drop_y=slat[site] + r * np.sin(a) / 111_000.0,
-        placed_at=placed,
-        ready_at=placed + rng.uniform(60.0, 480.0, n),
-        promised_by=placed + 2400.0,
-        size=np.ones(n, dtype=np.int32),
-        service_drop_s=np.full(n, 60.0),
-    )
-    home = np.arange(m) % n_sites
-    start = DAY0 + 10.5 * 3600.0 + rng.uniform(0.0, 1800.0, m)
-    riders = RiderColumns(rider_id=rng.permutation(m).astype(np.int64) * 3 + 5000, site_id=sites.site_id[home],
-                          start_x=slng[home], start_y=slat[home], shift_start=start,
-                          shift_end=start + 4 * 3600.0, capacity=np.full(m, 5, dtype=np.int32),
-                          speed_factor=rng.uniform(0.9, 1.1, m))  # fmt: skip
-    return OrderLog(LogMeta("wgs84", TravelModel(), DAY0, 8 * 3600.0, name="tiny", seed=seed), sites, orders, riders)
+    """A small day (tests/sim/daylogs.py): ``m`` riders over ``n_sites`` sites (uneven counts), 40-min promises."""
+    return _tiny(seed, n_sites, n, m, promise_s=2400.0, varied_riders=True)
 
 
 def _sweep_dir(tmp_path: Path, text: str) -> Path:
