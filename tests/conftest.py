@@ -390,15 +390,7 @@ def routes_of(seqs: list[list[Stop]], frozen: list[int], width: int) -> Routes:
 
 def rider_tuple(riders: RiderTable, r: int) -> tuple[Any, ...]:
     """The 7-tuple ``sequence_cost`` takes for one rider."""
-    return (
-        float(riders.x[r]),
-        float(riders.y[r]),
-        int(riders.loc[r]),
-        float(riders.avail[r]),
-        float(riders.shift_end[r]),
-        int(riders.capacity[r]),
-        float(riders.speed[r]),
-    )
+    return riders.cost_tuple(r)
 
 
 def seq_arrays(seq: list[Stop], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:

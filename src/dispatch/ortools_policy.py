@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -206,7 +205,7 @@ class OrToolsPolicy:
             seq = [*routes.stops(r), (o, PICKUP), (o, DROPOFF)]
             so = np.array([s for s, _ in seq], dtype=np.int64)
             sk = np.array([k for _, k in seq], dtype=np.int64)
-            rider = _rider_tuple(riders, r)
+            rider = riders.cost_tuple(r)
             no_shift_end = (*rider[:4], math.inf, *rider[5:])
             args = (snap.travel, p.weights, p.mode, so, sk, len(seq), int(routes.frozen[r]), p.max_orders_per_rider)
             c = float(sequence_cost(orders_t, rider, *args))
@@ -273,16 +272,3 @@ def _changed_riders(old: Routes, new: Routes) -> I64:
     live = np.arange(w)[None, :] < old.length[:, None]
     differ = (old.order[:, :w] != new.order[:, :w]) | (old.kind[:, :w] != new.kind[:, :w])
     return np.flatnonzero((old.length != new.length) | np.any(differ & live, axis=1)).astype(np.int64)
-
-
-def _rider_tuple(riders: RiderTable, r: int) -> tuple[Any, ...]:
-    """The 7-tuple ``sequence_cost`` takes for rider r: x, y, loc, avail, shift_end, capacity, speed."""
-    return (
-        float(riders.x[r]),
-        float(riders.y[r]),
-        int(riders.loc[r]),
-        float(riders.avail[r]),
-        float(riders.shift_end[r]),
-        int(riders.capacity[r]),
-        float(riders.speed[r]),
-    )

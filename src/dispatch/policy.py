@@ -474,8 +474,7 @@ class GreedyPolicy:
             seq_k = np.array([PICKUP, DROPOFF], dtype=np.int64)
             r = -1
             for c in cand[near].tolist():
-                rider = (riders.x[c], riders.y[c], riders.loc[c], riders.avail[c], riders.shift_end[c],
-                         riders.capacity[c], riders.speed[c])  # fmt: skip
+                rider = riders.cost_tuple(c)
                 if np.isfinite(sequence_cost(orders_t, rider, snap.travel, p.weights, p.mode, seq_o, seq_k, 2, 0,
                                              p.max_orders_per_rider)):  # fmt: skip
                     r = int(c)

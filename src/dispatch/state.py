@@ -179,6 +179,18 @@ class RiderTable:
             self.speed,
         )
 
+    def cost_tuple(self, r: int) -> tuple[float, float, int, float, float, int, float]:
+        """Rider r as ``sequence_cost`` takes it: (x, y, loc, avail, shift_end, capacity, speed)."""
+        return (
+            float(self.x[r]),
+            float(self.y[r]),
+            int(self.loc[r]),
+            float(self.avail[r]),
+            float(self.shift_end[r]),
+            int(self.capacity[r]),
+            float(self.speed[r]),
+        )
+
     def take(self, idx: I64) -> RiderTable:
         """The riders ``idx`` (int64[k]) as a new table (copies; no re-validation: rows of a valid table)."""
         return RiderTable(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
