@@ -1,6 +1,7 @@
 """Run a simulated day: shards of a log through the loop on an engine, then the KPIs and output files.
 
-Engines: ``local`` runs shards in worker processes on this machine (``workers`` processes; 1 = in this process).
+Engines (dispatch.sim.engines): ``local`` runs shards in worker processes on this machine (``workers`` processes;
+1 = in this process); ``ray`` runs them as tasks on a Ray cluster (``address``; None = a private local Ray).
 Shards are independent and their results are put back in shard order, so the outcome does not depend on the engine
 or the number of workers (wall-clock figures aside).
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
@@ -22,19 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dispatch.policy import DispatchParams, make_policy
+from dispatch.sim.engines import ENGINES, run_jobs
 from dispatch.sim.kpi import DayOutcome, hourly, summary
 from dispatch.sim.log import OrderLog
 from dispatch.sim.loop import ShardDay, ShardResult, run_shard
 from dispatch.sim.shard import build_shard, day_window, plan_shards
 
-ENGINES = ("local",)
-
 
 @dataclass(frozen=True)
 class SimConfig:
-    """How to run: ``policy`` (kernel, greedy, ortools), ``params``, ``engine``, ``workers`` (processes; None = one
-    per core), ``shards`` (site groups; None = one per worker; the outcome does not depend on it), ``seed``
-    (recorded in the summary)."""
+    """How to run: ``policy`` (kernel, greedy, ortools), ``params``, ``engine`` (local, ray), ``workers`` (processes
+    or, on ray, CPUs of a private local Ray; None = one per core), ``shards`` (site groups; None = one per worker;
+    the outcome does not depend on it), ``seed`` (recorded in the summary), ``address`` (ray only: None = a
+    private local Ray, ``auto`` or ``ray://host:port`` = a cluster)."""
 
     policy: str = "kernel"
     params: DispatchParams = field(default_factory=DispatchParams)
@@ -42,6 +42,7 @@ class SimConfig:
     workers: int | None = None
     shards: int | None = None
     seed: int = 0
+    address: str | None = None
 
 
 def _run_one(job: tuple[ShardDay, str, DispatchParams]) -> ShardResult:
@@ -63,19 +64,10 @@ def run_day(
     window = day_window(log, config.params.tick_s)
     jobs = [(build_shard(log, sites, window), config.policy, config.params) for sites in plan.shards]
     results: list[ShardResult] = []
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            res = _run_one(job)
-            results.append(res)
-            if on_shard is not None:
-                on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
-    else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(min(workers, len(jobs))) as pool:
-            for res in pool.imap(_run_one, jobs, chunksize=1):  # in shard order, whatever finishes first
-                results.append(res)
-                if on_shard is not None:
-                    on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
+    for res in run_jobs(config.engine, jobs, _run_one, workers, config.address):  # in shard order
+        results.append(res)
+        if on_shard is not None:
+            on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
     return _outcome(jobs, results), results
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.policy import POLICIES, DispatchParams, ParamsError
+from dispatch.sim.engines import EngineError
 from dispatch.sim.log import LogError, OrderLog, read_log
 from dispatch.sim.run import ENGINES, SimConfig, simulate
 from dispatch.sim.shard import UnsupportedLogError
@@ -58,7 +59,11 @@ def _config(log: OrderLog, args: argparse.Namespace) -> SimConfig:
     if isinstance(rec.get("dispatch"), dict):
         params = DispatchParams().with_updates(**rec["dispatch"])
     seed = log.meta.seed if log.meta.seed is not None else 0
-    return SimConfig(policy=policy, params=params, engine=args.engine, workers=args.workers, seed=seed)
+    if args.address is not None and args.engine != "ray":
+        raise ValueError("--address: only with --engine ray")
+    return SimConfig(
+        policy=policy, params=params, engine=args.engine, workers=args.workers, seed=seed, address=args.address
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -74,6 +79,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         config = _config(log, args)
         summ = _run(log, out, config, show=not (args.quiet or args.json))
     except (ScenarioError, LogError, ParamsError, UnsupportedLogError, FileNotFoundError, ValueError) as exc:
+        print(f"dispatch simulate: {exc}", file=sys.stderr)
+        return 2
+    except EngineError as exc:
         print(f"dispatch simulate: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -133,8 +141,23 @@ def register(sub: Any) -> None:
     p.add_argument("source", help="a scenario file (.toml) or an order log directory")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--policy", choices=POLICIES, default=None, help="dispatch policy (default: the scenario's)")
-    p.add_argument("--engine", choices=ENGINES, default="local", help="where shards run (default local)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where shards run: local worker processes, or ray tasks (needs the ray extra) (default local)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="ray only: the cluster to join ('auto', or ray://HOST:PORT); default: start a private local Ray",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (local) or CPUs of the private local Ray (default: one per core)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(func=cmd_simulate)
