@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.kernels.route import evaluate_routes, sequence_cost
-from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult, _accepting
+from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult, _accepting, planning_view
 from dispatch.routing import RoutingParams, optimise
 from dispatch.state import DROPOFF, F64, I64, PICKUP, OrderTable, RiderTable, Routes
 
@@ -68,6 +68,7 @@ class OrToolsPolicy:
         p = self.params
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        snap = planning_view(snap, p)
         orders, riders = snap.orders, snap.riders
         orders_t, riders_t = orders.as_tuple(), riders.as_tuple()
         weights, mode = p.weights, p.mode

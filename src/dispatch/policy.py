@@ -67,6 +67,10 @@ class DispatchParams:
         weight_time: cost per second of rider time (the route's end moving later).
         weight_distance: cost per metre ridden.
         weight_late: cost per second a drop-off is later than promised (heavy: lateness is soft but dear).
+        promise_margin_s: plan every drop-off this many seconds before its promise (the kernel and OR-Tools
+            policies price lateness against ``promised - promise_margin_s``): a plan with no slack is broken by
+            the next insertion or a slow leg, so a margin keeps promises at a small cost in km (measured in
+            benchmarks/RESULTS.md). ETAs in the result are unaffected.
         unassigned_cost: cost of leaving an order unassigned for this tick (the assignment's reject option); it
             grows by ``weight_late`` per second of the order's age, so that waiting is priced like lateness and
             no order waits for ever.
@@ -91,6 +95,7 @@ class DispatchParams:
     weight_time: float = 1.0
     weight_distance: float = 0.05
     weight_late: float = 20.0
+    promise_margin_s: float = 180.0
     unassigned_cost: float = 3600.0
     candidate_k: int = 12
     candidate_window: int = 2
@@ -106,7 +111,7 @@ class DispatchParams:
 
     def __post_init__(self) -> None:
         positive = ("tick_s", "max_reach_m", "reference_speed_mps", "unassigned_cost", "ortools_time_limit_s")
-        non_negative = ("hold_s", "weight_time", "weight_distance", "weight_late")
+        non_negative = ("hold_s", "weight_time", "weight_distance", "weight_late", "promise_margin_s")
         for name in positive:
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
@@ -207,6 +212,15 @@ class TickResult:
         return out
 
 
+def planning_view(snap: Snapshot, params: DispatchParams) -> Snapshot:
+    """``snap`` as the cost model sees it: every promise ``params.promise_margin_s`` earlier (a copy; ``snap`` is
+    not modified)."""
+    if params.promise_margin_s == 0.0:
+        return snap
+    orders = replace(snap.orders, promised=snap.orders.promised - params.promise_margin_s)
+    return replace(snap, orders=orders)
+
+
 class Policy(Protocol):
     """A dispatch policy: one tick on a snapshot at ``now`` (epoch seconds)."""
 
@@ -254,6 +268,7 @@ class KernelPolicy:
         p = self.params
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        snap = planning_view(snap, p)
         orders_t = snap.orders.as_tuple()
         riders_t = snap.riders.as_tuple()
         weights = p.weights
