@@ -488,3 +488,17 @@ def test_pinned_order_with_offline_rider_gets_pinned_rider_unavailable() -> None
 def test_synthetic_now_is_around_midday_in_utc_plus_8() -> None:
     local = datetime.datetime.fromtimestamp(NOW, datetime.timezone(datetime.timedelta(hours=8)))
     assert 10 <= local.hour <= 14
+
+
+def test_promise_margin_prices_lateness_against_the_earlier_deadline() -> None:
+    # One order, one rider; its drop-off ETA is found first, then it is promised 60 s after that ETA.
+    probe = hand_snapshot([(0.0, 0.0)], riders=[(100.0, 0.0)])
+    eta = float(tick(probe, promise_margin_s=0.0).eta_dropoff(1)[0])
+    snap = hand_snapshot([(0.0, 0.0)], promised_in=eta + 60.0 - NOW, riders=[(100.0, 0.0)])
+    plain = tick(snap, promise_margin_s=0.0)
+    margin = tick(snap, promise_margin_s=180.0)
+    assert assigned_of(plain) == assigned_of(margin) == {0: 0}
+    np.testing.assert_array_equal(plain.eta_dropoff(1), margin.eta_dropoff(1))  # the ETAs are not shifted
+    # On time by 60 s, but 120 s inside the margin: priced as 120 s late.
+    assert margin.cost_after - plain.cost_after == pytest.approx(DispatchParams().weight_late * 120.0, rel=1e-9)
+    assert snap.orders.promised[0] == pytest.approx(eta + 60.0)  # the snapshot itself is not modified
