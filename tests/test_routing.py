@@ -375,3 +375,16 @@ def test_never_worse_than_warm_start(
     assert res.cost_before == pytest.approx(before, rel=1e-9)
     assert res.cost_after <= res.cost_before
     check_result(res, orders, riders, routes, rider_idx, new, mode, 5, params.drop_penalty)
+
+
+def test_integer_overflow_skips_ortools_instead_of_failing() -> None:
+    # A lateness weight so large that the integer model would overflow int64: no exception, OR-Tools skipped,
+    # and what comes back is still a checked result (the greedy seed or the input).
+    orders = make_orders([(1000.0, 0.0), (0.0, 1000.0)])
+    riders = make_riders([(0.0, 0.0)], capacity=3)
+    routes = Routes.empty(1, 4)
+    huge = np.array([1.0, 0.05, 1e13])
+    res = optimise(orders, riders, routes, TRAVEL, huge, SINGLE_SITE, 5, np.array([0]), np.arange(2), NOW, FAST)
+    assert "MODEL_OVERFLOW" in res.solver_status
+    assert res.source in ("seed", "input")
+    check_result(res, orders, riders, routes, np.array([0]), np.arange(2), SINGLE_SITE, 5, FAST.drop_penalty)

@@ -101,7 +101,9 @@ class OptimiseResult:
     cost_before, cost_after: our cost of the input and of the returned routes: ``sequence_cost`` summed over
         ``rider_idx``, plus ``drop_penalty`` per new order left out (the input leaves every new order out).
     assigned: int64[a], the orders of ``new_orders`` the returned routes serve (in ``new_orders``' order).
-    solver_status: the OR-Tools status of each search, e.g. ``"scratch:ROUTING_SUCCESS, warm:ROUTING_FAIL"``.
+    solver_status: the OR-Tools status of each search, e.g. ``"scratch:ROUTING_SUCCESS, warm:ROUTING_FAIL"``;
+        ``MODEL_OVERFLOW`` when the integer model would overflow int64 (huge weights or times): OR-Tools is skipped
+        and only the greedy seed competes with the input.
     source: where the returned routes come from: ``input``, ``warm`` (OR-Tools from the current routes),
         ``scratch`` (OR-Tools from its first-solution strategy) or ``seed`` (new orders appended greedily).
     """
@@ -160,24 +162,30 @@ def optimise(
     # stuck it fails fast and leaves its time to the warm start), and the seed itself.
     deadline = time.perf_counter() + params.time_limit_s
     seed = _greedy_seed(prob, judge.route_cost)
-    solver = _Solver(prob, orders, riders, travel, w, mode, max_orders, now, params)
-    warm = solver.read(seed)
     candidates: list[tuple[str, Plan]] = []
     statuses: list[str] = []
+    try:
+        solver = _Solver(prob, orders, riders, travel, w, mode, max_orders, now, params)
+    except _ModelOverflowError:
+        solver = None
+        statuses.append("MODEL_OVERFLOW")
 
     def search(name: str, init: Any, share: float) -> None:
+        assert solver is not None
         plan, status = solver.solve(init, share * max(0.0, deadline - time.perf_counter()))
         statuses.append(f"{name}:{status}")
         if plan is not None:
             candidates.append((name, plan))
 
-    if warm is None:
-        statuses.append("warm:WARM_START_REJECTED")
-        search("scratch", None, 1.0)
-    else:
-        if prob.new_pairs:
-            search("scratch", None, 0.5)
-        search("warm", warm, 1.0)
+    if solver is not None:
+        warm = solver.read(seed)
+        if warm is None:
+            statuses.append("warm:WARM_START_REJECTED")
+            search("scratch", None, 1.0)
+        else:
+            if prob.new_pairs:
+                search("scratch", None, 0.5)
+            search("warm", warm, 1.0)
     if seed != prob.tail:
         candidates.append(("seed", seed))
 
@@ -525,6 +533,11 @@ def _matrices(
     )
 
 
+class _ModelOverflowError(ValueError):
+    """The integer model would overflow OR-Tools' int64 sums (huge times or weights): ``optimise`` then skips
+    OR-Tools for this call instead of failing the tick."""
+
+
 def _int_coeff(x: float) -> int:
     """A cost coefficient as a non-negative integer, at least 1 when x > 0 (a weight never vanishes)."""
     return 0 if x <= 0 else max(1, round(x))
@@ -553,7 +566,7 @@ class _Solver:
         c_shift = 10 * max(c_late, c_time, 1)
         n_nodes = v + T + 1
         if int(mx.arc.max()) * n_nodes > _MAX_INT_COST or c_shift * mx.horizon * n_nodes > _MAX_INT_COST:
-            raise ValueError("RoutingParams.cost_scale: too large for these weights and times (int64 overflow)")
+            raise _ModelOverflowError("cost_scale too large for these weights and times (int64 overflow)")
 
         self.manager = pywrapcp.RoutingIndexManager(n_nodes, v, list(range(v)), [v + T] * v)
         rt = self.routing = pywrapcp.RoutingModel(self.manager)
