@@ -342,6 +342,24 @@ def test_sweep_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert again.answer == ans
 
 
+def test_sweep_on_ray_gives_the_local_figures(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    log = tiny_log(2)
+    write_log(tmp_path / "day", log.meta, log.sites, log.orders, log.riders)
+    path = tmp_path / "sweep.toml"
+    path.write_text('log = "day"\npolicy = "kernel"\n[fleet]\nscale = [0.4, 1.0]\n[params]\nhold_s = [0]\n')
+    local = run_sweep(load_sweep(path), tmp_path / "local", workers=2)
+    on_ray = run_sweep(load_sweep(path), tmp_path / "ray", workers=2, engine="ray")
+    for r, s in zip(local.rows, on_ray.rows, strict=True):
+        for k in ("riders", "on_time_rate", "km_per_order", "rider_hours", "delivery_min_p90"):
+            assert float(r[k]) == float(s[k]), k
+    assert on_ray.answer == local.answer
+    summ = json.loads((tmp_path / "ray" / "points" / "0" / "summary.json").read_text())
+    assert summ["engine"] == "ray"
+    with pytest.raises(ValueError, match="only the ray engine"):
+        run_sweep(load_sweep(path), tmp_path / "bad", engine="local", address="auto")
+
+
 def test_shipped_sweep_files_load() -> None:
     from pathlib import Path as _Path
 

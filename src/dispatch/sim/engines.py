@@ -12,6 +12,7 @@ cluster's nodes, at the same version). On a cluster one shard runs per CPU Ray s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing as mp
 from collections.abc import Callable, Iterator, Sequence
@@ -58,24 +59,32 @@ class _OnPrivateCopy:
         return self.fn(copy.deepcopy(job))
 
 
-def run_ray(jobs: Sequence[J], fn: Callable[[J], R], workers: int, address: str | None = None) -> Iterator[R]:
-    """Run ``fn`` over ``jobs`` as Ray tasks (one CPU each), results in job order.
-
-    ``address``: None starts a local Ray with ``workers`` CPUs (and stops it when done); otherwise passed to
-    ``ray.init`` (``"auto"``, ``ray://host:port``)."""
+@contextlib.contextmanager
+def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
+    """Yield the ``ray`` module connected to a cluster: the one already initialised in this process, else a new
+    connection (``address`` None: a private local Ray with ``workers`` CPUs), shut down on exit when made here. A
+    sweep opens one session around all its points, so that Ray starts once."""
     ray = _import_ray()
-    started_here = False
-    if not ray.is_initialized():
-        try:
-            if address is None:
-                ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=address, log_to_driver=False)
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError by version
-            where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
-            raise EngineError(f"engine ray: could not start or reach {where}: {exc}") from exc
-        started_here = True
+    if ray.is_initialized():
+        yield ray
+        return
     try:
+        if address is None:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError by version
+        where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
+        raise EngineError(f"engine ray: could not start or reach {where}: {exc}") from exc
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def run_ray(jobs: Sequence[J], fn: Callable[[J], R], workers: int, address: str | None = None) -> Iterator[R]:
+    """Run ``fn`` over ``jobs`` as Ray tasks (one CPU each), results in job order, in a ``ray_session``."""
+    with ray_session(workers, address) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
         fn_ref = ray.put(_OnPrivateCopy(fn))
         refs = [remote.remote(fn_ref, job) for job in jobs]
@@ -84,9 +93,6 @@ def run_ray(jobs: Sequence[J], fn: Callable[[J], R], workers: int, address: str 
                 yield ray.get(ref)
             except Exception as exc:  # a RayTaskError wraps the shard's own exception
                 raise EngineError(f"engine ray: shard {i} failed: {exc}") from exc
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _ray_task(fn: Callable[[Any], Any], job: Any) -> Any:

@@ -45,12 +45,15 @@ dotted field (``fleet.scale[1]``, ``params.hold_s[0]``); parameter values are va
 ``DispatchParams.with_updates``.
 
 Workers: with two or more points the points run in parallel processes, each point's shards serially; a single
-point uses the workers for its shards. A point's outcome does not depend on either (wall-clock figures aside).
+point uses the workers for its shards. With ``--engine ray`` (``--address``) the points run one after another and
+each point's shards run as Ray tasks over the cluster (Ray starts once for the sweep). A point's outcome does not
+depend on any of this (wall-clock figures aside).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
 import itertools
@@ -448,6 +451,8 @@ def run_sweep(
     workers: int | None = None,
     on_point: Callable[[int, dict[str, Any]], None] | None = None,
     on_shard: Callable[[int, int], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
     """Run every point and write sweep.csv, pareto.png, answer.json and points/<index>/ in ``out_dir``.
 
@@ -458,8 +463,17 @@ def run_sweep(
         workers: processes (default: the sweep's ``workers``, else one per core); see the module docstring.
         on_point: called as ``on_point(index, summary)`` as each point finishes (in any order).
         on_shard: passed to ``run_day`` when points run one after another in this process.
+        engine: ``local`` (points in parallel over forked processes, each point's shards in its process) or
+            ``ray`` (points one after another, each point's shards as Ray tasks over the cluster; Ray starts once).
+        address: ``ray`` only: the cluster (see ``dispatch.sim.engines``); None = a private local Ray.
     """
+    from dispatch.sim.engines import ENGINES, ray_session
     from dispatch.sim.run import SimConfig
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if address is not None and engine != "ray":
+        raise ValueError("address: only the ray engine takes a cluster address")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -469,7 +483,7 @@ def run_sweep(
     points = expand(sweep, policy)
     n_workers = workers or sweep.workers or os.cpu_count() or 1
     fork = "fork" in mp.get_all_start_methods()
-    parallel = n_workers > 1 and len(points) > 1 and fork
+    parallel = engine == "local" and n_workers > 1 and len(points) > 1 and fork
     logs = {s: scale_fleet(log, s, sweep.seed) for s in sweep.scales}
     jobs = []
     for p in points:
@@ -478,6 +492,8 @@ def run_sweep(
             params=params.with_updates(**dict(p.params)),
             workers=1 if parallel else n_workers,
             seed=log.meta.seed if log.meta.seed is not None else 0,
+            engine=engine,
+            address=address,
         )
         record = {"index": p.index, "policy": p.policy, "fleet_scale": p.fleet_scale, "params": dict(p.params)}
         jobs.append((logs[p.fleet_scale], config, out / "points" / str(p.index), record))
@@ -493,11 +509,12 @@ def run_sweep(
         finally:
             _JOBS.clear()
     else:
-        for i, job in enumerate(jobs):
-            summ = _run_point(*job, on_shard=on_shard)
-            summaries[i] = summ
-            if on_point is not None:
-                on_point(i, summ)
+        with ray_session(n_workers, address) if engine == "ray" else contextlib.nullcontext():
+            for i, job in enumerate(jobs):
+                summ = _run_point(*job, on_shard=on_shard)
+                summaries[i] = summ
+                if on_point is not None:
+                    on_point(i, summ)
     names = tuple(a.name for a in sweep.axes)
     rows = [_row(p, summaries[p.index], names) for p in points]
     front = pareto_front(
@@ -624,6 +641,7 @@ def write_pareto_plot(
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The command's handler: 0 on success, 2 on a bad sweep file, scenario, log or option."""
+    from dispatch.sim.engines import EngineError
     from dispatch.sim.log import LogError
     from dispatch.sim.shard import UnsupportedLogError
 
@@ -636,10 +654,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         log = load_source(sweep, out, quiet)
         n_points = len(expand(sweep, base_config(log)[0]))
         if quiet:
-            result = run_sweep(sweep, out, log=log, workers=args.workers)
+            result = run_sweep(sweep, out, log=log, workers=args.workers, engine=args.engine, address=args.address)
         else:
-            result = _run_with_bar(sweep, out, log, args.workers, n_points)
-    except (SweepError, LogError, ParamsError, UnsupportedLogError, ValueError) as exc:
+            result = _run_with_bar(sweep, out, log, args, n_points)
+    except (SweepError, LogError, ParamsError, UnsupportedLogError, ValueError, EngineError) as exc:
         print(f"dispatch sweep: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -649,7 +667,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_bar(sweep: Sweep, out: Path, log: OrderLog, workers: int | None, n_points: int) -> SweepResult:
+def _run_with_bar(sweep: Sweep, out: Path, log: OrderLog, args: argparse.Namespace, n_points: int) -> SweepResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     n_orders = max(1, len(log.orders))
@@ -671,7 +689,8 @@ def _run_with_bar(sweep: Sweep, out: Path, log: OrderLog, workers: int | None, n
         def on_shard(orders_done: int, _riders: int) -> None:  # points run one by one: show progress within one
             bar.advance(task, orders_done / n_orders)
 
-        return run_sweep(sweep, out, log=log, workers=workers, on_point=on_point, on_shard=on_shard)
+        return run_sweep(sweep, out, log=log, workers=args.workers, on_point=on_point, on_shard=on_shard,
+                         engine=args.engine, address=args.address)  # fmt: skip
 
 
 def _table(result: SweepResult, target: float) -> None:
@@ -715,6 +734,13 @@ def register(sub: Any) -> None:
     p.add_argument("sweep", help="a sweep file (.toml; see simulations/sweep_demo.toml)")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: the file's, else one per core)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: points in parallel over processes; ray: points in turn, each point's shards over a Ray cluster",
+    )
+    p.add_argument("--address", default=None, help="ray only: 'auto' or ray://HOST:PORT (default: a private local Ray)")
     p.add_argument("--json", action="store_true", help="print answer.json's content instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(func=cmd_sweep)

@@ -1,0 +1,114 @@
+"""Watchers of the assignment log: live fan-out of committed events, and catch-up from the journal.
+
+The journal writer calls ``publish`` after each commit, in sequence order. A watcher ``subscribe``s first, notes
+the last published sequence, reads what it missed from the journal up to there, then follows its live queue (the
+hand-over loses and repeats nothing: events are filtered by sequence). A watcher that falls ``buffer`` events
+behind is cut off (it reconnects from its last sequence).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+from dispatch.service.journal import ASSIGN, Journal, Record
+from dispatch.v1 import dispatch_pb2 as pb
+
+
+class SlowWatcherError(Exception):
+    """The watcher's queue overflowed."""
+
+
+class Subscription:
+    def __init__(self, hub: Hub, buffer: int) -> None:
+        self._hub = hub
+        self._buffer = buffer
+        self._items: deque[pb.WatchAssignmentsResponse] = deque()
+        self._size = 0
+        self._cond = threading.Condition()
+        self.overflow = False
+        self.closed = False
+
+    def put(self, batch: pb.WatchAssignmentsResponse) -> None:
+        with self._cond:
+            if self.overflow or self.closed:
+                return
+            self._size += len(batch.events)
+            if self._size > self._buffer:
+                self.overflow = True
+                self._items.clear()
+            else:
+                self._items.append(batch)
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> pb.WatchAssignmentsResponse | None:
+        """The next batch, or None after ``timeout`` seconds (or once closed). Raises SlowWatcherError on overflow."""
+        with self._cond:
+            if not self._items and not self.overflow and not self.closed:
+                self._cond.wait(timeout)
+            if self.overflow:
+                raise SlowWatcherError(f"more than {self._buffer} events behind")
+            if not self._items:
+                return None
+            batch = self._items.popleft()
+            self._size -= len(batch.events)
+            return batch
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        self._hub.unsubscribe(self)
+
+
+class Hub:
+    """See the module docstring."""
+
+    def __init__(self, journal: Journal, last_seq: int, buffer: int) -> None:
+        self.journal = journal
+        self.last_seq = last_seq
+        self.buffer = buffer
+        self._subs: set[Subscription] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subs)
+
+    def publish(self, records: list[Record]) -> None:
+        for rec in records:
+            if rec.kind != ASSIGN:
+                continue
+            batch = rec.obj if rec.obj is not None else pb.WatchAssignmentsResponse.FromString(rec.payload)
+            with self._lock:
+                self.last_seq = batch.events[-1].sequence
+                subs = list(self._subs)
+            for sub in subs:
+                sub.put(batch)
+
+    def subscribe(self) -> tuple[Subscription, int]:
+        """A live subscription and the last sequence published before it started."""
+        sub = Subscription(self, self.buffer)
+        with self._lock:
+            self._subs.add(sub)
+            return sub, self.last_seq
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def catch_up(self, first: int, last: int) -> Iterator[pb.WatchAssignmentsResponse]:
+        """Events ``first`` .. ``last`` from the journal, in batches."""
+        nxt = first
+        while nxt <= last:
+            rows = self.journal.read_assignments(nxt, last)
+            before = nxt
+            for _seq, payload in rows:
+                batch = pb.WatchAssignmentsResponse.FromString(payload)
+                keep = [e for e in batch.events if nxt <= e.sequence <= last]
+                if keep:
+                    yield pb.WatchAssignmentsResponse(events=keep)
+                    nxt = keep[-1].sequence + 1
+            if nxt == before:  # nothing more in the journal (or a gap): stop
+                return

@@ -1,0 +1,402 @@
+"""The dispatch loop: every ``tick_s`` of wall clock, one policy tick over every owned site.
+
+A tick takes a snapshot under the store's lock (references to immutable rows and copies of the routes: cheap), builds
+the tables and runs the policy outside the lock, then applies the result under the lock in chunks of riders. A
+rider whose route changed while the policy ran (a pickup, a delivery, a rejection, going offline, a cancel of one of
+its orders) keeps its current route: the tick's proposal for it is dropped, and its new orders stay pending for the
+next tick. Every applied change becomes an assignment event with the next sequence number, journaled and, once
+committed, published to watchers.
+
+An order that a rider rejected is never left on that rider's route: it is taken out of the tick's proposal (the
+rest of the route stays as proposed) and waits for the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.policy import Policy, Reason, Snapshot, make_policy
+from dispatch.service.store import ASSIGNED, CANCELLED, DELIVERED, PENDING, Store, ts
+from dispatch.service.worker import PolicyProcess
+from dispatch.sim.shard import travel_arrays
+from dispatch.state import DROPOFF, OrderTable, RiderTable, Routes
+from dispatch.v1 import dispatch_pb2 as pb
+
+log = logging.getLogger("dispatch.service.loop")
+
+F64 = npt.NDArray[np.float64]
+CHUNK = 256  # riders applied per lock hold
+
+
+@dataclass
+class TickStats:
+    """What one tick did (for metrics and logs)."""
+
+    at: float
+    seconds: float
+    orders: int
+    riders: int
+    assigned: int
+    dropped_riders: int
+    events: int
+    at_risk: int
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: snapshot, policy (with tables), apply
+
+
+@dataclass
+class _Snap:
+    order_ids: list[str]
+    rows: list[tuple[Any, ...]]
+    pending: list[int]
+    rider_ids: list[str]
+    riders: list[tuple[Any, ...]]
+    stops: list[list[tuple[int, int]]]
+    frozen: list[int]
+    banned: dict[int, set[str]]
+    pinned_out: list[int]
+    pinned: dict[int, int]
+
+
+class DispatchLoop:
+    """Runs ticks on a thread of its own until ``stop`` (which lets the tick in progress finish)."""
+
+    def __init__(self, store: Store, on_tick: Callable[[TickStats], None] | None = None, promise: Any = None) -> None:
+        self.store = store
+        self.promise = promise
+        self.travel = travel_arrays(store.cfg.travel, store.cfg.utc_offset_s)
+        self.policy_name = store.cfg.policy
+        self._version = -1
+        self._policy: Policy | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_tick = on_tick
+        self.remote = PolicyProcess() if store.cfg.policy_process else None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dispatch-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.remote is not None:
+            self.remote.close()
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                st = self.tick(time.time())
+                if self._on_tick is not None and st is not None:
+                    self._on_tick(st)
+            except Exception:  # never let one bad tick stop dispatching
+                log.exception("dispatch tick failed")
+            next_at += self.store.params.tick_s
+            now = time.monotonic()
+            if next_at < now:  # a tick longer than tick_s: start the next one at once, do not pile up
+                next_at = now
+            self._stop.wait(next_at - now)
+
+    def _policy_now(self) -> Policy:
+        with self.store.lock:
+            version, params = self.store.params_version, self.store.params
+        if self._policy is None or version != self._version:
+            self._policy = make_policy(self.policy_name, params)
+            self._version = version
+        return self._policy
+
+    # -- one tick -----------------------------------------------------------------------------------------------
+
+    def _snapshot(self) -> _Snap | None:
+        """Under the lock only references are taken (route lists are replaced, never changed in place, and order
+        rows are immutable tuples); the tables are indexed outside it."""
+        s = self.store
+        with s.lock:
+            s.dirty_riders.clear()
+            s.dirty_orders.clear()
+            active = [
+                (r.id, r.stops, r.frozen, (r.x, r.y, r.shift_start, r.shift_end, r.capacity, r.speed, r.online))
+                for r in s.riders.values()
+                if r.online or r.stops
+            ]
+            if not s.pending and not any(a[1] for a in active):
+                return None
+            order_ids: list[str] = list(s.pending)
+            special: dict[str, tuple[str, set[str]]] = {}
+            for oid in list(s.special):
+                o = s.orders[oid]
+                if o.state in (DELIVERED, CANCELLED):
+                    s.special.discard(oid)
+                else:
+                    special[oid] = (o.pinned, set(o.banned or ()))
+        n_pending = len(order_ids)
+        index = {oid: i for i, oid in enumerate(order_ids)}
+        stops: list[list[tuple[int, int]]] = []
+        for _rid, route, _f, _row in active:
+            seq = []
+            for oid, k in route:
+                i = index.get(oid)
+                if i is None:
+                    i = index[oid] = len(order_ids)
+                    order_ids.append(oid)
+                seq.append((i, k))
+            stops.append(seq)
+        rider_ids = [a[0] for a in active]
+        rider_pos = {rid: i for i, rid in enumerate(rider_ids)}
+        riders = [a[3] for a in active]
+        frozen = [min(a[2], len(a[1])) for a in active]
+        orders = s.orders  # a dict read without the lock: entries are only ever added
+        rows = [orders[oid].row for oid in order_ids]
+        banned: dict[int, set[str]] = {}
+        pinned: dict[int, int] = {}
+        pinned_out: list[int] = []
+        for oid, (pin_id, bans) in special.items():
+            i = index.get(oid, -1)
+            if i < 0:
+                continue
+            if bans:
+                banned[i] = bans
+            if pin_id:
+                pin = rider_pos.get(pin_id, -1)
+                pinned[i] = pin
+                if pin < 0 and i < n_pending:
+                    pinned_out.append(i)
+        out_set = set(pinned_out)
+        pending = [i for i in range(n_pending) if i not in out_set] if out_set else list(range(n_pending))
+        return _Snap(order_ids, rows, pending, rider_ids, riders, stops, frozen, banned, pinned_out, pinned)
+
+    def tick(self, now: float) -> TickStats | None:
+        """One tick at ``now`` (epoch seconds); None when there was nothing to dispatch."""
+        t0 = time.perf_counter()
+        policy = self._policy_now()
+        snap = self._snapshot()
+        s = self.store
+        if snap is None:
+            with s.lock:
+                s.ticks += 1
+                s.last_tick_at = now
+                s.last_tick_s = time.perf_counter() - t0
+                s.at_risk = 0
+            return None
+        t_snap = time.perf_counter()
+        n, m = len(snap.rows), len(snap.riders)
+        cols = np.array(snap.rows, dtype=np.float64).reshape(n, 11)
+        pinned = np.full(n, -1, dtype=np.int64)
+        for i, r in snap.pinned.items():
+            pinned[i] = r
+        orders = OrderTable.build(
+            pick_x=cols[:, 0], pick_y=cols[:, 1], drop_x=cols[:, 2], drop_y=cols[:, 3],
+            site=cols[:, 4].astype(np.int64), ready=cols[:, 5], promised=cols[:, 6], size=cols[:, 7].astype(np.int64),
+            service_pick=cols[:, 8], service_drop=cols[:, 9], placed=cols[:, 10], pinned=pinned,
+        )  # fmt: skip
+        rc = np.array(snap.riders, dtype=np.float64).reshape(m, 7)
+        riders = RiderTable.build(
+            x=rc[:, 0], y=rc[:, 1], avail=np.full(m, now), shift_start=rc[:, 2], shift_end=rc[:, 3],
+            capacity=rc[:, 4].astype(np.int64), speed=rc[:, 5], online=rc[:, 6].astype(bool),
+        )  # fmt: skip
+        width = max(2 * policy.params.max_orders_per_rider + 2, max((len(x) for x in snap.stops), default=0))
+        routes = Routes.from_lists(snap.stops, width, snap.frozen)
+        pend = np.array(snap.pending, dtype=np.int64)
+        if m == 0 or (pend.size == 0 and not any(snap.stops)):
+            res = None
+        else:
+            res = self._run_policy(policy, snap, orders, riders, routes, pend, now)
+        t_policy = time.perf_counter()
+        reasons: dict[int, int] = dict.fromkeys(snap.pinned_out, int(Reason.PINNED_RIDER_UNAVAILABLE))
+        if res is None:
+            for i in snap.pending:
+                reasons[i] = int(Reason.NO_RIDER_IN_REACH)
+            proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]] = []
+            etas: F64 = np.zeros((0, 0))
+            out_routes = routes
+        else:
+            for o, why in zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True):
+                reasons[o] = int(why)
+            proposals, etas, out_routes = self._proposals(snap, res, reasons)
+        at_risk = self._at_risk(orders, out_routes, etas, pend, now)
+        events, dropped, assigned = self._apply(snap, proposals, reasons, etas, out_routes, now)
+        t_apply = time.perf_counter()
+        if self.promise is not None:
+            left = np.array(sorted(reasons), dtype=np.int64)
+            try:
+                self.promise.set_params(s.promise)
+                self.promise.update(orders, riders, out_routes, now, pending=left)
+            except Exception:
+                log.exception("promise engine update failed")
+        dt = time.perf_counter() - t0
+        with s.lock:
+            s.ticks += 1
+            s.last_tick_at = now
+            s.last_tick_s = dt
+            s.at_risk = at_risk
+        phases = {"snapshot": t_snap - t0, "policy": t_policy - t_snap, "apply": t_apply - t_policy}
+        return TickStats(now, dt, n, m, assigned, dropped, events, at_risk, phases)
+
+    def _call(self, policy: Policy, snap: Snapshot, now: float) -> Any:
+        if self.remote is not None:
+            try:
+                return self.remote.tick(self.policy_name, policy.params, snap, now)
+            except BrokenProcessPool:
+                log.error("the policy worker died; starting a new one (this tick is skipped)")
+                self.remote.close()
+                self.remote = PolicyProcess()
+                raise
+        return policy.tick(snap, now)
+
+    def _run_policy(
+        self,
+        policy: Policy,
+        snap: _Snap,
+        orders: OrderTable,
+        riders: RiderTable,
+        routes: Routes,
+        pend: npt.NDArray[np.int64],
+        now: float,
+    ) -> Any:
+        """The policy's tick; orders that some rider rejected are dispatched in a second pass on the first pass's
+        routes with the riders who rejected them taken offline, so that they go to someone else."""
+        banned = np.array([i in snap.banned for i in pend.tolist()], dtype=bool)
+        if not banned.any():
+            return self._call(policy, Snapshot(orders, riders, routes, pend, self.travel), now)
+        first = self._call(policy, Snapshot(orders, riders, routes, pend[~banned], self.travel), now)
+        who = {rid for i in pend[banned].tolist() for rid in snap.banned[i]}
+        online = riders.online.copy()
+        online[[r for r, rid in enumerate(snap.rider_ids) if rid in who]] = False
+        second = self._call(
+            policy, Snapshot(orders, replace(riders, online=online), first.routes, pend[banned], self.travel), now
+        )
+        return replace(
+            second,
+            assigned_order=np.concatenate([first.assigned_order, second.assigned_order]),
+            assigned_rider=np.concatenate([first.assigned_rider, second.assigned_rider]),
+            unassigned_order=np.concatenate([first.unassigned_order, second.unassigned_order]),
+            unassigned_reason=np.concatenate([first.unassigned_reason, second.unassigned_reason]),
+            changed=np.union1d(first.changed, second.changed).astype(np.int64),
+        )
+
+    def _proposals(
+        self, snap: _Snap, res: Any, reasons: dict[int, int]
+    ) -> tuple[list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]], F64, Routes]:
+        """Per changed rider: (rider, new stops, their ETAs, frozen, new orders), banned pairs taken out."""
+        out = res.routes
+        arrive = res.arrive
+        new_by_rider: dict[int, list[int]] = {}
+        for o, r in zip(res.assigned_order.tolist(), res.assigned_rider.tolist(), strict=True):
+            new_by_rider.setdefault(r, []).append(o)
+        changed = set(res.changed.tolist()) | set(new_by_rider)
+        proposals = []
+        for r in sorted(changed):
+            rid = snap.rider_ids[r]
+            n = int(out.length[r])
+            seq = [(int(out.order[r, k]), int(out.kind[r, k])) for k in range(n)]
+            eta = [float(arrive[r, k]) for k in range(n)]
+            new = new_by_rider.get(r, [])
+            bad = [o for o in new if rid in snap.banned.get(o, ())]
+            if bad:
+                keep = [k for k in range(n) if seq[k][0] not in bad]
+                seq = [seq[k] for k in keep]
+                eta = [eta[k] for k in keep]
+                new = [o for o in new if o not in bad]
+                for o in bad:
+                    reasons[o] = int(Reason.RIDERS_BUSY)
+            proposals.append((r, seq, eta, min(int(out.frozen[r]), len(seq)), new))
+        return proposals, arrive, out
+
+    def _apply(
+        self,
+        snap: _Snap,
+        proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]],
+        reasons: dict[int, int],
+        etas: F64,
+        out_routes: Routes,
+        now: float,
+    ) -> tuple[int, int, int]:
+        s = self.store
+        ids = snap.order_ids
+        n_events = dropped = assigned = 0
+        changed = {p[0] for p in proposals}
+        at = pb.AssignmentEvent().at
+        ts(now, at)
+        ASSIGNED_K, UPDATED_K = pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, pb.ASSIGNMENT_EVENT_KIND_ROUTE_UPDATED
+        for c in range(0, len(proposals), CHUNK):
+            chunk = proposals[c : c + CHUNK]
+            with s.lock:
+                events: list[pb.AssignmentEvent] = []
+                for r, seq, eta, frozen, new in chunk:
+                    rid = snap.rider_ids[r]
+                    rec = s.riders.get(rid)
+                    new_ids = [ids[o] for o in new]
+                    if rec is None or rid in s.dirty_riders or any(s.orders[oid].state != PENDING for oid in new_ids):
+                        dropped += 1
+                        for o in new:
+                            reasons.setdefault(o, int(Reason.RIDERS_BUSY))
+                        continue
+                    rec.stops = [(ids[o], k) for o, k in seq]
+                    rec.etas = eta
+                    rec.frozen = max(frozen, 1) if seq else 0
+                    route = s.route_proto(rec)  # once per rider, copied into each of its events
+                    for oid in new_ids:
+                        orec = s.orders[oid]
+                        s._set_state(orec, ASSIGNED)
+                        orec.rider = rid
+                        orec.reason = 0
+                        s.pending.pop(oid, None)
+                        ev = pb.AssignmentEvent(kind=ASSIGNED_K, order_id=oid, rider_id=rid, at=at, route=route)
+                        events.append(ev)
+                    assigned += len(new_ids)
+                    if not new_ids:
+                        events.append(pb.AssignmentEvent(kind=UPDATED_K, rider_id=rid, at=at, route=route))
+                s._emit(events)
+                n_events += len(events)
+        with s.lock:
+            # ETAs of the riders whose routes the tick did not change.
+            if etas.size:
+                for r, rid in enumerate(snap.rider_ids):
+                    if r in changed or rid in s.dirty_riders:
+                        continue
+                    rec = s.riders.get(rid)
+                    if rec is not None and len(rec.stops) == int(out_routes.length[r]):
+                        rec.etas = [float(etas[r, k]) for k in range(len(rec.stops))]
+        unassigned = pb.ASSIGNMENT_EVENT_KIND_UNASSIGNED
+        items = list(reasons.items())
+        for c in range(0, len(items), 8 * CHUNK):
+            with s.lock:
+                events = []
+                for o, why in items[c : c + 8 * CHUNK]:
+                    oid = ids[o]
+                    rec_o = s.orders[oid]
+                    if rec_o.state == PENDING and rec_o.reason != why:
+                        rec_o.reason = why
+                        events.append(pb.AssignmentEvent(kind=unassigned, order_id=oid, at=at, reason=why))  # type: ignore[arg-type]
+                s._emit(events)
+                n_events += len(events)
+        return n_events, dropped, assigned
+
+    @staticmethod
+    def _at_risk(orders: OrderTable, routes: Routes, etas: F64, pending: npt.NDArray[np.int64], now: float) -> int:
+        """Orders whose estimated delivery is after promised_by: routed ones by their drop-off ETA, pending ones by
+        a direct ride at 4.5 m/s from now (a lower bound)."""
+        late = 0
+        if etas.size:
+            width = min(routes.width, etas.shape[1])
+            live = np.arange(width)[None, :] < routes.length[:, None]
+            drop = live & (routes.kind[:, :width] == DROPOFF)
+            o = routes.order[:, :width][drop]
+            late += int(np.sum(etas[:, :width][drop] > orders.promised[o]))
+        if pending.size:
+            d = np.hypot(
+                orders.drop_x[pending] - orders.pick_x[pending], orders.drop_y[pending] - orders.pick_y[pending]
+            )
+            best = np.maximum(now, orders.ready[pending]) + orders.service_pick[pending] + d / 4.5
+            late += int(np.sum(best > orders.promised[pending]))
+        return late

@@ -1,0 +1,355 @@
+"""The gRPC servicer: proto <-> model, thin. Each call checks its input (``validate``), calls the store, waits for
+its journal ticket and answers; a refusal becomes the status it names (or, in a stream, a Rejection), anything
+unexpected becomes INTERNAL without taking the server down."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from dispatch.service import validate as v
+from dispatch.service.hub import Hub, SlowWatcherError
+from dispatch.service.journal import Journal, JournalError
+from dispatch.service.metrics import Metrics
+from dispatch.service.params import from_proto, merged, to_proto
+from dispatch.service.store import Store, ts
+from dispatch.v1 import dispatch_pb2 as pb
+from dispatch.v1 import dispatch_pb2_grpc as pbg
+
+log = logging.getLogger("dispatch.service")
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+_STREAM_WINDOW = 2000  # orders of one SubmitOrders stream between reading and acknowledging
+
+
+def _status(code: int) -> grpc.StatusCode:
+    return _CODES.get(code, grpc.StatusCode.UNKNOWN)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map refusals and failures of a unary (or client-streaming) handler to statuses; count them."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Servicer, request: Any, context: grpc.ServicerContext) -> Any:
+        code = "OK"
+        try:
+            return fn(self, request, context)
+        except v.RefusalError as exc:
+            code = _status(exc.code).name
+            context.abort(_status(exc.code), str(exc))
+        except JournalError as exc:
+            code = "UNAVAILABLE"
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
+        except Exception as exc:
+            code = "INTERNAL"
+            log.exception("%s failed", name)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        finally:
+            if self.metrics is not None:
+                self.metrics.requests.labels(name, code).inc()
+
+    return wrapper
+
+
+def _guard_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """The same for server-streaming handlers (generators)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Servicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        code = "OK"
+        try:
+            yield from fn(self, request, context)
+        except v.RefusalError as exc:
+            code = _status(exc.code).name
+            context.abort(_status(exc.code), str(exc))
+        except JournalError as exc:
+            code = "UNAVAILABLE"
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
+        except SlowWatcherError as exc:
+            code = "RESOURCE_EXHAUSTED"
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"watcher too slow: {exc}; reconnect from the last sequence"
+            )
+        except Exception as exc:
+            code = "INTERNAL"
+            log.exception("%s failed", name)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        finally:
+            if self.metrics is not None:
+                self.metrics.requests.labels(name, code).inc()
+
+    return wrapper
+
+
+class Servicer(pbg.DispatchServiceServicer):
+    """See the module docstring."""
+
+    def __init__(self, store: Store, journal: Journal, hub: Hub, metrics: Metrics | None = None,
+                 promise: Any = None) -> None:  # fmt: skip
+        self.store = store
+        self.journal = journal
+        self.hub = hub
+        self.metrics = metrics
+        self.promise = promise
+        self.limits = store.cfg.limits
+        self._stopping = threading.Event()
+
+    def stop_watchers(self) -> None:
+        self._stopping.set()
+
+    # -- orders -------------------------------------------------------------------------------------------------
+
+    def _submit(self, req: pb.SubmitOrderRequest | pb.SubmitOrdersRequest) -> tuple[Any, bool, int]:
+        v.message_size(req, self.limits.max_message_bytes, "order")
+        if not req.HasField("order"):
+            raise v.invalid("order", "required")
+        oi = v.order(req.order)
+        rec, dup, ticket = self.store.submit(oi, req.order)
+        if not dup and self.promise is not None:
+            self.promise.admit(rec.site)  # the site's queue grows for quotes until the next tick's update
+        return rec, dup, ticket
+
+    @_guard
+    def SubmitOrder(  # noqa: N802
+        self, request: pb.SubmitOrderRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitOrderResponse:
+        rec, dup, ticket = self._submit(request)
+        self.journal.wait(ticket)
+        return pb.SubmitOrderResponse(order=self.store.order_proto(rec), duplicate=dup)
+
+    def SubmitOrders(  # noqa: N802
+        self, request_iterator: Iterator[pb.SubmitOrdersRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.SubmitOrdersResponse]:
+        """Reads and submits on a thread of its own while this generator acknowledges in request order, so that
+        many orders of one stream share a group commit."""
+        acks: queue.Queue[Any] = queue.Queue(maxsize=_STREAM_WINDOW)
+        done = object()
+
+        def put(item: Any) -> bool:
+            while True:  # bounded: a client that stops reading its acks stops this reader too
+                try:
+                    acks.put(item, timeout=1.0)
+                    return True
+                except queue.Full:
+                    if not context.is_active():
+                        return False
+
+        def reader() -> None:
+            try:
+                for req in request_iterator:
+                    try:
+                        rec, dup, ticket = self._submit(req)
+                        item: Any = (req.order.id, rec, dup, ticket, None)
+                    except v.RefusalError as exc:
+                        item = (req.order.id, None, False, 0, exc)
+                    if not put(item):
+                        return
+            except Exception as exc:  # the client went away, or an unexpected failure: end the stream
+                put(exc)
+            put(done)
+
+        t = threading.Thread(target=reader, name="submit-orders-reader", daemon=True)
+        t.start()
+        n_ok = n_bad = 0
+        while True:
+            item = acks.get()
+            if item is done:
+                break
+            if isinstance(item, Exception):
+                if not isinstance(item, grpc.RpcError):
+                    log.warning("SubmitOrders stream ended: %s", item)
+                break
+            oid, rec, dup, ticket, err = item
+            if err is not None:
+                n_bad += 1
+                yield pb.SubmitOrdersResponse(order_id=oid, rejection=err.rejection())
+                continue
+            try:
+                self.journal.wait(ticket)
+            except JournalError as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
+            n_ok += 1
+            yield pb.SubmitOrdersResponse(
+                order_id=oid, accepted=pb.SubmitOrderResponse(order=self.store.order_proto(rec), duplicate=dup)
+            )
+        if self.metrics is not None:
+            self.metrics.requests.labels("SubmitOrders", "OK").inc()
+
+    @_guard
+    def CancelOrder(  # noqa: N802
+        self, request: pb.CancelOrderRequest, context: grpc.ServicerContext
+    ) -> pb.CancelOrderResponse:
+        v.message_size(request, self.limits.max_message_bytes, "reason")
+        oid = v.check_id(request.order_id, "order_id")
+        if len(request.reason) > 1000:
+            raise v.invalid("reason", f"at most 1000 characters, got {len(request.reason)}")
+        rec, ticket = self.store.cancel(oid, request.reason, time.time())
+        self.journal.wait(ticket)
+        return pb.CancelOrderResponse(order=self.store.order_proto(rec))
+
+    @_guard
+    def GetOrder(  # noqa: N802
+        self, request: pb.GetOrderRequest, context: grpc.ServicerContext
+    ) -> pb.GetOrderResponse:
+        return self.store.get_order(v.check_id(request.order_id, "order_id"))
+
+    # -- riders -------------------------------------------------------------------------------------------------
+
+    @_guard
+    def ReportRiderEvents(  # noqa: N802
+        self, request_iterator: Iterator[pb.ReportRiderEventsRequest], context: grpc.ServicerContext
+    ) -> pb.ReportRiderEventsResponse:
+        accepted = 0
+        out = pb.ReportRiderEventsResponse()
+        index = 0
+        ticket = 0
+        for msg in request_iterator:
+            try:
+                v.message_size(msg, self.limits.max_message_bytes, "events")
+                if len(msg.events) > self.limits.max_events_per_message:
+                    raise v.invalid(
+                        "events",
+                        f"{len(msg.events)} events in one message; at most {self.limits.max_events_per_message}",
+                    )
+            except v.RefusalError as exc:  # the whole call fails; say what the earlier messages achieved
+                if ticket:
+                    self.journal.wait(ticket)
+                raise v.invalid(
+                    "events", f"{exc.message} (message at event index {index}; {accepted} earlier events accepted)"
+                ) from None
+            items = []
+            for raw in msg.events:
+                try:
+                    items.append((index, v.rider_event(raw), raw))
+                except v.RefusalError as exc:
+                    out.rejections.add(index=index, rider_id=raw.rider_id[: v.MAX_ID_LEN], rejection=exc.rejection())
+                index += 1
+            if items:
+                whole = msg if len(items) == len(msg.events) else None
+                n, refused, t = self.store.rider_events(items, time.time(), whole)
+                accepted += n
+                ticket = max(ticket, t)
+                for idx, rid, err in refused:
+                    out.rejections.add(index=idx, rider_id=rid, rejection=err.rejection())
+        if ticket:
+            self.journal.wait(ticket)
+        out.accepted = accepted
+        rej = sorted(out.rejections, key=lambda r: r.index)
+        del out.rejections[:]
+        out.rejections.extend(rej)
+        return out
+
+    @_guard
+    def GetRider(  # noqa: N802
+        self, request: pb.GetRiderRequest, context: grpc.ServicerContext
+    ) -> pb.GetRiderResponse:
+        return self.store.get_rider(v.check_id(request.rider_id, "rider_id"))
+
+    @_guard
+    def GetSite(  # noqa: N802
+        self, request: pb.GetSiteRequest, context: grpc.ServicerContext
+    ) -> pb.GetSiteResponse:
+        return self.store.get_site(v.check_id(request.site_id, "site_id"))
+
+    # -- assignments --------------------------------------------------------------------------------------------
+
+    @_guard_stream
+    def WatchAssignments(  # noqa: N802
+        self, request: pb.WatchAssignmentsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchAssignmentsResponse]:
+        sub, live_from = self.hub.subscribe()
+        try:
+            start = int(request.from_sequence)
+            nxt = live_from + 1 if start == 0 else start
+            if start:
+                first = self.journal.first_sequence()
+                if start < first:
+                    raise v.RefusalError(
+                        v.OUT_OF_RANGE, "from_sequence", f"{start} is older than the oldest sequence held ({first})"
+                    )
+            if nxt <= live_from:
+                for batch in self.hub.catch_up(nxt, live_from):
+                    yield batch
+                    nxt = batch.events[-1].sequence + 1
+            while context.is_active() and not self._stopping.is_set():
+                live = sub.get(0.5)
+                if live is None:
+                    continue
+                keep = [e for e in live.events if e.sequence >= nxt]
+                if keep:
+                    yield pb.WatchAssignmentsResponse(events=keep)
+                    nxt = keep[-1].sequence + 1
+        finally:
+            sub.close()
+
+    # -- promises -----------------------------------------------------------------------------------------------
+
+    @_guard
+    def Quote(  # noqa: N802
+        self, request: pb.QuoteRequest, context: grpc.ServicerContext
+    ) -> pb.QuoteResponse:
+        if not request.HasField("address"):
+            raise v.invalid("address", "required")
+        lat, lng = v.latlng(request.address, "address")
+        if request.size <= 0:
+            raise v.invalid("size", f"must be > 0, got {request.size}")
+        site = request.site_id or None
+        if site is not None and site not in self.store.site_index:
+            raise v.RefusalError(v.NOT_FOUND, "site_id", f"unknown site {site!r}")
+        if self.promise is None:
+            raise v.RefusalError(12, "", "Quote: the promise engine is not available in this build")  # UNIMPLEMENTED
+        now = time.time()
+        q = self.promise.quote(lat, lng, int(request.size), now, site_id=site)
+        out = pb.QuoteResponse()
+        ts(q.quoted_at, out.quoted_at)
+        for opt in q.options:
+            o = out.options.add(site_id=str(opt.site_id), on_time_probability=float(opt.on_time_prob),
+                                deferred=bool(opt.deferred))  # fmt: skip
+            ts(opt.promised_by, o.promised_by)
+            ts(opt.eta, o.estimated_delivery)
+            o.tier.FromNanoseconds(round(opt.tier * 1e9))
+        if q.declined_reason is not None:
+            out.decline_reason = int(q.declined_reason)  # type: ignore[assignment]
+        return out
+
+    # -- ops ----------------------------------------------------------------------------------------------------
+
+    @_guard
+    def GetStats(  # noqa: N802
+        self, request: pb.GetStatsRequest, context: grpc.ServicerContext
+    ) -> pb.GetStatsResponse:
+        return self.store.stats(time.time())
+
+    @_guard
+    def GetParams(  # noqa: N802
+        self, request: pb.GetParamsRequest, context: grpc.ServicerContext
+    ) -> pb.GetParamsResponse:
+        with self.store.lock:
+            return pb.GetParamsResponse(
+                params=to_proto(self.store.params, self.store.promise), version=self.store.params_version
+            )
+
+    @_guard
+    def UpdateParams(  # noqa: N802
+        self, request: pb.UpdateParamsRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateParamsResponse:
+        v.message_size(request, self.limits.max_message_bytes, "params")
+        with self.store.lock:
+            current = to_proto(self.store.params, self.store.promise)
+            base_d, base_p = self.store.params, self.store.promise
+        new = merged(current, request.params, list(request.update_mask.paths))
+        dp, pp = from_proto(new, base_d, base_p)
+        resp, ticket = self.store.update_params(to_proto(dp, pp), dp, pp)
+        self.journal.wait(ticket)
+        if self.promise is not None:
+            self.promise.set_params(pp)
+        return resp
