@@ -7,7 +7,8 @@
   step, 420 ns per pair with them against 42 ns without (see benchmarks/RESULTS.md).
 
 Both cache their machine code on disk (``cache=True``) and use NumPy's error model (no Python exception checks on
-float division: a zero speed is rejected at the edge, never in a loop).
+float division: a zero speed is rejected at the edge, never in a loop). Entry points release the GIL
+(``nogil=True``), so that a server thread running a dispatch tick does not stall the threads answering requests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,6 @@ from typing import Any, cast
 from numba import njit
 
 _njit = cast(Any, njit)  # ``_nrt`` is a Numba target option that its type stubs do not list
-kernel: Any = _njit(cache=True, error_model="numpy")
-kernel_parallel: Any = _njit(cache=True, error_model="numpy", parallel=True)
+kernel: Any = _njit(cache=True, error_model="numpy", nogil=True)
+kernel_parallel: Any = _njit(cache=True, error_model="numpy", parallel=True, nogil=True)
 device: Any = _njit(cache=True, error_model="numpy", _nrt=False)
