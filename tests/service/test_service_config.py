@@ -107,3 +107,13 @@ def test_quote(tmp_path: Path):
                 stub.Quote(bad)
             assert ei.value.code() == code
             assert ei.value.details().startswith(field + ":")
+
+
+def test_shipped_demo_config_loads():
+    from dispatch.service.config import load_config
+
+    cfg = load_config(ROOT / "simulations" / "service" / "demo.toml")
+    assert cfg.insecure and cfg.listen == "127.0.0.1:50051"
+    assert [s.id for s in cfg.sites] == ["1", "2", "3", "4", "5"]
+    assert Path(cfg.journal).resolve() == (ROOT / "out" / "serve_demo.journal").resolve()
+    assert cfg.dispatch.tick_s == 5.0 and cfg.dispatch.hold_s == 0.0
