@@ -351,6 +351,7 @@ def log_meta(sc: Scenario) -> LogMeta:
             "policy": sc.policy,
             "shard": sc.shard,
             "dispatch": sc.dispatch.to_dict(),
+            "promise": sc.promise.to_record(),
             "source_sha256": sc.source_sha256,
         },
     )

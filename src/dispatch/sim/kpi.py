@@ -9,6 +9,18 @@ Definitions (the README repeats them):
   last delivery when later); ``orders_per_rider_hour`` = delivered / rider_hours;
 - ``dispatch_tick_ms_p99``: the 99th percentile of the policy's time per tick (ticks with pending orders);
 - ``sim_orders_per_second``: orders over wall seconds.
+
+Promise accuracy (the simulator quotes every order when placed, see ``dispatch.sim.quoting``):
+
+- ``orders_declined``: orders the quote declined (never placed; they count as not on time in ``on_time_rate``);
+- ``orders_deferred``: orders whose first option was later than their site would give with an empty queue;
+- ``promise_kept_rate``: orders delivered by their promise over the orders placed (not declined);
+- ``eta_mae_min``: mean absolute minutes between the quoted estimate and the delivery, over delivered orders that
+  were quoted (NaN when nothing was quoted);
+- ``orders_deferred_rate`` / ``orders_declined_rate``: over all orders.
+
+Without quoting, nothing is declined or deferred and ``promise_kept_rate`` is the on-time rate of the log's
+promises.
 """
 
 from __future__ import annotations
@@ -41,6 +53,17 @@ class DayOutcome:
     rider_metres: F64
     rider_delivered: I64
     tick_ms: F64
+    quoted_eta: F64 | None = None
+    declined: I64 | None = None
+    deferred: npt.NDArray[np.bool_] | None = None
+
+    def quote_arrays(self) -> tuple[F64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """``(quoted_eta float64[n], declined bool[n], deferred bool[n])``, NaN / False when not quoting."""
+        n = self.order_id.shape[0]
+        eta = self.quoted_eta if self.quoted_eta is not None else np.full(n, np.nan)
+        declined = self.declined > 0 if self.declined is not None else np.zeros(n, dtype=bool)
+        deferred = self.deferred.astype(bool) if self.deferred is not None else np.zeros(n, dtype=bool)
+        return eta, declined, deferred
 
 
 def _pct(a: F64, q: float) -> float:
@@ -76,9 +99,29 @@ def summary(day: DayOutcome, *, wall_seconds: float, seed: int, extra: dict[str,
         "sim_orders_per_second": round(n / wall_seconds, 1) if wall_seconds > 0 else float("nan"),
         "seed": seed,
     }
+    out.update(promise_kpis(day))
     if extra:
         out.update(extra)
     return out
+
+
+def promise_kpis(day: DayOutcome) -> dict[str, Any]:
+    """promise_kept_rate, eta_mae_min, orders_deferred, orders_declined and their rates (module docstring)."""
+    n = int(day.order_id.shape[0])
+    eta, declined, deferred = day.quote_arrays()
+    placed = ~declined
+    done = ~np.isnan(day.delivered_at)
+    kept = placed & done & (day.delivered_at <= day.promised)
+    n_placed = int(placed.sum())
+    err = np.abs(day.delivered_at - eta)[done & ~np.isnan(eta)] / 60.0
+    return {
+        "promise_kept_rate": round(float(kept.sum()) / n_placed, 6) if n_placed else float("nan"),
+        "eta_mae_min": round(float(err.mean()), 3) if err.size else float("nan"),
+        "orders_deferred": int(deferred.sum()),
+        "orders_declined": int(declined.sum()),
+        "orders_deferred_rate": round(float(deferred.sum()) / n, 6) if n else float("nan"),
+        "orders_declined_rate": round(float(declined.sum()) / n, 6) if n else float("nan"),
+    }
 
 
 WALL_CLOCK_FIELDS = ("wall_seconds", "sim_orders_per_second", "dispatch_tick_ms_p50", "dispatch_tick_ms_p99")
@@ -87,7 +130,8 @@ WALL_CLOCK_FIELDS = ("wall_seconds", "sim_orders_per_second", "dispatch_tick_ms_
 def hourly(day: DayOutcome, day_start: float, utc_offset_s: float) -> dict[str, npt.NDArray[Any]]:
     """Per local hour of the day (0..23; ``day_start`` is local midnight in epoch seconds, ``utc_offset_s`` the
     local offset): orders placed, delivered, on-time rate of the orders placed in that hour, median delivery
-    minutes, and rider shifts online at some time in the hour."""
+    minutes, rider shifts online at some time in the hour, and the promise figures of the orders placed in the
+    hour (promise_kept_rate, orders_deferred, orders_declined)."""
     hours = np.arange(24)
     local_placed = ((day.placed + utc_offset_s) // 3600).astype(np.int64) % 24
     done = ~np.isnan(day.delivered_at)
@@ -108,6 +152,10 @@ def hourly(day: DayOutcome, day_start: float, utc_offset_s: float) -> dict[str, 
     e_h = s_h + day.rider_online_s / 3600.0
     worked = day.rider_online_s > 0
     online = np.array([int(np.sum(worked & (s_h < h + 1) & (e_h > h))) for h in hours], dtype=np.int64)
+    _, declined, deferred = day.quote_arrays()
+    kept = ~declined & on_time
+    n_placed = np.bincount(local_placed, weights=(~declined).astype(np.float64), minlength=24)[:24]
+    kept_h = np.bincount(local_placed, weights=kept.astype(np.float64), minlength=24)[:24]
     return {
         "hour": hours,
         "orders_placed": placed,
@@ -115,4 +163,11 @@ def hourly(day: DayOutcome, day_start: float, utc_offset_s: float) -> dict[str, 
         "on_time_rate": rate,
         "delivery_min_median": med,
         "riders_online": online,
+        "promise_kept_rate": np.where(n_placed > 0, kept_h / np.maximum(n_placed, 1), np.nan),
+        "orders_deferred": np.bincount(local_placed, weights=deferred.astype(np.float64), minlength=24)[:24].astype(
+            np.int64
+        ),
+        "orders_declined": np.bincount(local_placed, weights=declined.astype(np.float64), minlength=24)[:24].astype(
+            np.int64
+        ),
     }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams, Policy, Snapshot
+from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
 from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
 
 F64 = npt.NDArray[np.float64]
@@ -43,7 +44,8 @@ class ShardDay:
     ``orders``: the shard's orders sorted by ``placed``; ``order_id``: int64[n], their ids in the log;
     ``riders``: one row per rider shift (``x``, ``y`` the start position; ``online`` is set by the loop);
     ``rider_id``: int64[m]; ``travel``: a ``TravelTime.arrays()`` tuple; ``start``: the first tick (ticks follow
-    every ``tick_s`` from it); ``end``: no tick after it (default: ``DRAIN_S`` after the last order is placed)."""
+    every ``tick_s`` from it); ``end``: no tick after it (default: ``DRAIN_S`` after the last order is placed);
+    ``promise``: quote every order when placed (``dispatch.sim.quoting``; None: keep the log's promises)."""
 
     orders: OrderTable
     order_id: I64
@@ -52,6 +54,7 @@ class ShardDay:
     travel: tuple[object, ...]
     start: float
     end: float | None = None
+    promise: ShardPromise | None = None
 
 
 @dataclass
@@ -59,7 +62,9 @@ class ShardResult:
     """What happened. Per order (float64[n], NaN when it did not happen): ``assigned_at``, ``picked_at``,
     ``delivered_at``; ``rider``: int64[n] rider id (-1 = never assigned). Per rider: ``rider_online_s`` (from
     shift start to going offline), ``rider_metres``, ``rider_delivered``. ``tick_ms``: float64[t], the policy's
-    time per tick (ticks with something to dispatch)."""
+    time per tick (ticks with something to dispatch). ``promised``: float64[n], the deadlines in force (the quoted
+    ones when quoting, else the log's); ``quotes``: per order quoted ETA, decline reason and deferral (when not
+    quoting: no ETA, nothing declined or deferred)."""
 
     order_id: I64
     assigned_at: F64
@@ -73,6 +78,8 @@ class ShardResult:
     tick_ms: F64
     end: float
     wall_s: float
+    promised: F64 = field(default_factory=lambda: np.zeros(0))
+    quotes: QuoteLog = field(default_factory=lambda: QuoteLog.empty(0))
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -86,12 +93,20 @@ def run_shard(
     policy: Policy,
     params: DispatchParams,
     progress: Callable[[int], None] | None = None,
+    at_end: Callable[[OrderTable, RiderTable, Routes, I64, float], None] | None = None,
 ) -> ShardResult:
-    """Replay ``day`` through ``policy``; ``progress(k)`` is called with the number of orders newly placed."""
+    """Replay ``day`` through ``policy``; ``progress(k)`` is called with the number of orders newly placed;
+    ``at_end(orders, riders, routes, pending, now)`` sees the state the day ends in (the quote benchmark loads it)."""
     t_wall = time.perf_counter()
     orders = day.orders
     riders = day.riders
     n, m = orders.n, riders.m
+    quotes = QuoteLog.empty(n)
+    engine = None
+    if day.promise is not None:
+        # Quoted deadlines go into a copy: the caller's day (shared with other workers' results) stays as logged.
+        orders = replace(orders, promised=orders.promised.copy())
+        engine = day.promise.engine(day.travel)
     tick_s = params.tick_s
     orders_t = orders.as_tuple()
     riders_t = riders.as_tuple()
@@ -124,7 +139,15 @@ def run_shard(
         # 1. New orders.
         hi = int(np.searchsorted(orders.placed, now, side="right"))
         if hi > next_order:
-            pending = np.concatenate([pending, np.arange(next_order, hi, dtype=np.int64)])
+            new = np.arange(next_order, hi, dtype=np.int64)
+            if engine is not None:
+                homing.place(riders, now)
+                engine.update(orders, riders, routes, now, pending)
+                new = quote_new_orders(
+                    engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
+                    orders.promised, quotes,
+                )  # fmt: skip
+            pending = np.concatenate([pending, new])
             if progress is not None:
                 progress(hi - next_order)
             next_order = hi
@@ -180,6 +203,9 @@ def run_shard(
             homing.start(riders, rows[routes.length[rows] == 0])
         now = t_next
 
+    if at_end is not None:
+        homing.place(riders, now)
+        at_end(orders, riders, routes, pending, now)
     still = np.flatnonzero(started & np.isnan(off_at))
     busy_end = routes.length[still] > 0
     off_at[still] = np.where(busy_end, now, np.maximum(riders.shift_end[still], riders.avail[still]))
@@ -198,6 +224,8 @@ def run_shard(
         tick_ms=np.asarray(tick_ms, dtype=np.float64),
         end=now,
         wall_s=time.perf_counter() - t_wall,
+        promised=orders.promised,
+        quotes=quotes,
         extra={"undelivered_in_routes": float(int(routes.length.sum()))},
     )
 

@@ -2,7 +2,9 @@
 
 Plots: orders placed and delivered per hour; on-time rate by hour (of the orders placed that hour); the
 delivery-time histogram with the promise marks; rider utilisation per hour (riders on shift and orders delivered
-per rider on shift); a map of the sites coloured by their on-time rate.
+per rider on shift); a map of the sites coloured by their on-time rate; and, when orders were quoted, the promise
+calibration: quoted against actual delivery minutes (each order a dot, the mean actual per quoted-minute bin a line,
+the diagonal where quotes are exact).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot, no display ba
 from dispatch.sim.kpi import DayOutcome
 
 PLOTS = ("orders_per_hour.png", "on_time_by_hour.png", "delivery_minutes.png", "riders_by_hour.png", "sites.png")
+CALIBRATION_PLOT = "promise_calibration.png"
 
 
 def _axes(w: float, h: float) -> tuple[Figure, Any]:
@@ -87,12 +90,16 @@ def write_report(
     ax.set(xlabel=lab[0], ylabel=lab[1], title="Sites by on-time rate (size: orders)")
     _save(fig, out_dir / PLOTS[4])
 
+    plots = list(PLOTS)
+    if _calibration(day, out_dir / CALIBRATION_PLOT):
+        plots.append(CALIBRATION_PLOT)
+
     rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in summ.items()
         if not isinstance(v, dict)
     )
-    imgs = "".join(f'<p><img src="{p}" alt="{p}"></p>' for p in PLOTS)
+    imgs = "".join(f'<p><img src="{p}" alt="{p}"></p>' for p in plots)
     title = html.escape(f"{summ.get('scenario') or 'simulation'}: {summ.get('policy', '')} policy")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
@@ -103,3 +110,33 @@ def write_report(
     path = out_dir / "report.html"
     path.write_text(page)
     return path
+
+
+def _calibration(day: DayOutcome, path: Path) -> bool:
+    """The promise calibration plot (quoted against actual minutes from placing); False when nothing was quoted."""
+    eta, _, _ = day.quote_arrays()
+    ok = ~np.isnan(eta) & ~np.isnan(day.delivered_at)
+    if not np.any(ok):
+        return False
+    quoted = (eta[ok] - day.placed[ok]) / 60.0
+    actual = (day.delivered_at[ok] - day.placed[ok]) / 60.0
+    kept = day.delivered_at[ok] <= day.promised[ok]
+    fig, ax = _axes(6, 5)
+    sample = np.linspace(0, quoted.size - 1, min(quoted.size, 20_000)).astype(np.int64)  # every k-th, deterministic
+    ax.scatter(quoted[sample], actual[sample], s=2, alpha=0.25, c=np.where(kept[sample], "tab:blue", "tab:red"))
+    top = float(max(np.percentile(quoted, 99.5), np.percentile(actual, 99.5)))
+    ax.plot([0, top], [0, top], color="black", linewidth=1, label="quoted = actual")
+    edges = np.arange(0.0, top + 2.0, 2.0)
+    which = np.digitize(quoted, edges)
+    centres, means = [], []
+    for b in np.unique(which):
+        sel = which == b
+        if sel.sum() >= 20:
+            centres.append(float(quoted[sel].mean()))
+            means.append(float(actual[sel].mean()))
+    ax.plot(centres, means, color="tab:orange", marker="o", markersize=3, label="mean actual per 2-min bin")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="quoted delivery minutes (estimate)", ylabel="actual delivery minutes",
+           title="Promise calibration (red: promise broken)")  # fmt: skip
+    ax.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
+    return True

@@ -22,10 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dispatch.policy import DispatchParams, make_policy
+from dispatch.promise_params import PromiseParams
 from dispatch.sim.engines import ENGINES, run_jobs
 from dispatch.sim.kpi import DayOutcome, hourly, summary
 from dispatch.sim.log import OrderLog
 from dispatch.sim.loop import ShardDay, ShardResult, run_shard
+from dispatch.sim.quoting import quote_outcome, shard_promise
 from dispatch.sim.shard import build_shard, day_window, plan_shards
 
 
@@ -34,7 +36,8 @@ class SimConfig:
     """How to run: ``policy`` (kernel, greedy, ortools), ``params``, ``engine`` (local, ray), ``workers`` (processes
     or, on ray, CPUs of a private local Ray; None = one per core), ``shards`` (site groups; None = one per worker;
     the outcome does not depend on it), ``seed`` (recorded in the summary), ``address`` (ray only: None = a
-    private local Ray, ``auto`` or ``ray://host:port`` = a cluster)."""
+    private local Ray, ``auto`` or ``ray://host:port`` = a cluster), ``promise`` (quote every order when placed,
+    the customer taking the first option; None = keep the log's promises)."""
 
     policy: str = "kernel"
     params: DispatchParams = field(default_factory=DispatchParams)
@@ -43,6 +46,7 @@ class SimConfig:
     shards: int | None = None
     seed: int = 0
     address: str | None = None
+    promise: PromiseParams | None = None
 
 
 def _run_one(job: tuple[ShardDay, str, DispatchParams]) -> ShardResult:
@@ -62,7 +66,12 @@ def run_day(
     workers = config.workers or os.cpu_count() or 1
     plan = plan_shards(log, config.shards or workers)
     window = day_window(log, config.params.tick_s)
-    jobs = [(build_shard(log, sites, window), config.policy, config.params) for sites in plan.shards]
+    jobs = []
+    for sites in plan.shards:
+        day = build_shard(log, sites, window)
+        if config.promise is not None:
+            day.promise = shard_promise(log, sites, config.promise)
+        jobs.append((day, config.policy, config.params))
     results: list[ShardResult] = []
     for res in run_jobs(config.engine, jobs, _run_one, workers, config.address):  # in shard order
         results.append(res)
@@ -81,7 +90,7 @@ def _outcome(jobs: list[tuple[ShardDay, str, DispatchParams]], results: list[Sha
         site_id=cat([d.orders.site for d in days]).astype(np.int64),
         placed=cat([d.orders.placed for d in days]),
         ready=cat([d.orders.ready for d in days]),
-        promised=cat([d.orders.promised for d in days]),
+        **quote_outcome(results),  # promised (the deadlines in force), quoted_eta, declined, deferred
         assigned_at=cat([r.assigned_at for r in results]),
         picked_at=cat([r.picked_at for r in results]),
         delivered_at=cat([r.delivered_at for r in results]),

@@ -72,6 +72,13 @@ rounded up to whole minutes, as some benchmark protocols require).
 
 ``[dispatch]``: any field of :class:`dispatch.policy.DispatchParams` (``tick_s``, ``hold_s``,
 ``max_orders_per_rider`` ...), validated by it; errors are named ``dispatch.<field>``.
+
+``[promise]``: promise quotes at checkout (``dispatch.promise``). ``quote`` (false): when true the simulator quotes
+every order when it is placed, at its own site (whose zone is the site's ``zone_m`` disc), and the customer takes the
+first option: its deadline replaces the demand's promise rule, a declined order is not placed. Any other key is a
+field of :class:`dispatch.promise.PromiseParams` (``mode``, ``tiers_min``, ``slot_length_min``,
+``slot_horizon_min``, ``min_on_time_probability``, ``prep_min`` ...), validated by it; errors are named
+``promise.<field>``.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.policy import POLICIES, DispatchParams, ParamsError
+from dispatch.promise_params import PromiseParams
 from dispatch.sim.cities import CITY_TABLES, lookup
 from dispatch.sim.log import COORDINATES, TravelModel
 
@@ -222,6 +230,20 @@ class DemandSpec:
 
 
 @dataclass(frozen=True)
+class PromiseSpec:
+    """``quote``: whether the simulator quotes each order when placed (else the demand's promise rule holds);
+    ``params``: the promise parameters."""
+
+    quote: bool = False
+    params: PromiseParams = field(default_factory=PromiseParams)
+
+    def to_record(self) -> dict[str, Any]:
+        """``{"quote": bool, **params}``: what a generated log records (``dispatch.sim.quoting.promise_from_record``
+        reads it back)."""
+        return {"quote": self.quote, **self.params.to_dict()}
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario (see the module docstring for every field)."""
 
@@ -232,6 +254,7 @@ class Scenario:
     demand: DemandSpec
     travel: TravelModel = field(default_factory=TravelModel)
     dispatch: DispatchParams = field(default_factory=DispatchParams)
+    promise: PromiseSpec = field(default_factory=PromiseSpec)
     description: str = ""
     day: dt.date = DEFAULT_DAY
     utc_offset_s: float = 8 * 3600.0
@@ -646,6 +669,25 @@ def _dispatch(raw: Any) -> DispatchParams:
         raise ScenarioError(f"dispatch.{exc.field}", str(exc).split(": ", 1)[1]) from None
 
 
+def _promise(raw: Any) -> PromiseSpec:
+    known = ("quote", *(f.name for f in fields(PromiseParams)))
+    t = _Table(raw, "promise", known)
+    quote = t.get("quote", False)
+    if not isinstance(quote, bool):
+        raise ScenarioError(t.at("quote"), f"must be true or false, got {_got(quote)}")
+    kwargs: dict[str, Any] = {}
+    for f in fields(PromiseParams):
+        if t.has(f.name):
+            v = t.get(f.name)
+            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    try:
+        return PromiseSpec(quote=quote, params=PromiseParams(**kwargs))
+    except ParamsError as exc:
+        raise ScenarioError(f"promise.{exc.field}", str(exc).split(": ", 1)[1]) from None
+
+
 def _day(v: Any, path: str) -> dt.date:
     if isinstance(v, dt.datetime | dt.time):
         raise ScenarioError(path, f"must be a date like 2025-06-16 (no time of day), got {_got(v)}")
@@ -660,7 +702,7 @@ def _day(v: Any, path: str) -> dt.date:
 
 
 _TOP_KEYS = ("name", "description", "seed", "day", "utc_offset_h", "coordinates", "policy", "shard", "sites",
-             "fleet", "demand", "travel", "dispatch")  # fmt: skip
+             "fleet", "demand", "travel", "dispatch", "promise")  # fmt: skip
 
 
 def parse_scenario(data: Mapping[str, Any], name: str = "scenario", source_sha256: str = "") -> Scenario:
@@ -689,6 +731,7 @@ def parse_scenario(data: Mapping[str, Any], name: str = "scenario", source_sha25
         demand=demand,
         travel=_travel(t.get("travel", {})),
         dispatch=_dispatch(t.get("dispatch", {})),
+        promise=_promise(t.get("promise", {})),
         policy=_str(t.get("policy", "kernel"), "policy", POLICIES),
         shard=_str(t.get("shard", "none"), "shard", SHARD_MODES),
         source_sha256=source_sha256,

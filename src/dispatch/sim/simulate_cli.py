@@ -26,6 +26,10 @@ KPI_ROWS = (
     ("orders_total", "orders", "{:,}"),
     ("orders_delivered", "delivered", "{:,}"),
     ("on_time_rate", "on time", "{:.2%}"),
+    ("promise_kept_rate", "quoted promises kept", "{:.2%}"),
+    ("orders_deferred", "orders deferred (a later tier)", "{:,}"),
+    ("orders_declined", "orders declined", "{:,}"),
+    ("eta_mae_min", "quoted ETA error, mean minutes", "{:.1f}"),
     ("delivery_min_p50", "delivery minutes p50", "{:.1f}"),
     ("delivery_min_p90", "delivery minutes p90", "{:.1f}"),
     ("km_per_order", "km per order", "{:.3f}"),
@@ -61,8 +65,16 @@ def _config(log: OrderLog, args: argparse.Namespace) -> SimConfig:
     seed = log.meta.seed if log.meta.seed is not None else 0
     if args.address is not None and args.engine != "ray":
         raise ValueError("--address: only with --engine ray")
+    from dispatch.sim.quoting import promise_from_record
+
     return SimConfig(
-        policy=policy, params=params, engine=args.engine, workers=args.workers, seed=seed, address=args.address
+        policy=policy,
+        params=params,
+        engine=args.engine,
+        workers=args.workers,
+        seed=seed,
+        address=args.address,
+        promise=promise_from_record(rec.get("promise")),
     )
 
 
@@ -124,7 +136,10 @@ def _table(summ: dict[str, Any], out: Path) -> None:
     t.add_column("value", justify="right")
     for key, label, fmt in KPI_ROWS:
         v = summ.get(key)
-        t.add_row(label, fmt.format(v) if isinstance(v, int | float) else str(v))
+        if isinstance(v, float) and v != v:
+            t.add_row(label, "- (not quoted)")
+        else:
+            t.add_row(label, fmt.format(v) if isinstance(v, int | float) else str(v))
     console = Console()
     console.print(t)
     console.print(f"outputs in {out}: summary.json, orders.parquet, hourly.csv, report.html (+ PNG plots)")

@@ -1,0 +1,391 @@
+"""Promise quotes and admission for hour-level delivery: which site can deliver to an address, and by when.
+
+:class:`PromiseEngine` answers ``quote(lat, lng, size, now)`` from a per-site summary that ``update`` rebuilds
+after each dispatch tick (so a quote costs one STRtree query plus a little arithmetic per covering site):
+
+- the **riders in reach** of each site: every rider that is online (or whose shift starts within
+  ``shift_lookahead_min``) is counted for the site nearest the end of its route, when within ``reach_m``; it is
+  *free at the site* at the end of its route plus the ride back there (never after its shift end: a rider takes
+  no pickup after it);
+- the site's **backlog**: orders waiting for a rider (``pending``).
+
+A new order joins the back of the site's queue. The waiting orders are served ``batch_orders`` at a time by the
+riders in the order they are free, each rider's later trips ``trip_min`` apart, so the new order's pickup starts
+at ``max(ready, the free time of the rider its place in the queue falls to)`` with ``ready = now + prep_min``.
+Its estimated delivery (``eta``) adds the pickup service, the ride from the site to the address (the travel
+model, departing then), ``batch_extra_min`` for the other drop-offs of the bag and ``dropoff_service_min``. The
+delivery time is taken as normal around the estimate with standard deviation ``sigma_min + sigma_frac x (eta -
+now)``; the on-time probability of a deadline is the normal CDF there.
+
+Options: every tier (or slot) whose deadline is at or after the estimate and whose on-time probability is at least
+``min_on_time_probability``, earliest first, over every covering site. **Admission**: a busy site's estimate moves
+later, so its first option is a later tier than with an empty queue (``deferred``); beyond the last tier, or with
+more than ``max_wait_per_rider`` waiting orders per rider in reach, or with no rider in reach, the site offers
+nothing (``SATURATED``). A promise is never earlier than the estimate, hence never earlier than the pickup
+service plus the ride allow.
+
+Thread safety: ``update`` builds a new immutable :class:`SiteSummary` and swaps it in with one attribute
+assignment, and ``set_params`` swaps the parameters the same way; ``quote`` reads each reference once at its start.
+So ``update``, ``set_params`` and ``quote`` may run on different threads without a lock (a quote sees either the old
+or the new summary, never a mix). ``update`` calls themselves must not overlap (one dispatch loop calls it).
+
+Indices: ``orders.site`` must index the engine's sites (``PromiseSites`` order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+from dispatch.geo import TravelArrays, TravelTime
+from dispatch.kernels.route import MIXED, allocate_evaluation, evaluate_subset
+from dispatch.kernels.travel import pairwise_seconds
+from dispatch.promise_params import (
+    PROMISE_MODES,
+    DeclineReason,
+    PromiseParams,
+    Quote,
+    QuoteOption,
+    UnknownSiteError,
+)
+from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
+from dispatch.zones import SiteZones
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+__all__ = [
+    "PROMISE_MODES",
+    "DeclineReason",
+    "PromiseEngine",
+    "PromiseParams",
+    "PromiseSites",
+    "Quote",
+    "QuoteOption",
+    "SiteSummary",
+    "UnknownSiteError",
+]
+
+_SQRT2 = math.sqrt(2.0)
+_WEIGHTS = np.array([1.0, 0.0, 0.0], dtype=np.float64)  # evaluation weights: only times are read
+_MINUS1 = np.full(1, -1, dtype=np.int64)
+_ONE = np.ones(1, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PromiseSites:
+    """n sites: ``keys`` (their ids, any hashable: proto strings, log integers), positions ``x``, ``y``
+    (float64[n], projected metres) and ``service_s`` (float64[n], seconds per pickup stop)."""
+
+    keys: tuple[Any, ...]
+    x: F64
+    y: F64
+    service_s: F64
+
+    @staticmethod
+    def build(keys: Sequence[Any], x: npt.ArrayLike, y: npt.ArrayLike, service_s: npt.ArrayLike = 0.0) -> PromiseSites:
+        """Validate: one key, position and service time per site; keys unique, numbers finite, service >= 0."""
+        ks = tuple(keys)
+        n = len(ks)
+        xs = np.array(x, dtype=np.float64).reshape(-1)
+        ys = np.array(y, dtype=np.float64).reshape(-1)
+        sv = np.array(np.broadcast_to(np.asarray(service_s, dtype=np.float64), (n,)))
+        if xs.shape != (n,) or ys.shape != (n,):
+            raise ValueError(f"sites: expected {n} positions (one per key), got x {xs.shape}, y {ys.shape}")
+        if len(set(ks)) != n:
+            raise ValueError("sites.keys: site ids must be unique")
+        if not (np.isfinite(xs).all() and np.isfinite(ys).all() and np.isfinite(sv).all()):
+            raise ValueError("sites: positions and service times must be finite")
+        if (sv < 0).any():
+            raise ValueError("sites.service_s: must be >= 0")
+        for a in (xs, ys, sv):
+            a.setflags(write=False)
+        return PromiseSites(ks, xs, ys, sv)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """What quotes need of the state, per site (immutable; rebuilt by ``PromiseEngine.update``).
+
+    ``at``: the state's time (epoch s); ``free_ptr``: int64[n + 1] and ``free_at``: float64[R], CSR rows of the
+    times (epoch s, ascending per site) at which each site's riders in reach are free at the site; ``waiting``:
+    int64[n], orders waiting for a rider; ``max_capacity``: int64[n], the largest capacity among the riders in
+    reach (0 = none); ``admitted``: int64[n], orders placed since (``PromiseEngine.admit``), the one mutable
+    array: they join the queue until the next update counts them as waiting."""
+
+    at: float
+    free_ptr: I64
+    free_at: F64
+    waiting: I64
+    max_capacity: I64
+    admitted: I64
+
+    @staticmethod
+    def empty(n: int, at: float = -math.inf) -> SiteSummary:
+        zeros = np.zeros(n, dtype=np.int64)
+        return SiteSummary(at, np.zeros(n + 1, dtype=np.int64), np.zeros(0), zeros, zeros.copy(), zeros.copy())
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / _SQRT2))
+
+
+class PromiseEngine:
+    """Quotes for n sites (see the module docstring).
+
+    Args:
+        sites: the sites (positions in the zones' projected metres).
+        zones: their service zones, numbered like the sites.
+        travel: the travel model (a ``TravelTime`` provider or its ``arrays()`` tuple; profile mode: matrix
+            locations are not used).
+        params: the promise parameters.
+    """
+
+    def __init__(
+        self,
+        sites: PromiseSites,
+        zones: SiteZones,
+        travel: TravelTime | TravelArrays | tuple[Any, ...],
+        params: PromiseParams | None = None,
+    ) -> None:
+        if zones.n_sites != sites.n:
+            raise ValueError(f"zones: {zones.n_sites} zones for {sites.n} sites")
+        self.sites = sites
+        self.zones = zones
+        self._travel: tuple[Any, ...] = tuple(travel.arrays() if isinstance(travel, TravelTime) else travel)
+        self._params = params or PromiseParams()
+        self._index = {k: i for i, k in enumerate(sites.keys)}
+        self._site_tree = cKDTree(np.column_stack([sites.x, sites.y])) if sites.n else None
+        self._summary = SiteSummary.empty(sites.n)
+
+    # -- state ----------------------------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> PromiseParams:
+        return self._params
+
+    def set_params(self, params: PromiseParams) -> None:
+        """Swap in new parameters (already validated by their constructor); quotes from now on use them."""
+        if not isinstance(params, PromiseParams):
+            raise TypeError(f"params: expected PromiseParams, got {type(params).__name__}")
+        self._params = params
+
+    @property
+    def summary(self) -> SiteSummary:
+        return self._summary
+
+    def site_index(self, site_id: Any) -> int:
+        """The index of the site with key ``site_id``; UnknownSiteError when there is none."""
+        try:
+            return self._index[site_id]
+        except (KeyError, TypeError):
+            raise UnknownSiteError(f"site_id: unknown site {site_id!r}") from None
+
+    def update(
+        self,
+        orders: OrderTable,
+        riders: RiderTable,
+        routes: Routes,
+        now: float,
+        pending: npt.ArrayLike | None = None,
+    ) -> SiteSummary:
+        """Rebuild the per-site summary from the state after a dispatch tick, and swap it in.
+
+        Args:
+            orders: the orders the routes refer to (``site`` indexes the engine's sites).
+            riders: m riders; ``online`` and the shift decide who counts (see the module docstring).
+            routes: their routes (m rows).
+            now: the state's time, epoch seconds.
+            pending: int64[q], orders waiting for a rider (default: every order in no route, so pass only live
+                orders then).
+
+        Returns:
+            The new summary.
+        """
+        p = self._params
+        n_sites = self.sites.n
+        m = riders.m
+        end_t = np.maximum(riders.avail.copy(), now)
+        end_x = riders.x.copy()
+        end_y = riders.y.copy()
+        rows = np.flatnonzero(routes.length[:m] > 0).astype(np.int64)
+        in_route = np.zeros(orders.n if pending is None else 0, dtype=bool)
+        if rows.size:
+            ev, tot = allocate_evaluation(m, routes.width)
+            evaluate_subset(
+                orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), self._travel, _WEIGHTS, MIXED, rows, ev, tot
+            )
+            last = routes.length[rows] - 1
+            lo = routes.order[rows, last]
+            lk = routes.kind[rows, last]
+            end_t[rows] = np.maximum(tot[0][rows], now)
+            end_x[rows] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+            end_y[rows] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+            if pending is None:
+                live = np.arange(routes.width)[None, :] < routes.length[rows, None]
+                in_route[routes.order[rows][live]] = True
+        lookahead = now + 60.0 * p.shift_lookahead_min
+        starting = ~riders.online & (riders.shift_start > now) & (riders.shift_start <= lookahead)
+        count = (riders.online | starting) & (riders.shift_end > now)
+        end_t = np.where(starting, np.maximum(end_t, riders.shift_start), end_t)
+        idx = np.flatnonzero(count)
+        if self._site_tree is None or idx.size == 0:
+            free_site = np.zeros(0, dtype=np.int64)
+            free_at = np.zeros(0)
+            caps = np.zeros(0, dtype=np.int64)
+        else:
+            dist, near = self._site_tree.query(np.column_stack([end_x[idx], end_y[idx]]))
+            ok = dist <= p.reach_m
+            idx, near = idx[ok], np.asarray(near, dtype=np.int64)[ok]
+            back = pairwise_seconds(
+                self._travel,
+                end_x[idx],
+                end_y[idx],
+                np.full(idx.size, -1, dtype=np.int64),
+                self.sites.x[near],
+                self.sites.y[near],
+                np.full(idx.size, -1, dtype=np.int64),
+                end_t[idx],
+                riders.speed[idx],
+            )
+            t_free = end_t[idx] + back
+            keep = t_free < riders.shift_end[idx]  # no pickup after the shift ends
+            free_site, free_at, caps = near[keep], t_free[keep], riders.capacity[idx][keep]
+        order = np.lexsort((free_at, free_site))
+        free_site, free_at = free_site[order], np.ascontiguousarray(free_at[order])
+        ptr = np.searchsorted(free_site, np.arange(n_sites + 1)).astype(np.int64)
+        max_cap = np.zeros(n_sites, dtype=np.int64)
+        if caps.size:
+            np.maximum.at(max_cap, free_site, caps[order])
+        pend = np.flatnonzero(~in_route) if pending is None else np.asarray(pending, dtype=np.int64)
+        sites_of = orders.site[pend]
+        sites_of = sites_of[(sites_of >= 0) & (sites_of < n_sites)]
+        waiting = np.bincount(sites_of, minlength=n_sites).astype(np.int64)[:n_sites]
+        for a in (ptr, free_at, waiting, max_cap):
+            a.setflags(write=False)
+        summary = SiteSummary(float(now), ptr, free_at, waiting, max_cap, np.zeros(n_sites, dtype=np.int64))
+        self._summary = summary  # one reference swap: quotes see the old or the new summary, whole
+        return summary
+
+    def admit(self, site: int) -> None:
+        """Count an order just placed at site index ``site`` in its queue until the next ``update`` (optional: for
+        a caller that places orders between updates, such as the simulator, so that a burst of orders at one site
+        sees its own queue grow)."""
+        self._summary.admitted[site] += 1
+
+    # -- quotes ---------------------------------------------------------------------------------------------------
+
+    def quote(self, lat: float, lng: float, size: int, now: float, site_id: Any = None) -> Quote:
+        """Options for delivering ``size`` units to ``(lat, lng)`` (WGS84 degrees) quoted at ``now`` (epoch s),
+        from every site whose zone covers the address, or from ``site_id`` only.
+
+        Raises:
+            ValueError: bad coordinates (named ``address``), size <= 0 or a non-finite ``now``.
+            UnknownSiteError: ``site_id`` is not a site of the engine.
+        """
+        site = None if site_id is None or site_id == "" else self.site_index(site_id)
+        x, y = self.zones.projection.to_xy(lat, lng, "address")
+        return self.quote_xy(float(x), float(y), size, now, site)
+
+    def quote_xy(self, x: float, y: float, size: int, now: float, site: int | None = None) -> Quote:
+        """As :meth:`quote`, for a point in projected metres and a site index (or None: every covering site)."""
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
+            raise ValueError(f"size: must be an integer > 0, got {size!r}")
+        if not math.isfinite(now):
+            raise ValueError(f"now: must be finite, got {now!r}")
+        summary = self._summary  # read once: update() may swap it meanwhile
+        params = self._params
+        covering = self.zones.covering_xy(x, y)
+        if site is not None:
+            if not 0 <= site < self.sites.n:
+                raise UnknownSiteError(f"site: index {site} out of range [0, {self.sites.n})")
+            if not np.any(covering == site):
+                key = self.sites.keys[site]
+                return Quote(now, (), DeclineReason.OUTSIDE_SITE_ZONE, f"the address is outside site {key!r}'s zone")
+            candidates: Sequence[int] = (site,)
+        else:
+            if covering.size == 0:
+                return Quote(now, (), DeclineReason.OUTSIDE_EVERY_ZONE, "the address is outside every service zone")
+            candidates = covering.tolist()
+        options: list[QuoteOption] = []
+        too_large = 0
+        for s in candidates:
+            if size > summary.max_capacity[s] and summary.free_ptr[s + 1] > summary.free_ptr[s]:
+                too_large += 1
+                continue
+            options.extend(self._site_options(summary, params, int(s), x, y, now))
+        if not options:
+            if too_large == len(candidates):
+                return Quote(now, (), DeclineReason.TOO_LARGE, f"size {size} exceeds every rider's capacity")
+            return Quote(now, (), DeclineReason.SATURATED, "no promise within the offered tiers would be kept")
+        options.sort(key=lambda o: (o.promised_by, -o.on_time_prob, o.site))
+        return Quote(now, tuple(options), None, "")
+
+    def _site_options(
+        self, summary: SiteSummary, p: PromiseParams, s: int, x: float, y: float, now: float
+    ) -> list[QuoteOption]:
+        lo, hi = int(summary.free_ptr[s]), int(summary.free_ptr[s + 1])
+        n_riders = hi - lo
+        if n_riders == 0:
+            return []  # no rider in reach: saturated
+        waiting = int(summary.waiting[s]) + int(summary.admitted[s])
+        if waiting > p.max_wait_per_rider * n_riders:
+            return []
+        ready = now + 60.0 * p.prep_min
+        j = waiting // p.batch_orders  # the rider trip the new order's place in the queue falls to
+        rider_free = float(summary.free_at[lo + j % n_riders]) + (j // n_riders) * 60.0 * p.trip_min
+        start = max(ready, rider_free)
+        eta = self._eta(s, x, y, start, p)
+        eta0 = self._eta(s, x, y, ready, p) if start > ready else eta
+        first0 = self._deadlines(eta0, now, p)
+        if not first0:
+            return []  # even with an empty queue no tier would be kept: out of reach of the promises
+        deadlines = self._deadlines(eta, now, p)
+        # Deferred: the busy site cannot offer the first deadline it would offer with an empty queue.
+        deferred = bool(deadlines) and deadlines[0][0] > first0[0][0]
+        key = self.sites.keys[s]
+        return [QuoteOption(key, s, promised, eta, prob, tier, deferred) for promised, tier, prob in deadlines]
+
+    def _eta(self, s: int, x: float, y: float, start: float, p: PromiseParams) -> float:
+        """The estimated delivery of an order picked up at site s from ``start``, dropped at (x, y)."""
+        sx, sy = self.sites.x[s : s + 1], self.sites.y[s : s + 1]
+        depart = start + float(self.sites.service_s[s])
+        ride = pairwise_seconds(
+            self._travel, sx, sy, _MINUS1, np.full(1, x), np.full(1, y), _MINUS1, np.full(1, depart), _ONE
+        )
+        return depart + float(ride[0]) + 60.0 * (p.batch_extra_min + p.dropoff_service_min)
+
+    @staticmethod
+    def _deadlines(eta: float, now: float, p: PromiseParams) -> list[tuple[float, float, float]]:
+        """``(promised_by, tier_s, on_time_prob)`` of every tier or slot that the estimate ``eta`` keeps with the
+        required probability, earliest first."""
+        sigma = 60.0 * p.sigma_min + p.sigma_frac * max(0.0, eta - now)
+        out = []
+        if p.mode == "tiers":
+            for t in p.tiers_min:
+                promised = now + 60.0 * t
+                if promised >= eta:
+                    prob = _phi((promised - eta) / sigma)
+                    if prob >= p.min_on_time_probability:
+                        out.append((promised, 60.0 * t, prob))
+        else:
+            length = 60.0 * p.slot_length_min
+            end = math.floor(now / length) * length + length
+            last = now + 60.0 * p.slot_horizon_min
+            while end <= last:
+                if end >= eta:
+                    prob = _phi((end - eta) / sigma)
+                    if prob >= p.min_on_time_probability:
+                        out.append((end, length, prob))
+                end += length
+        return out
