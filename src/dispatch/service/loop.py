@@ -129,8 +129,8 @@ class DispatchLoop:
                 for r in s.riders.values()
                 if r.online or r.stops
             ]
-            if not s.pending and not any(a[1] for a in active):
-                return None
+            if not s.pending and not active:
+                return None  # (online riders with nothing to do still make a tick: the promise engine needs them)
             order_ids: list[str] = list(s.pending)
             special: dict[str, tuple[str, set[str]]] = {}
             for oid in list(s.special):

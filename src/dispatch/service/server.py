@@ -82,7 +82,8 @@ def _credentials(cfg: ServiceConfig) -> grpc.ServerCredentials:
 
 
 def _promise_engine(store: Store) -> Any:
-    """The promise engine over the service's sites and frames, or None when dispatch.promise is unavailable."""
+    """The promise engine over the service's sites in their planar frames (the Quote RPC projects the address with
+    ``Store.address_xy``), or None when dispatch.promise is unavailable."""
     try:
         from dispatch.promise import PromiseEngine, PromiseSites
         from dispatch.zones import disc_zones

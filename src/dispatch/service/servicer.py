@@ -308,7 +308,9 @@ class Servicer(pbg.DispatchServiceServicer):
         if self.promise is None:
             raise v.RefusalError(12, "", "Quote: the promise engine is not available in this build")  # UNIMPLEMENTED
         now = time.time()
-        q = self.promise.quote(lat, lng, int(request.size), now, site_id=site)
+        si = self.store.site_index[site] if site is not None else None
+        x, y = self.store.address_xy(lat, lng, si)  # zones are in the sites' planar frames, as the store's
+        q = self.promise.quote_xy(x, y, int(request.size), now, si)
         out = pb.QuoteResponse()
         ts(q.quoted_at, out.quoted_at)
         for opt in q.options:

@@ -234,6 +234,12 @@ class Store:
         k = c / c_sin if c_sin > 0.0 else 1.0
         return EARTH_RADIUS_M * k * a + group * FRAME_GAP_M, EARTH_RADIUS_M * k * b
 
+    def address_xy(self, lat: float, lng: float, site: int | None = None) -> tuple[float, float]:
+        """An address in the frame of ``site``'s group, or of the nearest site's group (a site's zone lies in its
+        own group's frame: sites whose zones could overlap are within the link distance, so in one group)."""
+        group = self.sites[site if site is not None else self.nearest_site(lat, lng)[0]].group
+        return self.to_frame(group, lat, lng)
+
     def nearest_site(self, lat: float, lng: float) -> tuple[int, float]:
         d = haversine_m(lat, lng, self._site_lat, self._site_lng)
         i = int(np.argmin(d))
