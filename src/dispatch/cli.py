@@ -1,13 +1,15 @@
 """The ``dispatch`` command line.
 
-Commands that exist today:
+Commands (each documented in the README and by ``dispatch COMMAND --help``):
 
-- ``dispatch demo``: what ``make run`` runs: one dispatch tick on a generated city, with every policy, side by
-  side (measured, nothing made up);
-- ``dispatch bench kernel``: the dispatch tick against the dense numpy + scipy peer (see dispatch.bench.kernel).
-
-The simulator (``simulate``, ``generate``, ``sweep``), the service (``serve``, ``replay``) and ``quote`` arrive with
-their issues; until then they are not listed.
+- ``dispatch demo``: one dispatch tick on a generated city, with every policy, side by side;
+- ``dispatch generate`` / ``check`` / ``simulate`` / ``sweep``: order logs and the peak-day simulator (dispatch.sim);
+- ``dispatch serve``: the gRPC dispatch service (dispatch.service);
+- ``dispatch replay`` / ``quote`` / ``stats``: clients of a running server (dispatch.client_cli);
+- ``dispatch bench kernel``: the dispatch tick against the dense numpy + scipy peer (dispatch.bench.kernel);
+- ``dispatch bench routing``: the routing engine on Solomon / Li & Lim instances beside OR-Tools alone or PyVRP
+  (dispatch.bench.routing);
+- ``dispatch bench quote``: promise quotes timed in process on a scenario's busiest hour (dispatch.bench.quote).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     console = Console()
     console.print(
-        "[bold]dispatch demo[/bold]: the simulator (simulations/demo.toml) is not built yet, so this runs what "
-        "exists: one dispatch tick on a generated city, each policy on the same snapshot."
+        "[bold]dispatch demo[/bold]: one dispatch tick on a generated city, each policy on the same snapshot "
+        "(a whole simulated day: dispatch simulate simulations/demo.toml --out out/demo)."
     )
     spec = CitySpec(n_orders=args.orders, n_riders=args.riders, n_sites=args.sites, seed=args.seed)
     table = Table(title=f"one tick: {spec.n_orders} pending orders, {spec.n_riders} riders, {spec.n_sites} sites")
@@ -143,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bk.add_argument("--json", action="store_true", help="print one JSON object")
     bk.set_defaults(func=_cmd_bench_kernel)
+    from dispatch.bench import quote as bench_quote
+    from dispatch.bench import routing as bench_routing
+
+    bench_routing.register(bsub)  # bench routing
+    bench_quote.register(bsub)  # bench quote
 
     from dispatch.sim import cli as sim_cli
     from dispatch.sim import simulate_cli, sweep
@@ -150,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.register(sub)  # generate, check
     simulate_cli.register(sub)  # simulate
     sweep.register(sub)  # sweep
+    from dispatch import client_cli
+    from dispatch.service import cli as service_cli
+
+    service_cli.register(sub)  # serve
+    client_cli.register(sub)  # replay, quote, stats
     return parser
 
 
