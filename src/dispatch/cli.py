@@ -22,17 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dispatch.argtypes import positive_int
 from dispatch.policy import DispatchParams, ParamsError, Reason, make_policy
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def _cmd_bench_kernel(args: argparse.Namespace) -> int:
@@ -123,23 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="one dispatch tick on a generated city, each policy side by side")
-    demo.add_argument("--orders", type=_positive_int, default=600, help="pending orders (default 600)")
-    demo.add_argument("--riders", type=_positive_int, default=800, help="riders (default 800)")
-    demo.add_argument("--sites", type=_positive_int, default=30, help="sites (default 30)")
+    demo.add_argument("--orders", type=positive_int, default=600, help="pending orders (default 600)")
+    demo.add_argument("--riders", type=positive_int, default=800, help="riders (default 800)")
+    demo.add_argument("--sites", type=positive_int, default=30, help="sites (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks against a named peer in the same run")
     bsub = bench.add_subparsers(dest="bench", required=True)
     bk = bsub.add_parser("kernel", help="the dispatch tick against a dense numpy + scipy peer")
-    bk.add_argument("--orders", type=_positive_int, required=True, help="pending orders")
-    bk.add_argument("--riders", type=_positive_int, required=True, help="riders")
-    bk.add_argument("--sites", type=_positive_int, default=None, help="sites (default: orders / 20)")
+    bk.add_argument("--orders", type=positive_int, required=True, help="pending orders")
+    bk.add_argument("--riders", type=positive_int, required=True, help="riders")
+    bk.add_argument("--sites", type=positive_int, default=None, help="sites (default: orders / 20)")
     bk.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bk.add_argument("--repeat", type=_positive_int, default=5, help="timed runs of ours, best kept (default 5)")
+    bk.add_argument("--repeat", type=positive_int, default=5, help="timed runs of ours, best kept (default 5)")
     bk.add_argument(
         "--candidate-k",
-        type=_positive_int,
+        type=positive_int,
         default=DispatchParams().candidate_k,
         help=f"candidate riders per order and orders per rider (default {DispatchParams().candidate_k})",
     )

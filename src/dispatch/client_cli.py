@@ -21,45 +21,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatch.argtypes import fraction, non_negative_float, positive_float, positive_int
 from dispatch.client import DispatchClient, DispatchError, Quote
 from dispatch.sim.log import LogError
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    v = _non_negative_float(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return v
 
 
 def _latitude(text: str) -> float:
@@ -91,7 +55,7 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", metavar="F", help="client certificate (PEM) for mutual TLS")
     p.add_argument("--tls-key", metavar="F", help="client private key (PEM) for mutual TLS")
     p.add_argument("--insecure", action="store_true", help="plaintext channel (a local server run with --insecure)")
-    p.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per call (default 10)")
 
 
 class UsageError(ValueError):
@@ -310,21 +274,21 @@ def register(sub: Any) -> None:
     )
     rp.add_argument("log_dir", metavar="LOG_DIR", help="an order log directory (dispatch generate ... --out DIR)")
     _add_connection(rp)
-    rp.add_argument("--speed", type=_positive_float, required=True, help="simulated seconds per wall second")
-    rp.add_argument("--duration", type=_positive_float, default=60.0, help="wall seconds to replay (default 60)")
+    rp.add_argument("--speed", type=positive_float, required=True, help="simulated seconds per wall second")
+    rp.add_argument("--duration", type=positive_float, default=60.0, help="wall seconds to replay (default 60)")
     rp.add_argument("--start", metavar="HH:MM", help="local time of the log's day to start at (default: 1st order)")
     rp.add_argument(
-        "--ping-s", type=_positive_float, default=10.0, help="simulated seconds between location pings (default 10)"
+        "--ping-s", type=positive_float, default=10.0, help="simulated seconds between location pings (default 10)"
     )
-    rp.add_argument("--reject-rate", type=_fraction, default=0.0, help="share of assignments riders reject (0)")
+    rp.add_argument("--reject-rate", type=fraction, default=0.0, help="share of assignments riders reject (0)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the rejections and ping phases (default 0)")
-    rp.add_argument("--order-streams", type=_positive_int, default=4, help="concurrent SubmitOrders streams (4)")
-    rp.add_argument("--rider-streams", type=_positive_int, default=2, help="concurrent ReportRiderEvents streams (2)")
-    rp.add_argument("--batch-events", type=_positive_int, default=1000, help="most rider events per message (1000)")
-    rp.add_argument("--flush-s", type=_positive_float, default=1.0, help="seconds a rider stream stays open (1)")
+    rp.add_argument("--order-streams", type=positive_int, default=4, help="concurrent SubmitOrders streams (4)")
+    rp.add_argument("--rider-streams", type=positive_int, default=2, help="concurrent ReportRiderEvents streams (2)")
+    rp.add_argument("--batch-events", type=positive_int, default=1000, help="most rider events per message (1000)")
+    rp.add_argument("--flush-s", type=positive_float, default=1.0, help="seconds a rider stream stays open (1)")
     rp.add_argument(
         "--drain",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=None,
         help="seconds to wait after the window for acks and assignments (default: 3 ticks + batching hold + 5)",
     )
@@ -340,7 +304,7 @@ def register(sub: Any) -> None:
     _add_connection(qp)
     qp.add_argument("--lat", type=_latitude, required=True, help="drop-off latitude, degrees")
     qp.add_argument("--lng", type=_longitude, required=True, help="drop-off longitude, degrees")
-    qp.add_argument("--size", type=_positive_int, default=1, help="capacity units (default 1)")
+    qp.add_argument("--size", type=positive_int, default=1, help="capacity units (default 1)")
     qp.add_argument("--site", help="quote this site only")
     qp.add_argument("--json", action="store_true", help="print one JSON object")
     qp.set_defaults(func=cmd_quote)

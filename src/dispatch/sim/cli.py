@@ -13,19 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dispatch.argtypes import positive_int
 from dispatch.sim.generate import generate
 from dispatch.sim.log import LogError, read_log
 from dispatch.sim.scenario import ScenarioError, load_scenario
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -86,8 +77,8 @@ def register(sub: Any) -> None:
     g = sub.add_parser("generate", help="draw an order log from a scenario (deterministic from its seed)")
     g.add_argument("scenario", help="scenario TOML file (see simulations/)")
     g.add_argument("--out", required=True, help="log directory to write (created; log files in it are replaced)")
-    g.add_argument("--workers", type=_positive_int, default=1, help="threads drawing orders (default 1)")
-    g.add_argument("--row-group-rows", type=_positive_int, default=1_000_000, help="Parquet row-group size")
+    g.add_argument("--workers", type=positive_int, default=1, help="threads drawing orders (default 1)")
+    g.add_argument("--row-group-rows", type=positive_int, default=1_000_000, help="Parquet row-group size")
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
