@@ -49,3 +49,31 @@ def fraction(text: str) -> float:
     if v > 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return v
+
+
+def _bounded(text: str, lo: float, hi: float, unit: str) -> float:
+    v = _finite(text)
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}] {unit}, got {text}")
+    return v
+
+
+def latitude(text: str) -> float:
+    """WGS84 latitude in degrees, [-90, 90]."""
+    return _bounded(text, -90.0, 90.0, "degrees")
+
+
+def longitude(text: str) -> float:
+    """WGS84 longitude in degrees, [-180, 180]."""
+    return _bounded(text, -180.0, 180.0, "degrees")
+
+
+def port(text: str) -> int:
+    """A TCP port, [0, 65535] (0: any free port)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {v}")
+    return v

@@ -14,36 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatch.argtypes import fraction, non_negative_float, positive_float, positive_int
+from dispatch.argtypes import fraction, latitude, longitude, non_negative_float, positive_float, positive_int
 from dispatch.client import DispatchClient, DispatchError, Quote
 from dispatch.sim.log import LogError
-
-
-def _latitude(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected degrees, got {text!r}") from None
-    if not (math.isfinite(v) and -90 <= v <= 90):
-        raise argparse.ArgumentTypeError(f"must be in [-90, 90] degrees, got {text}")
-    return v
-
-
-def _longitude(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected degrees, got {text!r}") from None
-    if not (math.isfinite(v) and -180 <= v <= 180):
-        raise argparse.ArgumentTypeError(f"must be in [-180, 180] degrees, got {text}")
-    return v
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
@@ -302,8 +281,8 @@ def register(sub: Any) -> None:
 
     qp = sub.add_parser("quote", help="ask a running server for promise options to an address")
     _add_connection(qp)
-    qp.add_argument("--lat", type=_latitude, required=True, help="drop-off latitude, degrees")
-    qp.add_argument("--lng", type=_longitude, required=True, help="drop-off longitude, degrees")
+    qp.add_argument("--lat", type=latitude, required=True, help="drop-off latitude, degrees")
+    qp.add_argument("--lng", type=longitude, required=True, help="drop-off longitude, degrees")
     qp.add_argument("--size", type=positive_int, default=1, help="capacity units (default 1)")
     qp.add_argument("--site", help="quote this site only")
     qp.add_argument("--json", action="store_true", help="print one JSON object")

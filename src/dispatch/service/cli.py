@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dispatch.argtypes import port, positive_float
 from dispatch.policy import ParamsError
 from dispatch.service.config import ConfigError, ServiceConfig, parse_config
 
@@ -46,26 +47,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {v}")
-    return v
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
 
 
 def build_config(args: argparse.Namespace) -> ServiceConfig:
@@ -125,7 +106,7 @@ def register(sub: Any) -> None:
     p.add_argument("--listen", help="HOST:PORT to listen on (port 0: any free port)")
     p.add_argument("--journal", help="the SQLite journal file")
     p.add_argument("--insecure", action="store_true", help="plain text, auth optional; loopback addresses only")
-    p.add_argument("--metrics-port", type=_port, default=None, help="serve Prometheus metrics on this HTTP port")
-    p.add_argument("--tick-s", type=_positive, default=None, help="seconds between dispatch ticks")
+    p.add_argument("--metrics-port", type=port, default=None, help="serve Prometheus metrics on this HTTP port")
+    p.add_argument("--tick-s", type=positive_float, default=None, help="seconds between dispatch ticks")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
     p.set_defaults(func=cmd_serve)
