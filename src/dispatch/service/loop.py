@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.policy import Policy, Reason, Snapshot, make_policy
+from dispatch.policy import Policy, Reason, Snapshot, make_policy, warm_up
 from dispatch.service.store import ASSIGNED, CANCELLED, DELIVERED, PENDING, Store, ts
 from dispatch.service.worker import PolicyProcess
 from dispatch.sim.shard import travel_arrays
@@ -91,6 +91,14 @@ class DispatchLoop:
             self._thread.join(timeout)
         if self.remote is not None:
             self.remote.close()
+
+    def warm(self) -> float:
+        """Compile or load the policy's kernels before the first tick (``dispatch.policy.warm_up``), in the worker
+        process when there is one; returns the seconds it took."""
+        policy = self._policy_now()
+        if self.remote is not None:
+            return self.remote.warm(self.policy_name, policy.params)
+        return warm_up(policy)
 
     def _run(self) -> None:
         next_at = time.monotonic()

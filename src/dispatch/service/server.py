@@ -156,6 +156,13 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
 
     loop = DispatchLoop(store, on_tick=on_tick, promise=promise)
     server.start()
+    for name in ("", SERVICE_NAME):  # accepting calls, not dispatching yet: readiness waits for the warm-up
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        warm_s = loop.warm()
+    except Exception:  # a broken warm-up must not keep the server down: the first tick will say what is wrong
+        log.exception("policy warm-up failed")
+        warm_s = float("nan")
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if start_loop:
@@ -164,7 +171,7 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
         "serving",
         extra={"port": port, "metrics_port": metrics_port, "replayed": replayed, "orders": len(store.orders),
                "pending": len(store.pending), "sequence": store.seq, "sites": len(store.owned_site_ids),
-               "startup_ms": round((time.perf_counter() - t0) * 1e3, 1)},
+               "warm_up_ms": round(warm_s * 1e3, 1), "startup_ms": round((time.perf_counter() - t0) * 1e3, 1)},
     )  # fmt: skip
     return RunningServer(server, port, metrics_port, cfg, store, journal, loop, hub, servicer, metrics,
                          health_servicer, replayed)  # fmt: skip

@@ -17,18 +17,22 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy
+from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy, warm_up
 
 _policy: Policy | None = None
 _key: tuple[str, DispatchParams] | None = None
 
 
-def _tick(name: str, params: DispatchParams, snap: Snapshot, now: float) -> TickResult:
+def _policy_for(name: str, params: DispatchParams) -> Policy:
     global _policy, _key
     if _policy is None or _key != (name, params):
         _policy = make_policy(name, params)
         _key = (name, params)
-    return _policy.tick(snap, now)
+    return _policy
+
+
+def _tick(name: str, params: DispatchParams, snap: Snapshot, now: float) -> TickResult:
+    return _policy_for(name, params).tick(snap, now)
 
 
 def _watch_parent(parent: int) -> None:
@@ -42,10 +46,8 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _warm() -> bool:
-    import dispatch.policy  # noqa: F401  (imports and loads the cached kernels)
-
-    return True
+def _warm(name: str, params: DispatchParams) -> float:
+    return warm_up(_policy_for(name, params))
 
 
 class PolicyProcess:
@@ -58,7 +60,10 @@ class PolicyProcess:
             initializer=_watch_parent,
             initargs=(os.getpid(),),
         )
-        self._pool.submit(_warm)
+
+    def warm(self, name: str, params: DispatchParams) -> float:
+        """Build the policy in the worker and run it once (``dispatch.policy.warm_up``); blocks until done."""
+        return self._pool.submit(_warm, name, params).result()
 
     def tick(self, name: str, params: DispatchParams, snap: Snapshot, now: float) -> Any:
         return self._pool.submit(_tick, name, params, snap, now).result()
