@@ -14,9 +14,11 @@ from conftest import NOW, MatrixTravel, ProfileTravel, Sim, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dispatch import ortools_policy, routing
 from dispatch.geo import ProfileTravelTime, SpeedProfile
 from dispatch.ortools_policy import OrToolsPolicy
 from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult, planning_view
+from dispatch.routing import OptimiseResult, RoutingParams
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 from dispatch.synthetic import CitySpec, city_snapshot, site_snapshot
 
@@ -446,3 +448,201 @@ def test_make_policy_knows_ortools() -> None:
 
     assert "ortools" in POLICIES
     assert type(make_policy("ortools")).__name__ == "OrToolsPolicy"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The fallback when OR-Tools finds no solution in time
+# ----------------------------------------------------------------------------------------------------------------
+
+# ``solver_status`` of an ``optimise`` call in which OR-Tools found nothing: every search timed out or failed, or
+# the integer model would overflow and OR-Tools was not run.
+NO_SOLUTION = [
+    "scratch:ROUTING_FAIL_TIMEOUT, warm:ROUTING_FAIL_TIMEOUT",
+    "warm:WARM_START_REJECTED, scratch:ROUTING_FAIL",
+    "MODEL_OVERFLOW",
+]
+# OR-Tools found a solution (in at least one search), but not a cheaper one.
+NOT_BETTER = [
+    "scratch:ROUTING_SUCCESS, warm:ROUTING_SUCCESS",
+    "warm:ROUTING_PARTIAL_SUCCESS_LOCAL_OPTIMUM_NOT_REACHED",
+    "scratch:ROUTING_FAIL_TIMEOUT, warm:ROUTING_SUCCESS",
+]
+
+
+def fake_optimise(status: str, calls: list[tuple[list[int], list[int]]] | None = None) -> Any:
+    """An ``optimise`` that keeps the input, as ``routing.optimise`` does when no candidate beats it: a copy of the
+    routes, not improved, nothing assigned, the given ``status`` (the policy reads neither cost). ``calls``
+    records each call's riders and new orders."""
+
+    def fake(
+        orders: OrderTable,
+        riders: RiderTable,
+        routes: Routes,
+        travel: tuple[Any, ...],
+        weights: Any,
+        mode: int,
+        max_orders: int,
+        rider_idx: Any,
+        new_orders: Any,
+        now: float,
+        params: RoutingParams | None = None,
+    ) -> OptimiseResult:
+        if calls is not None:
+            calls.append((np.asarray(rider_idx).tolist(), np.asarray(new_orders).tolist()))
+        return OptimiseResult(routes.copy(), False, 0.0, 0.0, np.zeros(0, np.int64), status)
+
+    return fake
+
+
+def run_fallback(
+    snap: Snapshot, monkeypatch: pytest.MonkeyPatch, status: str = NO_SOLUTION[0], **changes: Any
+) -> tuple[TickResult, list[str]]:
+    """A checked tick in which ``optimise`` reports ``status`` and keeps the input; the tick's solver statuses."""
+    monkeypatch.setattr(ortools_policy, "optimise", fake_optimise(status))
+    params = DispatchParams(**{"ortools_time_limit_s": FAST, **changes})
+    policy = OrToolsPolicy(params)
+    res = policy.tick(snap, NOW)
+    check_tick(snap, snap.routes.copy(), res, params, NOW)
+    return res, policy.last_solver_status
+
+
+def fallback_count(status: str) -> int:
+    _, sep, n = status.rpartition("+fallback:")
+    assert sep, status
+    return int(n)
+
+
+@pytest.mark.parametrize("status", NO_SOLUTION)
+def test_fallback_places_a_site_when_ortools_finds_nothing(status: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One site, three orders; rider 0 waits 100 m from it, rider 1 is 3 km away: batching on rider 0 is cheapest.
+    snap = hand_snapshot([(0.0, 0.0)] * 3, riders=[(100.0, 0.0), (3000.0, 0.0)])
+    res, statuses = run_fallback(snap, monkeypatch, status)
+    assert assigned_of(res) == {0: 0, 1: 0, 2: 0}
+    assert statuses == [f"{status}+fallback:3"]
+    assert res.unassigned_order.size == 0 and res.changed.tolist() == [0]
+    assert res.cost_after < res.cost_before
+    assert res.timings_ms["fallback"] >= 0.0
+
+
+def test_fallback_takes_orders_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One rider that may hold one order: the oldest of the three gets it, the others wait.
+    snap = hand_snapshot([(0.0, 0.0)] * 3, placed_ago=[300.0, 900.0, 600.0], riders=[(100.0, 0.0)])
+    res, statuses = run_fallback(snap, monkeypatch, max_orders_per_rider=1)
+    assert assigned_of(res) == {1: 0}
+    assert reasons_of(res) == {0: Reason.RIDERS_BUSY, 2: Reason.RIDERS_BUSY}
+    assert statuses == [f"{NO_SOLUTION[0]}+fallback:1"]
+
+
+def test_fallback_picks_the_cheapest_rider(monkeypatch: pytest.MonkeyPatch) -> None:
+    snap = hand_snapshot([(0.0, 0.0)], riders=[(2000.0, 0.0), (0.0, 500.0), (-1500.0, 0.0)])
+    res, _ = run_fallback(snap, monkeypatch)
+    assert assigned_of(res) == {0: 1}
+
+
+def test_fallback_inserts_into_a_route_under_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rider 0 has order 1 to pick up at the site (nothing frozen); the new order joins its bag rather than a rider
+    # 2 km away, and order 1 stays in the route.
+    routes = [[(1, PICKUP), (1, DROPOFF)], []]
+    snap = hand_snapshot([(0.0, 0.0)], riders=[(100.0, 0.0), (2000.0, 0.0)], routes=routes, extra_orders=1)
+    res, _ = run_fallback(snap, monkeypatch, trip_mode="single_site")
+    assert assigned_of(res) == {0: 0}
+    assert sorted(res.routes.stops(0)) == sorted([(o, k) for o in (0, 1) for k in (PICKUP, DROPOFF)])
+
+
+def test_fallback_keeps_a_pinned_order_with_its_rider(monkeypatch: pytest.MonkeyPatch) -> None:
+    snap = hand_snapshot([(0.0, 0.0)], pinned=[0], riders=[(3000.0, 0.0), (0.0, 0.0)])
+    res, _ = run_fallback(snap, monkeypatch)
+    assert assigned_of(res) == {0: 0}
+
+
+def test_fallback_leaves_an_order_dearer_than_its_reject_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Order 0 was promised 20,000 s ago: any insertion costs > 20 x 20,000, far above its reject cost (1,000 +
+    # 20 x 60); order 1, at the same site, is on time and goes to the rider.
+    snap = hand_snapshot(
+        [(0.0, 0.0)] * 2, promised_in=[-20_000.0, 3600.0], placed_ago=[60.0, 600.0], riders=[(100.0, 0.0)]
+    )
+    res, statuses = run_fallback(snap, monkeypatch, unassigned_cost=1000.0)
+    assert assigned_of(res) == {1: 0}
+    assert reasons_of(res) == {0: Reason.LATE_WITH_EVERY_RIDER}
+    assert statuses == [f"{NO_SOLUTION[0]}+fallback:1"]
+
+
+def test_fallback_respects_capacity_and_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Order 0 is bigger than any rider; order 1's pickup, 2 km away, is reached after both shifts end.
+    snap = hand_snapshot([(0.0, 0.0), (2000.0, 0.0)], size=[3, 1], riders=[(0.0, 0.0), (0.0, 10.0)], capacity=2)
+    snap_short = dataclasses.replace(snap, riders=dataclasses.replace(snap.riders, shift_end=np.full(2, NOW + 60.0)))
+    res, statuses = run_fallback(snap_short, monkeypatch, max_reach_m=8000.0)
+    assert reasons_of(res) == {0: Reason.CAPACITY, 1: Reason.SHIFT_ENDS}
+    assert all(fallback_count(s) == 0 for s in statuses)
+
+
+@pytest.mark.parametrize("status", NOT_BETTER)
+def test_no_fallback_when_ortools_found_a_plan_that_is_not_better(status: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    snap = hand_snapshot([(0.0, 0.0)] * 3, riders=[(100.0, 0.0), (3000.0, 0.0)])
+    res, statuses = run_fallback(snap, monkeypatch, status)
+    assert statuses == [status]
+    assert res.assigned_order.size == 0 and res.changed.size == 0
+    assert set(reasons_of(res)) == {0, 1, 2}
+    assert res.timings_ms["fallback"] == 0.0
+
+
+def test_fallback_completes_a_kept_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OR-Tools found nothing, but the adapter kept its greedy seed, which placed order 0 only: the fallback places
+    the rest on the seed's routes and leaves order 0 where the seed put it."""
+    snap = hand_snapshot([(0.0, 0.0)] * 2, riders=[(100.0, 0.0), (0.0, 150.0)])
+    status = NO_SOLUTION[0]
+
+    def seed_only(orders: OrderTable, riders: RiderTable, routes: Routes, *args: Any, **kw: Any) -> OptimiseResult:
+        out = routes.copy()
+        out.order[1, :2], out.kind[1, :2], out.length[1] = 0, [PICKUP, DROPOFF], 2
+        return OptimiseResult(out, True, 1e9, 0.0, np.array([0], dtype=np.int64), status, "seed")
+
+    monkeypatch.setattr(ortools_policy, "optimise", seed_only)
+    params = DispatchParams(ortools_time_limit_s=FAST)
+    policy = OrToolsPolicy(params)
+    res = policy.tick(snap, NOW)
+    check_tick(snap, snap.routes.copy(), res, params, NOW)
+    assert assigned_of(res)[0] == 1 and 1 in assigned_of(res)
+    assert policy.last_solver_status == [f"{status}+fallback:1"]
+
+
+def test_fallback_when_the_real_adapter_gets_nothing_from_ortools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through ``routing.optimise``, with OR-Tools' searches made to time out: the adapter's greedy seed
+    appends both orders, which costs more than the group's drop penalty (order 0 is very late), so the adapter
+    keeps the input and places nothing; the fallback then places order 1 and leaves order 0."""
+    monkeypatch.setattr(routing._Solver, "solve", lambda self, init, seconds: (None, "ROUTING_FAIL_TIMEOUT"))
+    snap = hand_snapshot(
+        [(0.0, 0.0)] * 2, promised_in=[-20_000.0, 3600.0], placed_ago=[60.0, 600.0], riders=[(100.0, 0.0)]
+    )
+    params = DispatchParams(ortools_time_limit_s=FAST, unassigned_cost=1000.0)
+    policy = OrToolsPolicy(params)
+    res = policy.tick(snap, NOW)
+    check_tick(snap, snap.routes.copy(), res, params, NOW)
+    assert assigned_of(res) == {1: 0}
+    assert reasons_of(res) == {0: Reason.LATE_WITH_EVERY_RIDER}
+    (status,) = policy.last_solver_status
+    assert "ROUTING_FAIL_TIMEOUT" in status and fallback_count(status) == 1
+
+
+def test_found_statuses_are_ortools_names() -> None:
+    from ortools.constraint_solver import routing_enums_pb2
+
+    names = set(routing_enums_pb2.RoutingSearchStatus.Value.keys())
+    assert names >= ortools_policy._FOUND
+    assert not ortools_policy._solution_found("scratch:ROUTING_FAIL_TIMEOUT, warm:ROUTING_FAIL")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=city())
+def test_fallback_tick_properties(case: tuple[Snapshot, DispatchParams]) -> None:
+    """With OR-Tools finding nothing for any group, every tick still keeps the hard rules (``check_tick``: routes
+    feasible for the oracle, no order twice, costs not raised), each model is followed by the fallback, and the
+    fallback's counts add up to the orders assigned."""
+    snap, params = case
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ortools_policy, "optimise", fake_optimise(NO_SOLUTION[0]))
+        policy = OrToolsPolicy(params, max_group_orders=4)
+        before = snap.routes.copy()
+        res = policy.tick(snap, NOW)
+    check_tick(snap, before, res, params, NOW)
+    assert sum(fallback_count(s) for s in policy.last_solver_status) == res.assigned_order.size

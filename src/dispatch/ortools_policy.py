@@ -15,14 +15,21 @@ A tick (``OrToolsPolicy.tick``):
    (``DispatchParams.reject_costs``), so a kept plan never raises this tick's objective. The adapter keeps OR-Tools'
    answer only when our own evaluation finds it feasible and cheaper, so the hard rules (capacity, shift end, frozen
    prefixes, pickup before drop-off, trip mode, order limit) hold for every route returned;
-5. return the routes with ETAs, the new assignments, and a ``Reason`` for every pending order left unassigned.
+5. when OR-Tools found no solution for the group (every search failed or ran out of time before a first
+   solution, or the model would overflow: ``MODEL_OVERFLOW``), the group's orders that are still unplaced go by
+   cheapest feasible insertion (``kernels.insertion``) onto the same riders, one at a time, oldest first, each
+   onto its cheapest rider when that costs less than its own reject cost; the kernels keep the same hard rules.
+   ``last_solver_status`` shows it as ``+fallback:N`` (N orders placed) after the group's status. A solution that
+   was found but is not cheaper is not a failure: the group then stays as it was;
+6. return the routes with ETAs, the new assignments, and a ``Reason`` for every pending order left unassigned.
 
 Orders already in a route stay with their rider (OR-Tools may re-sequence them) unless ``reassign`` is set, when
 OR-Tools may also move orders whose pickup is not frozen between the riders of a group; ``TickResult`` has no field
 for such moves: they show only in ``routes`` and ``changed``.
 
 Each ``optimise`` call runs until its time limit, so a tick takes about (groups x ``ortools_time_limit_s``): this
-is a baseline to compare with, not a policy for a city at peak.
+is a baseline to compare with, not a policy for a city at peak. ``timings_ms["fallback"]`` is the time spent in
+step 5 (not counted in ``timings_ms["optimise"]``).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.kernels.route import evaluate_routes, sequence_cost
+from dispatch.kernels import insertion as ins
+from dispatch.kernels.route import evaluate_routes, evaluate_subset, sequence_cost
 from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult, _accepting, planning_view
 from dispatch.routing import RoutingParams, optimise
 from dispatch.state import DROPOFF, F64, I64, PICKUP, OrderTable, RiderTable, Routes
@@ -61,7 +69,8 @@ class OrToolsPolicy:
         self.params = params or DispatchParams()
         self.max_group_orders = max_group_orders
         self.reassign = reassign
-        self.last_solver_status: list[str] = []  # the last tick's OR-Tools status per model (for diagnosis)
+        # The last tick's OR-Tools status per model, ``+fallback:N`` appended when step 5 ran (for diagnosis).
+        self.last_solver_status: list[str] = []
 
     def tick(self, snap: Snapshot, now: float) -> TickResult:
         """One tick on ``snap`` at ``now`` (epoch seconds); ``snap`` is not modified."""
@@ -96,6 +105,7 @@ class OrToolsPolicy:
         work = routes
         penalty_of: dict[int, float] = {}
         statuses: list[str] = []
+        fallback_s = 0.0
         for pin, members in groups:
             acc = _accepting(replace(snap, routes=work), p, now) & feasible0
             group = self._riders_for(orders, riders, work, acc, pin, members)
@@ -107,15 +117,24 @@ class OrToolsPolicy:
                 orders_w, riders, work, snap.travel, weights, mode, p.max_orders_per_rider, group, members, now,
                 RoutingParams(time_limit_s=p.ortools_time_limit_s, drop_penalty=pen),
             )  # fmt: skip
-            statuses.append(res.solver_status)
+            status, placed = res.solver_status, res.assigned.size
             if res.improved:
                 work = res.routes
-                if not self.reassign and res.assigned.size:
-                    rr, oo = _route_orders(work, group)
-                    pin_work[oo] = rr
-                    orders_w = replace(orders, pinned=pin_work)
+            rest = members[~np.isin(members, res.assigned)]
+            if rest.size and not _solution_found(status):
+                tf = time.perf_counter()
+                work, more = _insert_cheapest(snap, p, work, group, rest, reject)
+                fallback_s += time.perf_counter() - tf
+                status, placed = f"{status}+fallback:{more.size}", placed + more.size
+                penalty_of.update({o: float(reject[o]) for o in rest.tolist()})  # the bar the fallback used
+            statuses.append(status)
+            if placed and not self.reassign:
+                rr, oo = _route_orders(work, group)
+                pin_work[oo] = rr
+                orders_w = replace(orders, pinned=pin_work)
         self.last_solver_status = statuses
-        timings["optimise"] = (time.perf_counter() - t1) * 1e3
+        timings["optimise"] = (time.perf_counter() - t1 - fallback_s) * 1e3
+        timings["fallback"] = fallback_s * 1e3
 
         t2 = time.perf_counter()
         ev, tot = evaluate_routes(orders_t, riders_t, work.as_tuple(), snap.travel, weights, mode)
@@ -223,6 +242,55 @@ class OrToolsPolicy:
 
 # OR-Tools gets drop penalties as integers (``RoutingParams`` checks drop_penalty * cost_scale <= 2**52).
 _MAX_PENALTY = 2.0**52 / RoutingParams().cost_scale
+# The OR-Tools search statuses that come with a solution (``optimise`` reports one status per search).
+_FOUND = frozenset({"ROUTING_SUCCESS", "ROUTING_PARTIAL_SUCCESS_LOCAL_OPTIMUM_NOT_REACHED", "ROUTING_OPTIMAL"})
+
+
+def _solution_found(solver_status: str) -> bool:
+    """Whether any OR-Tools search of an ``optimise`` call found a solution, read from its ``solver_status``
+    (``name:STATUS`` per search, comma separated; ``MODEL_OVERFLOW`` when OR-Tools was not run)."""
+    return any(part.rpartition(":")[2] in _FOUND for part in solver_status.split(", "))
+
+
+def _insert_cheapest(
+    snap: Snapshot, p: DispatchParams, routes: Routes, group: I64, members: I64, reject: F64
+) -> tuple[Routes, I64]:
+    """Place orders ``members`` (int64[q], in no route, oldest first) on riders ``group`` (int64[v]) one at a
+    time: each at its cheapest feasible insertion (``kernels.insertion``, on the routes as the orders before it
+    left them) when that costs less than its reject cost (``reject``: float64[n]).
+
+    Returns a copy of ``routes`` with the insertions and the orders placed (int64[a], in placing order). Only the
+    group's rows are evaluated: the kernels run on the group's slices of the rider and route tables."""
+    orders_t, travel, weights, mode = snap.orders.as_tuple(), snap.travel, p.weights, p.mode
+    out = routes.widened(max(routes.width, 2 * p.max_orders_per_rider + 2))
+    riders_g = tuple(a[group] for a in snap.riders.as_tuple())
+    routes_g = tuple(a[group] for a in out.as_tuple())  # copies: fancy indexing
+    ev, tot = evaluate_routes(orders_t, riders_g, routes_g, travel, weights, mode)
+    v, q = int(group.shape[0]), int(members.shape[0])
+    pair_o = np.repeat(members, v)  # pair a * v + k: order members[a] on rider group[k]
+    pair_r = np.tile(np.arange(v, dtype=np.int64), q)
+    cost, late = np.full(q * v, np.inf), np.zeros(q * v)
+    pi, pj, status = (np.full(q * v, -1, dtype=np.int64) for _ in range(3))
+    fn = ins.insertion_costs_into_parallel if p.parallel else ins.insertion_costs_into
+    args = (orders_t, riders_g, routes_g, travel, weights, mode, p.max_orders_per_rider, ev, tot)
+    online = snap.riders.online[group]
+    fn(*args, online, pair_o, pair_r, np.ones(q * v, dtype=np.bool_), cost, pi, pj, late, status)
+    placed: list[int] = []
+    for a, o in enumerate(members.tolist()):
+        lo = a * v
+        k = int(np.argmin(cost[lo : lo + v]))
+        best = lo + k
+        if not cost[best] < reject[o]:  # also when no insertion is feasible (+inf)
+            continue
+        ks = np.array([k], dtype=np.int64)
+        ins.apply_insertions(routes_g, pair_o[best : best + 1], ks, pi[best : best + 1], pj[best : best + 1])
+        evaluate_subset(orders_t, riders_g, routes_g, travel, weights, mode, ks, ev, tot)
+        placed.append(o)
+        todo = np.zeros(q * v, dtype=np.bool_)
+        todo[lo + v + k :: v] = True  # the later orders' pairs with rider k, whose route just changed
+        fn(*args, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
+    out.length[group], out.order[group], out.kind[group] = routes_g[0], routes_g[2], routes_g[3]
+    return out, np.array(placed, dtype=np.int64)
 
 
 def _groups(orders: OrderTable, eligible: I64, size: int) -> list[Group]:
