@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from dispatch.candidates import candidate_pairs
+from dispatch.candidates import RIDER_SIDE_PER_ORDER, candidate_pairs
 from dispatch.state import OrderTable, RiderTable
 
 
@@ -200,3 +200,23 @@ def test_rider_side_reaches_orders_the_order_side_misses() -> None:
     both = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 1e4, 4.5, window=0)
     assert set(both.pair_r.tolist()) == {0, 1, 2, 3, 4, 5}
     assert matching_size(pending.tolist(), pairs_by_order(both), 6) >= 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(40, 100), k=st.integers(1, 3))
+def test_rider_side_keeps_each_orders_cheapest_proposals(seed: int, m: int, k: int) -> None:
+    """One order, many riders (a quiet site): every rider proposes it, and the order keeps only its
+    RIDER_SIDE_PER_ORDER x k cheapest proposals (by the plain estimate), so pairs stay sparse."""
+    rng = np.random.default_rng(seed)
+    orders, riders = world(rng, 1, m, 1, 3000.0)
+    fx, fy = riders.x.copy(), riders.y.copy()
+    fat = NOW + rng.uniform(0.0, 900.0, m)
+    accepting = np.ones(m, dtype=bool)
+    pending = np.zeros(1, dtype=np.int64)
+    rider_only = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, 1e6, 4.5, window=0)
+    cap = RIDER_SIDE_PER_ORDER * k
+    est = np.array([plain_estimate(orders, 0, fx[r], fy[r], fat[r], riders.speed[r], 4.5) for r in range(m)])
+    cheapest = set(np.argsort(est, kind="stable")[:cap].tolist())
+    got = set(rider_only.pair_r.tolist())
+    assert len(got) <= k + cap < m
+    assert cheapest <= got

@@ -11,7 +11,10 @@ are:
 - **order side**: each order's ``k`` cheapest riders among the ``3 k`` nearest and the visitors;
 - **rider side**: each rider's ``k`` cheapest orders among the sites whose pools hold it. Without this side a
   cheap rider is claimed by every order of its neighbourhood and the rest starve: on the generated 2,000 x 2,000
-  city, order-side alone at k = 16 leaves the single-round optimum 15% dearer, both sides 0.7% (benchmarks/RESULTS.md);
+  city, order-side alone at k = 16 leaves the single-round optimum 15% dearer, both sides 0.7% (benchmarks/RESULTS.md).
+  Each order then keeps at most ``RIDER_SIDE_PER_ORDER x k`` of these proposals, its cheapest: at a quiet site
+  (hundreds of riders, a few orders) every rider proposes every order, and the pairs would be dense (500 a pending
+  order on a peak_day sample; 100 with the cap, which leaves the city benchmark's objective unchanged);
 - **a window**: ``window`` riders along the site's ranking by when they can be at the site, starting at the
   order's own rank among the site's orders (most urgent first), so that every order has a rider of its own
   whenever enough riders are in reach and pruning never starves a busy site.
@@ -35,6 +38,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 SITES_PER_RIDER = 4  # the rider side looks at the orders of this many nearest sites
+RIDER_SIDE_PER_ORDER = 8  # an order keeps at most this many times k rider-side pairs (its cheapest)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def candidate_pairs(
         po, pr, reached = expand_groups(
             orders.as_tuple(), tr, wts, nbr, dist, ok_idx, rider_sites, free_x, free_y, floc, free_at, riders.speed,
             riders.shift_end, float(now), float(reference_speed_mps), group_ptr, members, sites.astype(np.int64),
-            vis_t, accepting, int(k), int(kr), int(window), int(riders.m),
+            vis_t, accepting, int(k), int(kr), int(window), int(riders.m), int(max(1, RIDER_SIDE_PER_ORDER * k)),
         )  # fmt: skip
         po_parts.append(po)
         pr_parts.append(pr)

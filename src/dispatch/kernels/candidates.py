@@ -65,6 +65,25 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
     return c
 
 
+@device
+def _offer(vals, ids, count, t, k, v, i):
+    """Offer value v (id i) to row t of the sorted best-k lists ``vals``/``ids`` (``count[t]`` of them filled)."""
+    c = count[t]
+    if c < k:
+        b = c
+        count[t] = c + 1
+    elif v < vals[t, c - 1]:
+        b = c - 1
+    else:
+        return
+    while b > 0 and vals[t, b - 1] > v:
+        vals[t, b] = vals[t, b - 1]
+        ids[t, b] = ids[t, b - 1]
+        b -= 1
+    vals[t, b] = v
+    ids[t, b] = i
+
+
 @kernel
 def member_legs(orders, travel, members, now):
     """Per order (int64[n] ids): metres and seconds of its pickup-to-drop-off leg leaving when it is ready, and
@@ -117,6 +136,7 @@ def expand_groups(
     k_rider,
     window,
     n_riders,
+    per_order,
 ):
     """Candidate pairs for pickup groups (one group per site; see ``dispatch.candidates`` for the rule).
 
@@ -126,7 +146,8 @@ def expand_groups(
     int64[m]) where and when each route ends; ``speed``, ``shift_end``: float64[m]; ``group_ptr``: int64[G + 1]
     into ``members`` (order ids, by ready time within a group); ``group_site``: int64[G]; ``visits`` = (site,
     rider, at, q0, q1, drop_x, drop_y, drop_loc): V pickups riders make anyway, sorted by site, with the drop-off
-    points ``q0[v]:q1[v]`` that follow each; ``accepting``: bool[m]. Returns ``pair_o``, ``pair_r`` (int64[P],
+    points ``q0[v]:q1[v]`` that follow each; ``accepting``: bool[m]; ``per_order``: most rider-side pairs kept
+    per order (its cheapest). Returns ``pair_o``, ``pair_r`` (int64[P],
     sorted by order then rider, no duplicates) and ``reached`` (bool[len(members)]: the member had a rider in
     reach)."""
     vis_site, vis_rider, vis_at, vis_q0, vis_q1, drop_x, drop_y, drop_loc = visits
@@ -138,7 +159,7 @@ def expand_groups(
     n_members = members.shape[0]
     m2, t2 = member_legs(orders, travel, members, now)
     reached = np.zeros(n_members, dtype=np.bool_)
-    out_key = np.empty(n_members * (k + window) + n_ok * k_rider, dtype=np.int64)
+    out_key = np.empty(n_members * (k + window + max(per_order, 0)), dtype=np.int64)
     w = 0
     seen = np.full(n_riders, -1, dtype=np.int64)
     max_size = 0
@@ -234,6 +255,9 @@ def expand_groups(
     if k_rider > 0:
         vals = np.empty(S * max_size)
         ids = np.empty(S * max_size, dtype=np.int64)
+        side_v = np.empty((n_members, per_order))
+        side_r = np.empty((n_members, per_order), dtype=np.int64)
+        side_n = np.zeros(n_members, dtype=np.int64)
         for t in range(n_ok):
             r = ok_idx[t]
             fat = max(free_at[r], now)
@@ -259,11 +283,16 @@ def expand_groups(
                         e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
                                                 drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
                     vals[n] = e
-                    ids[n] = o
+                    ids[n] = base + q
                     n += 1
             nb = _keep_best(vals, ids, n, k_rider, best_v, best_i)
             for b in range(nb):
-                out_key[w] = best_i[b] * n_riders + r
+                _offer(side_v, side_r, side_n, best_i[b], per_order, best_v[b], r)
+        # Each order keeps its per_order cheapest proposals: riders far outnumbering orders (a quiet site) would
+        # otherwise make the pairs dense (every rider proposes to every order).
+        for i in range(n_members):
+            for b in range(side_n[i]):
+                out_key[w] = members[i] * n_riders + side_r[i, b]
                 w += 1
     pair_o, pair_r = _sorted_unique(out_key[:w], n_riders, members)
     return pair_o, pair_r, reached
