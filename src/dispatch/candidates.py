@@ -32,7 +32,8 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from dispatch.kernels.candidates import expand_groups
-from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+from dispatch.kernels.summary import visits
+from dispatch.state import OrderTable, RiderTable, Routes
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -76,26 +77,7 @@ class Visits:
 def route_visits(orders: OrderTable, routes: Routes, ev: tuple[Any, ...]) -> Visits:
     """The ``Visits`` of routes evaluated as ``ev`` (``dispatch.kernels.route.evaluate_routes``): unfrozen pickups,
     and the last frozen one (a rider at a site may take one more order there)."""
-    width = routes.width
-    pos = np.arange(width)[None, :]
-    live = pos < routes.length[:, None]
-    mask = (routes.kind == PICKUP) & live & (pos + 1 >= routes.frozen[:, None])
-    rr, ss = np.nonzero(mask)
-    dr, ds = np.nonzero((routes.kind == DROPOFF) & live)
-    key_d = dr * width + ds
-    q0 = np.searchsorted(key_d, rr * width + ss, side="right").astype(np.int64)
-    q1 = np.searchsorted(key_d, (rr + 1) * width, side="left").astype(np.int64)
-    do = routes.order[dr, ds]
-    return Visits(
-        site=orders.site[routes.order[rr, ss]],
-        rider=rr.astype(np.int64),
-        at=ev[0][rr, ss],
-        q0=q0,
-        q1=q1,
-        drop_x=orders.drop_x[do],
-        drop_y=orders.drop_y[do],
-        drop_loc=orders.drop_loc[do],
-    )
+    return Visits(*visits(orders.as_tuple(), routes.as_tuple(), ev[0]))
 
 
 def _constant_travel(speed_mps: float) -> tuple[Any, ...]:

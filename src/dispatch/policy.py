@@ -26,6 +26,7 @@ from dispatch.kernels import insertion as ins
 from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
 from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset, sequence_cost
+from dispatch.kernels.summary import drop_counts, free_points
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 I64 = npt.NDArray[np.int64]
@@ -232,8 +233,7 @@ class Policy(Protocol):
 def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArray[np.bool_]:
     """bool[m]: riders online, in shift and below the order limit."""
     riders = snap.riders
-    r = snap.routes
-    n_drops = np.sum((r.kind == DROPOFF) & (np.arange(r.width)[None, :] < r.length[:, None]), axis=1)
+    n_drops = drop_counts(snap.routes.as_tuple())
     return (
         riders.online & (riders.shift_end > now) & (riders.shift_start <= now) & (n_drops < params.max_orders_per_rider)
     )
@@ -241,20 +241,8 @@ def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArra
 
 def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tuple[F64, F64, I64, F64]:
     """Where and when each rider's route ends: float64[m] x, y, int64[m] matrix index, float64[m] time."""
-    r = snap.routes
-    o = snap.orders
-    x = snap.riders.x.copy()
-    y = snap.riders.y.copy()
-    loc = snap.riders.loc.copy()
-    has = r.length > 0
-    rows = np.flatnonzero(has)
-    last = r.length[rows] - 1
-    lo = r.order[rows, last]
-    lk = r.kind[rows, last]
-    x[rows] = np.where(lk == PICKUP, o.pick_x[lo], o.drop_x[lo])
-    y[rows] = np.where(lk == PICKUP, o.pick_y[lo], o.drop_y[lo])
-    loc[rows] = np.where(lk == PICKUP, o.pick_loc[lo], o.drop_loc[lo])
-    return x, y, loc, np.asarray(tot[0], dtype=np.float64).copy()
+    x, y, loc, at = free_points(snap.orders.as_tuple(), snap.riders.as_tuple(), snap.routes.as_tuple(), tot[0])
+    return x, y, loc, at
 
 
 class KernelPolicy:
