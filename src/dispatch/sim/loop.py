@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dispatch.kernels.compact import compact_routes, scatter_routes
 from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams, Policy, Snapshot
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
@@ -124,6 +125,7 @@ def run_shard(
     riders.online[:] = False
 
     routes = Routes.empty(m, 2 * params.max_orders_per_rider + 2)
+    scratch = np.full(n, -1, dtype=np.int64)
     pending = np.zeros(0, dtype=np.int64)
     next_order = 0
     last_placed = float(orders.placed[-1]) if n else day.start
@@ -186,7 +188,7 @@ def run_shard(
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
             homing.place(riders, now)
-            routes, ao, ar, pending, ms = _dispatch(policy, orders, riders, routes, pending, day.travel, now)
+            routes, ao, ar, pending, ms = _dispatch(policy, orders, riders, routes, pending, day.travel, now, scratch)
             tick_ms.append(ms)
             assigned_at[ao] = now
             rider_of[ao] = ar
@@ -238,27 +240,19 @@ def _dispatch(
     pending: I64,
     travel: tuple[object, ...],
     now: float,
+    scratch: I64,
 ) -> tuple[Routes, I64, I64, I64, float]:
     """One policy tick on the compacted active set; returns the shard's routes, the new assignments (order and
-    rider indices of the shard), the orders still pending, and the policy's milliseconds."""
+    rider indices of the shard), the orders still pending, and the policy's milliseconds. ``scratch``: int64[n],
+    all -1 (``kernels.compact``'s work array, reused from tick to tick)."""
     act_r = np.flatnonzero(riders.online | (routes.length > 0)).astype(np.int64)
-    width = routes.width
-    live = np.arange(width)[None, :] < routes.length[act_r, None]
-    sub_order = routes.order[act_r]
-    act_o = np.union1d(pending, sub_order[live]).astype(np.int64)
-    local = np.where(live, np.searchsorted(act_o, np.where(live, sub_order, act_o[0])), -1)
-    sub_routes = Routes(routes.length[act_r].copy(), routes.frozen[act_r].copy(), local, routes.kind[act_r].copy())
-    snap = Snapshot(orders.take(act_o), riders.take(act_r), sub_routes, np.searchsorted(act_o, pending), travel)
+    act_o, *sub, local_pending = compact_routes(routes.as_tuple(), act_r, pending, scratch)
+    snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel)
     res = policy.tick(snap, now)
     out = res.routes
-    if out.width > width:
+    if out.width > routes.width:
         routes = routes.widened(out.width)
-        width = out.width
-    live = np.arange(out.width)[None, :] < out.length[:, None]
-    routes.order[act_r, : out.width] = np.where(live, act_o[np.maximum(out.order, 0)], -1)
-    routes.kind[act_r, : out.width] = out.kind
-    routes.length[act_r] = out.length
-    routes.frozen[act_r] = out.frozen
+    scatter_routes(routes.as_tuple(), act_r, act_o, out.as_tuple())
     return (
         routes,
         act_o[res.assigned_order],

@@ -1,0 +1,82 @@
+"""The simulator's active set: a shard's routes cut down to the riders and orders a tick works on, and the tick's
+routes written back. Arrays in, arrays out (``dispatch.sim.loop`` calls these every tick, on every active rider).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dispatch.kernels._jit import kernel
+
+
+@kernel
+def compact_routes(routes, act_r, pending, scratch):
+    """The routes of riders ``act_r`` (int64[q]) over their own order indices.
+
+    ``pending``: int64[p] order indices waiting for a rider; ``scratch``: int64[n], all -1 (left all -1 again).
+    Returns ``act_o`` (int64[k], sorted: every order in those routes or pending), the sub-routes' ``length``,
+    ``frozen`` (int64[q]), ``order`` (int64[q, S], indices into ``act_o``, -1 past the end), ``kind``
+    (int64[q, S]), and ``pending`` as indices into ``act_o`` (int64[p])."""
+    length, frozen, order, kind = routes
+    q = act_r.shape[0]
+    S = order.shape[1]
+    n_max = pending.shape[0]
+    for a in range(q):
+        n_max += length[act_r[a]]
+    found = np.empty(n_max, dtype=np.int64)
+    k = 0
+    for a in range(q):
+        r = act_r[a]
+        for s in range(length[r]):
+            o = order[r, s]
+            if scratch[o] == -1:
+                scratch[o] = -2
+                found[k] = o
+                k += 1
+    for i in range(pending.shape[0]):
+        o = pending[i]
+        if scratch[o] == -1:
+            scratch[o] = -2
+            found[k] = o
+            k += 1
+    act_o = np.sort(found[:k])
+    for i in range(k):
+        scratch[act_o[i]] = i
+    sub_length = np.empty(q, dtype=np.int64)
+    sub_frozen = np.empty(q, dtype=np.int64)
+    sub_order = np.full((q, S), -1, dtype=np.int64)
+    sub_kind = np.zeros((q, S), dtype=np.int64)
+    for a in range(q):
+        r = act_r[a]
+        sub_length[a] = length[r]
+        sub_frozen[a] = frozen[r]
+        for s in range(length[r]):
+            sub_order[a, s] = scratch[order[r, s]]
+            sub_kind[a, s] = kind[r, s]
+    local_pending = np.empty(pending.shape[0], dtype=np.int64)
+    for i in range(pending.shape[0]):
+        local_pending[i] = scratch[pending[i]]
+    for i in range(k):
+        scratch[act_o[i]] = -1
+    return act_o, sub_length, sub_frozen, sub_order, sub_kind, local_pending
+
+
+@kernel
+def scatter_routes(routes, act_r, act_o, sub):
+    """Write sub-routes ``sub`` (length, frozen, order over ``act_o``, kind; one row per rider of ``act_r``) back
+    into the shard's ``routes`` (in place; their width must hold every sub-route)."""
+    length, frozen, order, kind = routes
+    s_length, s_frozen, s_order, s_kind = sub
+    S = order.shape[1]
+    for a in range(act_r.shape[0]):
+        r = act_r[a]
+        L = s_length[a]
+        length[r] = L
+        frozen[r] = s_frozen[a]
+        for s in range(S):
+            if s < L:
+                order[r, s] = act_o[s_order[a, s]]
+                kind[r, s] = s_kind[a, s]
+            else:
+                order[r, s] = -1
+                kind[r, s] = 0
