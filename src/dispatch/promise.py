@@ -24,6 +24,13 @@ more than ``max_wait_per_rider`` waiting orders per rider in reach, or with no r
 nothing (``SATURATED``). A promise is never earlier than the estimate, hence never earlier than the pickup
 service plus the ride allow.
 
+**Batches.** :meth:`PromiseEngine.quote_sites_xy` quotes k orders, each at a given site, as if each were quoted
+with ``quote_xy`` and admitted in turn (the simulator's path): a vectorised zone test
+(:meth:`~dispatch.zones.SiteZones.contains_xy`) and one Numba kernel (``dispatch.kernels.promise``) that walks the
+orders in sequence, so a burst at one site sees its own queue grow. ``update`` evaluates only the routes of the riders
+that count, and keeps each rider's nearest site with the point it was computed for, so that beyond a few boolean
+masks over the whole table its work grows with the riders on shift and the points that moved, not the day's fleet.
+
 Thread safety: ``update`` builds a new immutable :class:`SiteSummary` and swaps it in with one attribute
 assignment, and ``set_params`` swaps the parameters the same way; ``quote`` reads each reference once at its start.
 So ``update``, ``set_params`` and ``quote`` may run on different threads without a lock (a quote sees either the old
@@ -44,7 +51,8 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from dispatch.geo import TravelArrays, TravelTime
-from dispatch.kernels.route import MIXED, allocate_evaluation, evaluate_subset
+from dispatch.kernels import promise as kp
+from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.kernels.travel import pairwise_seconds
 from dispatch.promise_params import (
     PROMISE_MODES,
@@ -68,6 +76,7 @@ __all__ = [
     "PromiseSites",
     "Quote",
     "QuoteOption",
+    "SiteQuotes",
     "SiteSummary",
     "UnknownSiteError",
 ]
@@ -120,8 +129,8 @@ class SiteSummary:
     ``at``: the state's time (epoch s); ``free_ptr``: int64[n + 1] and ``free_at``: float64[R], CSR rows of the
     times (epoch s, ascending per site) at which each site's riders in reach are free at the site; ``waiting``:
     int64[n], orders waiting for a rider; ``max_capacity``: int64[n], the largest capacity among the riders in
-    reach (0 = none); ``admitted``: int64[n], orders placed since (``PromiseEngine.admit``), the one mutable
-    array: they join the queue until the next update counts them as waiting."""
+    reach (0 = none); ``admitted``: int64[n], orders placed since (``PromiseEngine.admit``, or a batch quote), the
+    one mutable array: they join the queue until the next update counts them as waiting."""
 
     at: float
     free_ptr: I64
@@ -134,6 +143,35 @@ class SiteSummary:
     def empty(n: int, at: float = -math.inf) -> SiteSummary:
         zeros = np.zeros(n, dtype=np.int64)
         return SiteSummary(at, np.zeros(n + 1, dtype=np.int64), np.zeros(0), zeros, zeros.copy(), zeros.copy())
+
+
+@dataclass(frozen=True)
+class SiteQuotes:
+    """The answers of :meth:`PromiseEngine.quote_sites_xy` for k orders: ``promised_by`` and ``eta`` (float64[k],
+    epoch s: the first option's deadline and estimate, NaN when declined), ``declined`` (int64[k], the
+    ``DeclineReason`` value, 0 when accepted) and ``deferred`` (bool[k], the first option's ``deferred``)."""
+
+    promised_by: F64
+    eta: F64
+    declined: I64
+    deferred: npt.NDArray[np.bool_]
+
+
+def quote_params_array(p: PromiseParams) -> tuple[F64, F64]:
+    """The promise parameters as the batch kernel reads them: ``(params, tiers)``, float64[N_PARAMS] (indices
+    ``dispatch.kernels.promise.Q_*``) and float64[T] (the tiers in minutes)."""
+    out = np.zeros(kp.N_PARAMS, dtype=np.float64)
+    out[kp.Q_SLOTS] = 0.0 if p.mode == "tiers" else 1.0
+    out[kp.Q_PREP_S] = 60.0 * p.prep_min
+    out[kp.Q_TRIP_MIN] = p.trip_min
+    out[kp.Q_MAX_WAIT] = p.max_wait_per_rider
+    out[kp.Q_SIGMA_S] = 60.0 * p.sigma_min
+    out[kp.Q_SIGMA_FRAC] = p.sigma_frac
+    out[kp.Q_MIN_PROB] = p.min_on_time_probability
+    out[kp.Q_EXTRA_S] = 60.0 * (p.batch_extra_min + p.dropoff_service_min)
+    out[kp.Q_SLOT_S] = 60.0 * p.slot_length_min
+    out[kp.Q_HORIZON_S] = 60.0 * p.slot_horizon_min
+    return out, np.asarray(p.tiers_min, dtype=np.float64)
 
 
 def _phi(z: float) -> float:
@@ -167,6 +205,14 @@ class PromiseEngine:
         self._index = {k: i for i, k in enumerate(sites.keys)}
         self._site_tree = cKDTree(np.column_stack([sites.x, sites.y])) if sites.n else None
         self._summary = SiteSummary.empty(sites.n)
+        self._kernel_params: tuple[PromiseParams | None, F64, F64] = (None, np.zeros(0), np.zeros(0))
+        # update(): the nearest site of each rider row's free point, by the point it was computed for
+        self._near_cache: tuple[F64, F64, I64, F64] = (
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0),
+        )
 
     # -- state ----------------------------------------------------------------------------------------------------
 
@@ -215,58 +261,47 @@ class PromiseEngine:
         p = self._params
         n_sites = self.sites.n
         m = riders.m
-        end_t = np.maximum(riders.avail.copy(), now)
-        end_x = riders.x.copy()
-        end_y = riders.y.copy()
-        rows = np.flatnonzero(routes.length[:m] > 0).astype(np.int64)
-        in_route = np.zeros(orders.n if pending is None else 0, dtype=bool)
-        if rows.size:
-            ev, tot = allocate_evaluation(m, routes.width)
-            evaluate_subset(
-                orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), self._travel, _WEIGHTS, MIXED, rows, ev, tot
-            )
-            last = routes.length[rows] - 1
-            lo = routes.order[rows, last]
-            lk = routes.kind[rows, last]
-            end_t[rows] = np.maximum(tot[0][rows], now)
-            end_x[rows] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-            end_y[rows] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
-            if pending is None:
-                live = np.arange(routes.width)[None, :] < routes.length[rows, None]
-                in_route[routes.order[rows][live]] = True
         lookahead = now + 60.0 * p.shift_lookahead_min
         starting = ~riders.online & (riders.shift_start > now) & (riders.shift_start <= lookahead)
-        count = (riders.online | starting) & (riders.shift_end > now)
-        end_t = np.where(starting, np.maximum(end_t, riders.shift_start), end_t)
-        idx = np.flatnonzero(count)
+        idx = np.flatnonzero((riders.online | starting) & (riders.shift_end > now))  # the riders that count
+        in_route = np.zeros(orders.n if pending is None else 0, dtype=bool)
+        if pending is None:
+            rows = np.flatnonzero(routes.length[:m] > 0)
+            live = np.arange(routes.width)[None, :] < routes.length[rows, None]
+            in_route[routes.order[rows][live]] = True
+        end_t, end_x, end_y = self._route_ends(orders, riders, routes, idx, now)
+        end_t = np.where(starting[idx], np.maximum(end_t, riders.shift_start[idx]), end_t)
         if self._site_tree is None or idx.size == 0:
             free_site = np.zeros(0, dtype=np.int64)
             free_at = np.zeros(0)
             caps = np.zeros(0, dtype=np.int64)
         else:
-            dist, near = self._site_tree.query(np.column_stack([end_x[idx], end_y[idx]]))
+            dist, near = self._nearest_sites(m, idx, end_x, end_y)
             ok = dist <= p.reach_m
-            idx, near = idx[ok], np.asarray(near, dtype=np.int64)[ok]
+            idx, near = idx[ok], near[ok]
+            end_t, end_x, end_y = end_t[ok], end_x[ok], end_y[ok]
             back = pairwise_seconds(
                 self._travel,
-                end_x[idx],
-                end_y[idx],
+                end_x,
+                end_y,
                 np.full(idx.size, -1, dtype=np.int64),
                 self.sites.x[near],
                 self.sites.y[near],
                 np.full(idx.size, -1, dtype=np.int64),
-                end_t[idx],
+                end_t,
                 riders.speed[idx],
             )
-            t_free = end_t[idx] + back
+            t_free = end_t + back
             keep = t_free < riders.shift_end[idx]  # no pickup after the shift ends
             free_site, free_at, caps = near[keep], t_free[keep], riders.capacity[idx][keep]
-        order = np.lexsort((free_at, free_site))
+        by_time = np.argsort(free_at, kind="stable")
+        order = by_time[np.argsort(free_site[by_time], kind="stable")]  # by site, then time (as np.lexsort)
         free_site, free_at = free_site[order], np.ascontiguousarray(free_at[order])
         ptr = np.searchsorted(free_site, np.arange(n_sites + 1)).astype(np.int64)
         max_cap = np.zeros(n_sites, dtype=np.int64)
         if caps.size:
-            np.maximum.at(max_cap, free_site, caps[order])
+            manned = ptr[1:] > ptr[:-1]
+            max_cap[manned] = np.maximum.reduceat(caps[order], ptr[:-1][manned])
         pend = np.flatnonzero(~in_route) if pending is None else np.asarray(pending, dtype=np.int64)
         sites_of = orders.site[pend]
         sites_of = sites_of[(sites_of >= 0) & (sites_of < n_sites)]
@@ -276,6 +311,50 @@ class PromiseEngine:
         summary = SiteSummary(float(now), ptr, free_at, waiting, max_cap, np.zeros(n_sites, dtype=np.int64))
         self._summary = summary  # one reference swap: quotes see the old or the new summary, whole
         return summary
+
+    def _nearest_sites(self, m: int, idx: I64, x: F64, y: F64) -> tuple[F64, I64]:
+        """``(dist, near)``: float64[k] and int64[k], the nearest site to each point ``(x, y)`` (float64[k]) of riders
+        ``idx`` (int64[k], rows of a table of m) and its distance. The answer per rider row is kept with the point it
+        was asked for, so that only the riders whose point moved since the last update query the tree again (a
+        point's answer depends on the point alone, whatever rider it belongs to)."""
+        assert self._site_tree is not None
+        cx, cy, cnear, cdist = self._near_cache
+        if cx.shape[0] < m:
+            grown = (np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, dtype=np.int64), np.zeros(m))
+            for old, new in zip((cx, cy, cnear, cdist), grown, strict=True):
+                new[: old.shape[0]] = old
+            self._near_cache = grown
+            cx, cy, cnear, cdist = grown
+        stale = np.flatnonzero((cx[idx] != x) | (cy[idx] != y))
+        if stale.size:
+            d, nr = self._site_tree.query(np.column_stack([x[stale], y[stale]]))
+            rows = idx[stale]
+            cx[rows], cy[rows] = x[stale], y[stale]
+            cnear[rows], cdist[rows] = nr, d
+        return cdist[idx], cnear[idx]
+
+    def _route_ends(
+        self, orders: OrderTable, riders: RiderTable, routes: Routes, idx: I64, now: float
+    ) -> tuple[F64, F64, F64]:
+        """Where and when riders ``idx`` (int64[k]) end their routes: ``(end_t, end_x, end_y)``, float64[k] each
+        (the rider's own position and ``max(avail, now)`` for an empty route). Only the riders of ``idx`` with a
+        route are evaluated, into arrays sized for them."""
+        end_t = np.maximum(riders.avail[idx], now)
+        end_x = riders.x[idx]
+        end_y = riders.y[idx]
+        has = np.flatnonzero(routes.length[idx] > 0)
+        if has.size:
+            rows = idx[has]
+            sub_riders = tuple(a[rows] for a in riders.as_tuple())
+            sub_routes = tuple(a[rows] for a in routes.as_tuple())
+            _, tot = evaluate_routes(orders.as_tuple(), sub_riders, sub_routes, self._travel, _WEIGHTS, MIXED)
+            last = routes.length[rows] - 1
+            lo = routes.order[rows, last]
+            lk = routes.kind[rows, last]
+            end_t[has] = np.maximum(tot[0], now)
+            end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+            end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+        return end_t, end_x, end_y
 
     def admit(self, site: int) -> None:
         """Count an order just placed at site index ``site`` in its queue until the next ``update`` (optional: for
@@ -330,6 +409,81 @@ class PromiseEngine:
             return Quote(now, (), DeclineReason.SATURATED, "no promise within the offered tiers would be kept")
         options.sort(key=lambda o: (o.promised_by, -o.on_time_prob, o.site))
         return Quote(now, tuple(options), None, "")
+
+    def quote_sites_xy(
+        self, x: npt.ArrayLike, y: npt.ArrayLike, size: npt.ArrayLike, now: npt.ArrayLike, site: npt.ArrayLike
+    ) -> SiteQuotes:
+        """Quote k orders placed in sequence, order i for ``size[i]`` units to ``(x[i], y[i])`` (projected metres) at
+        ``now[i]`` (epoch s) from site index ``site[i]`` only, each accepted order admitted before the next is
+        quoted: exactly ``quote_xy(x[i], y[i], size[i], now[i], site[i])`` then ``admit(site[i])`` when it offers
+        something, for i in order, the customer taking the first option.
+
+        Args:
+            x, y: float64[k]; size: int64[k] (> 0); now: float64[k]; site: int64[k] (site indices).
+
+        Returns:
+            SiteQuotes (arrays of k).
+
+        Raises:
+            ValueError: arrays of different lengths, non-finite positions or times, a size that is not an integer
+                > 0 (naming the first bad order).
+            UnknownSiteError: a site index out of range.
+        """
+        xs = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+        k = xs.shape[0]
+        ys = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        ts = np.ascontiguousarray(now, dtype=np.float64).reshape(-1)
+        raw_size, raw_site = np.asarray(size).reshape(-1), np.asarray(site).reshape(-1)
+        for name, a in (("y", ys), ("size", raw_size), ("now", ts), ("site", raw_site)):
+            if a.shape != (k,):
+                raise ValueError(f"{name}: expected {k} values (one per order, like x), got {a.shape[0]}")
+        for name, a in (("now", ts), ("x", xs), ("y", ys)):
+            bad = ~np.isfinite(a)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"{name}: must be finite, got {a[i]!r} (order {i})")
+        if (k and not np.issubdtype(raw_size.dtype, np.integer)) or raw_size.dtype == np.bool_:
+            raise ValueError(f"size: must be integers > 0, got dtype {raw_size.dtype}")
+        if (raw_size <= 0).any():
+            i = int(np.argmax(raw_size <= 0))
+            raise ValueError(f"size: must be an integer > 0, got {raw_size[i]!r} (order {i})")
+        if (k and not np.issubdtype(raw_site.dtype, np.integer)) or raw_site.dtype == np.bool_:
+            raise ValueError(f"site: must be site indices (integers), got dtype {raw_site.dtype}")
+        out_of_range = (raw_site < 0) | (raw_site >= self.sites.n)
+        if out_of_range.any():
+            i = int(np.argmax(out_of_range))
+            raise UnknownSiteError(f"site: index {raw_site[i]} out of range [0, {self.sites.n}) (order {i})")
+        sizes = np.ascontiguousarray(raw_size, dtype=np.int64)
+        sites = np.ascontiguousarray(raw_site, dtype=np.int64)
+        summary = self._summary  # read once: update() may swap it meanwhile
+        params = self._params
+        cached = self._kernel_params  # read once, as the params: set_params() may swap them meanwhile
+        if cached[0] is not params:
+            cached = (params, *quote_params_array(params))
+            self._kernel_params = cached
+        _, par, tiers = cached
+        covered = self.zones.contains_xy(sites, xs, ys)
+        promised_by, eta, declined, deferred = kp.quote_site_orders(
+            self._travel,
+            self.sites.x,
+            self.sites.y,
+            self.sites.service_s,
+            summary.free_ptr,
+            summary.free_at,
+            summary.waiting,
+            summary.max_capacity,
+            summary.admitted,
+            params.batch_orders,
+            par,
+            tiers,
+            xs,
+            ys,
+            sizes,
+            ts,
+            sites,
+            covered,
+        )
+        return SiteQuotes(promised_by, eta, declined, deferred)
 
     def _site_options(
         self, summary: SiteSummary, p: PromiseParams, s: int, x: float, y: float, now: float

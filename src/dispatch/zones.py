@@ -7,6 +7,10 @@ A site's zone is a disc of ``radius_m`` around it or an explicit polygon (WGS84 
 sites. Zones are numbered like the sites (zone ``i`` belongs to site index ``i``); a site may have no zone (it
 then covers nothing).
 
+:meth:`SiteZones.contains_xy` answers "does site s deliver here" for many (site, point) pairs at once (the
+simulator's batch quotes): a distance test against discs just inside and just outside each zone decides the points
+away from its boundary, and shapely's prepared ``contains_xy`` the few near it.
+
 :meth:`SiteZones.covering_scan` is the naive peer of the benchmark: it tests every zone in turn.
 """
 
@@ -31,6 +35,10 @@ __all__ = ["SiteZones", "ZoneError", "ZoneSpec"]
 
 DISC_SEGMENTS = 32
 """Quarter-circle segments of a disc zone (a 128-gon inscribed in the circle)."""
+
+_DISC_MARGIN = 1e-6
+"""Relative margin of the inner and outer discs of :meth:`SiteZones.contains_xy`'s quick test: far above the rounding
+of the distances, so that only points truly inside (outside) a zone pass (fail) it; the others get a shapely test."""
 
 
 class ZoneError(ValueError):
@@ -94,7 +102,7 @@ class SiteZones:
         ZoneError: naming the site for a bad zone (too few vertices, self-intersecting, no area, bad numbers).
     """
 
-    __slots__ = ("_index", "_n", "projection")
+    __slots__ = ("_discs", "_index", "_n", "_one_zone", "_site_ptr", "_site_zones", "projection")
 
     def __init__(
         self,
@@ -130,6 +138,7 @@ class SiteZones:
             self._index = ServiceZones(geoms, np.asarray(ids, dtype=np.int64))
         except ValueError as exc:
             raise ZoneError(str(exc)) from None
+        self._index_sites()
 
     @classmethod
     def from_geojson(
@@ -163,7 +172,40 @@ class SiteZones:
         out._n = len(site_keys)
         # Several features of one site: one zone each; covering() reports the site once.
         out._index = idx
+        out._index_sites()
         return out
+
+    def _index_sites(self) -> None:
+        """Per-site lookups for :meth:`contains_xy`: the zones of each site as CSR rows (``_site_ptr``: int64[n + 1],
+        ``_site_zones``: int64[z]), ``_one_zone`` (int64[n]: the site's only zone, -1 for none, -2 for several), and
+        per zone ``_discs`` (float64[z, 4]: ``cx, cy, r_in^2, r_out^2``): a centre inside the zone, the square of a
+        radius a little smaller than its distance to the zone's boundary (a point nearer than that is inside the
+        zone) and of one a little larger than its farthest vertex (a point farther is outside). Every geometry is
+        prepared for the point tests of the points in between."""
+        ids = self._index.site_ids
+        geoms = self._index.geoms
+        order = np.argsort(ids, kind="stable").astype(np.int64)
+        self._site_zones = order
+        self._site_ptr = np.searchsorted(ids[order], np.arange(self._n + 1)).astype(np.int64)
+        counts = np.diff(self._site_ptr)
+        one_zone = np.full(self._n, -1, dtype=np.int64)
+        single = counts == 1
+        one_zone[single] = order[self._site_ptr[:-1][single]]
+        one_zone[counts > 1] = -2
+        self._one_zone = one_zone
+        discs = np.zeros((len(geoms), 4), dtype=np.float64)
+        for z, g in enumerate(geoms):
+            shapely.prepare(g)
+            centre = shapely.centroid(g)
+            if not shapely.contains(g, centre):
+                centre = shapely.point_on_surface(g)
+            cx, cy = float(shapely.get_x(centre)), float(shapely.get_y(centre))
+            r_in = float(shapely.distance(centre, shapely.boundary(g))) * (1.0 - _DISC_MARGIN)
+            xy = shapely.get_coordinates(g)
+            r_out = float(np.sqrt(((xy[:, 0] - cx) ** 2 + (xy[:, 1] - cy) ** 2).max())) * (1.0 + _DISC_MARGIN)
+            inside = shapely.contains(g, centre) and r_in > 0.0
+            discs[z] = (cx, cy, r_in * r_in if inside else -1.0, r_out * r_out)
+        self._discs = discs
 
     @property
     def n_sites(self) -> int:
@@ -184,6 +226,74 @@ class SiteZones:
         """int64[k]: the site indices whose zone contains the point ``(x, y)`` (projected metres), ascending."""
         zi = self._index.covering(x, y)
         return np.unique(self._index.site_ids[zi])
+
+    def contains_xy(self, site: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """bool[k]: whether the zone of site index ``site[i]`` contains the point ``(x[i], y[i])`` (projected metres),
+        for k points at once: the same answer as ``site[i] in covering_xy(x[i], y[i])`` (a site with several zones
+        contains the points of any of them; a site with no zone contains nothing).
+
+        Args:
+            site: int64[k], site indices in [0, n_sites); x, y: float64[k], finite.
+
+        Raises:
+            ValueError: arrays of different lengths, non-finite coordinates or a site index out of range (naming
+                the first bad point).
+        """
+        s = np.asarray(site).reshape(-1)
+        xs = np.asarray(x, dtype=np.float64).reshape(-1)
+        ys = np.asarray(y, dtype=np.float64).reshape(-1)
+        k = s.shape[0]
+        if xs.shape != (k,) or ys.shape != (k,):
+            raise ValueError(f"x, y: expected {k} coordinates each (one per site), got {xs.shape[0]} and {ys.shape[0]}")
+        if k and (not np.issubdtype(s.dtype, np.integer) or s.dtype == np.bool_):
+            raise ValueError(f"site: must be site indices (integers), got dtype {s.dtype}")
+        for name, a in (("x", xs), ("y", ys)):
+            bad = ~np.isfinite(a)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"{name}: must be finite, got {a[i]!r} (point {i})")
+        bad = (s < 0) | (s >= self._n)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"site: index {s[i]} out of range [0, {self._n}) (point {i})")
+        out = np.zeros(k, dtype=bool)
+        if k == 0:
+            return out
+        # A site with one zone: decided by the distance to the zone's centre, except near its boundary.
+        zone = self._one_zone[s]
+        one = np.flatnonzero(zone >= 0)
+        disc = self._discs[zone[one]]
+        d2 = (xs[one] - disc[:, 0]) ** 2 + (ys[one] - disc[:, 1]) ** 2
+        out[one] = d2 < disc[:, 2]
+        near_edge = one[(d2 >= disc[:, 2]) & (d2 <= disc[:, 3])]
+        rest = np.flatnonzero(zone == -2)
+        rest = np.concatenate([near_edge, rest]) if rest.size else near_edge
+        if rest.size:
+            out[rest] = self._contains_scan(s[rest], xs[rest], ys[rest])
+        return out
+
+    def _contains_scan(self, s: I64, xs: F64, ys: F64) -> npt.NDArray[np.bool_]:
+        """:meth:`contains_xy` by shapely point tests, one call per site and zone (validated input, k > 0)."""
+        k = s.shape[0]
+        out = np.zeros(k, dtype=bool)
+        s = s.astype(np.int64, copy=False)
+        by_site = np.argsort(s, kind="stable")
+        sorted_sites = s[by_site]
+        starts = np.flatnonzero(np.r_[True, sorted_sites[1:] != sorted_sites[:-1]])
+        ends = np.r_[starts[1:], k]
+        geoms = self._index.geoms
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            g = int(sorted_sites[lo])
+            z0, z1 = int(self._site_ptr[g]), int(self._site_ptr[g + 1])
+            if z0 == z1:
+                continue  # a site with no zone covers nothing
+            sel = by_site[lo:hi]
+            px, py = xs[sel], ys[sel]
+            hit = shapely.contains_xy(geoms[int(self._site_zones[z0])], px, py)
+            for z in range(z0 + 1, z1):
+                hit |= shapely.contains_xy(geoms[int(self._site_zones[z])], px, py)
+            out[sel] = hit
+        return out
 
     def covering_scan(self, x: float, y: float) -> I64:
         """The same answer as :meth:`covering_xy` by testing every zone in turn (the benchmark's naive peer)."""

@@ -101,22 +101,19 @@ def quote_new_orders(
 ) -> I64:
     """Quote orders ``new`` (int64[k], in placing order) at their site and placing time; the first option's deadline
     goes into ``promised`` (float64[n], in place) and the outcome into ``log``. Returns the orders placed (int64,
-    the declined ones left out)."""
-    keep = np.ones(new.shape[0], dtype=bool)
-    for j, i in enumerate(new.tolist()):
-        s = int(site[i])
-        q = engine.quote_xy(float(drop_x[i]), float(drop_y[i]), int(size[i]), float(placed[i]), s)
-        if not q.options:
-            assert q.declined_reason is not None
-            log.declined[i] = int(q.declined_reason)
-            keep[j] = False
-            continue
-        first = q.options[0]
-        promised[i] = first.promised_by
-        log.quoted_eta[i] = first.eta
-        log.deferred[i] = first.deferred
-        engine.admit(s)
-    return new[keep]
+    the declined ones left out). One batch quote (``PromiseEngine.quote_sites_xy``): the same answers as quoting
+    the orders one at a time, each accepted one admitted before the next."""
+    if new.shape[0] == 0:
+        return new
+    q = engine.quote_sites_xy(drop_x[new], drop_y[new], size[new], placed[new], site[new])
+    ok = q.declined == 0
+    out = new[~ok]
+    log.declined[out] = q.declined[~ok]
+    kept = new[ok]
+    promised[kept] = q.promised_by[ok]
+    log.quoted_eta[kept] = q.eta[ok]
+    log.deferred[kept] = q.deferred[ok]
+    return kept
 
 
 def promise_from_record(rec: object) -> PromiseParams | None:

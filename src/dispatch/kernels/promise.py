@@ -1,0 +1,163 @@
+"""Promise quotes for a batch of orders, each at a given site, placed in sequence (``PromiseEngine.quote_sites_xy``).
+
+The kernel walks the orders in order and does, per order, the arithmetic of ``PromiseEngine.quote_xy`` restricted
+to the order's site followed by ``PromiseEngine.admit`` when the order is accepted: an accepted order joins its
+site's queue (``admitted[s] += 1``) before the next order is quoted, so a burst at one site sees its queue grow
+exactly as with one quote at a time. The customer takes the first option, so only the earliest deadline the
+estimate keeps is computed. Every expression is written in the same order as in ``dispatch.promise`` so that the
+floating-point results are identical.
+
+``params``: float64[N_PARAMS], the promise parameters the kernel reads (indices ``Q_*`` below, built by
+:func:`dispatch.promise.quote_params_array`); ``tiers``: float64[T], the tiers in minutes (tier mode).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.travel import leg_seconds
+
+Q_SLOTS = 0  # 1.0: slot mode, 0.0: tier mode
+Q_PREP_S = 1  # 60 * prep_min
+Q_TRIP_MIN = 2  # trip_min (minutes; multiplied as in the engine)
+Q_MAX_WAIT = 3  # max_wait_per_rider
+Q_SIGMA_S = 4  # 60 * sigma_min
+Q_SIGMA_FRAC = 5  # sigma_frac
+Q_MIN_PROB = 6  # min_on_time_probability
+Q_EXTRA_S = 7  # 60 * (batch_extra_min + dropoff_service_min)
+Q_SLOT_S = 8  # 60 * slot_length_min
+Q_HORIZON_S = 9  # 60 * slot_horizon_min
+N_PARAMS = 10
+
+# DeclineReason values (dispatch.promise_params; repeated here: kernels import no Python-level modules).
+OUTSIDE_SITE_ZONE = 2
+SATURATED = 3
+TOO_LARGE = 4
+
+_SQRT2 = math.sqrt(2.0)
+
+
+@device
+def on_time_probability(promised, eta, sigma):
+    """The normal CDF of ``(promised - eta) / sigma``."""
+    return 0.5 * (1.0 + math.erf(((promised - eta) / sigma) / _SQRT2))
+
+
+@device
+def first_deadline(params, tiers, eta, now):
+    """The earliest deadline (epoch s) at or after ``eta`` kept with at least the required on-time probability
+    among the tiers (``tiers``: float64[T], minutes after ``now``) or the slots, or NaN when there is none."""
+    sigma = params[Q_SIGMA_S] + params[Q_SIGMA_FRAC] * max(0.0, eta - now)
+    min_prob = params[Q_MIN_PROB]
+    if params[Q_SLOTS] == 0.0:
+        for i in range(tiers.shape[0]):
+            promised = now + 60.0 * tiers[i]
+            if promised >= eta and on_time_probability(promised, eta, sigma) >= min_prob:
+                return promised
+        return np.nan
+    length = params[Q_SLOT_S]
+    end = math.floor(now / length) * length + length
+    last = now + params[Q_HORIZON_S]
+    while end <= last:
+        if end >= eta and on_time_probability(end, eta, sigma) >= min_prob:
+            return end
+        end += length
+    return np.nan
+
+
+@device
+def site_eta(travel, site_x, site_y, service_s, s, x, y, start, extra_s):
+    """The estimated delivery (epoch s) of an order picked up at site ``s`` from ``start`` and dropped at (x, y)."""
+    depart = start + service_s[s]
+    ride = leg_seconds(travel, site_x[s], site_y[s], -1, x, y, -1, depart, 1.0)
+    return depart + ride + extra_s
+
+
+@kernel
+def quote_site_orders(
+    travel,
+    site_x,
+    site_y,
+    service_s,
+    free_ptr,
+    free_at,
+    waiting,
+    max_capacity,
+    admitted,
+    batch_orders,
+    params,
+    tiers,
+    x,
+    y,
+    size,
+    now,
+    site,
+    covered,
+):
+    """Quote k orders in sequence, each at its own site, admitting each accepted order.
+
+    Args:
+        travel: the travel tuple (``dispatch.kernels.travel``).
+        site_x, site_y, service_s: float64[n], the sites' positions (metres) and pickup service (s).
+        free_ptr: int64[n + 1], free_at: float64[R]: CSR rows of the times each site's riders in reach are free
+            (ascending per site); waiting: int64[n], orders waiting for a rider; max_capacity: int64[n].
+        admitted: int64[n], orders admitted since the summary was built; **updated in place** (one per accepted
+            order, as ``PromiseEngine.admit``).
+        batch_orders: int, orders a rider takes from the queue per trip (>= 1).
+        params: float64[N_PARAMS] (the ``Q_*`` indices); tiers: float64[T], minutes.
+        x, y: float64[k], drop-offs (metres); size: int64[k] (> 0); now: float64[k], quote times (epoch s);
+        site: int64[k], site indices in [0, n); covered: bool[k], whether the site's zone contains the drop-off.
+
+    Returns:
+        ``(promised_by, eta, declined, deferred)``: float64[k] the first option's deadline and estimate (NaN when
+        declined), int64[k] the DeclineReason value (0 when accepted), bool[k] whether the first option is later
+        than the one the site would give with an empty queue.
+    """
+    k = x.shape[0]
+    promised_by = np.full(k, np.nan)
+    eta = np.full(k, np.nan)
+    declined = np.zeros(k, dtype=np.int64)
+    deferred = np.zeros(k, dtype=np.bool_)
+    trip_min = params[Q_TRIP_MIN]
+    for i in range(k):
+        if not covered[i]:
+            declined[i] = OUTSIDE_SITE_ZONE
+            continue
+        s = site[i]
+        lo = free_ptr[s]
+        n_riders = free_ptr[s + 1] - lo
+        if n_riders == 0:
+            declined[i] = SATURATED  # no rider in reach
+            continue
+        if size[i] > max_capacity[s]:
+            declined[i] = TOO_LARGE
+            continue
+        w = waiting[s] + admitted[s]
+        if w > params[Q_MAX_WAIT] * n_riders:
+            declined[i] = SATURATED
+            continue
+        t = now[i]
+        ready = t + params[Q_PREP_S]
+        j = w // batch_orders  # the rider trip the new order's place in the queue falls to
+        rider_free = free_at[lo + j % n_riders] + (j // n_riders) * 60.0 * trip_min
+        start = max(ready, rider_free)
+        e = site_eta(travel, site_x, site_y, service_s, s, x[i], y[i], start, params[Q_EXTRA_S])
+        e0 = (
+            site_eta(travel, site_x, site_y, service_s, s, x[i], y[i], ready, params[Q_EXTRA_S]) if start > ready else e
+        )
+        first0 = first_deadline(params, tiers, e0, t)
+        if np.isnan(first0):
+            declined[i] = SATURATED  # even with an empty queue no deadline would be kept
+            continue
+        first = first_deadline(params, tiers, e, t)
+        if np.isnan(first):
+            declined[i] = SATURATED
+            continue
+        promised_by[i] = first
+        eta[i] = e
+        deferred[i] = first > first0
+        admitted[s] += 1
+    return promised_by, eta, declined, deferred
