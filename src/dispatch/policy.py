@@ -25,7 +25,14 @@ from dispatch.candidates import candidate_pairs, route_visits
 from dispatch.kernels import insertion as ins
 from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
-from dispatch.kernels.route import MIXED, SINGLE_SITE, evaluate_routes, evaluate_subset, sequence_cost
+from dispatch.kernels.route import (
+    MIXED,
+    SINGLE_SITE,
+    allocate_evaluation,
+    evaluate_routes,
+    evaluate_subset,
+    sequence_cost,
+)
 from dispatch.kernels.summary import drop_counts, free_points
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
@@ -170,13 +177,19 @@ class DispatchParams:
 @dataclass
 class Snapshot:
     """What a tick sees: all orders it may touch, the riders and their routes, the pending orders (int64[q],
-    indices of orders in no route) and the travel model tuple (``TravelTime.arrays()``)."""
+    indices of orders in no route) and the travel model tuple (``TravelTime.arrays()``).
+
+    ``evaluation`` (optional): ``(ev, tot)`` of ``routes`` exactly as ``kernels.route.evaluate_routes`` gives it on
+    the policy's planning view (every promise ``promise_margin_s`` earlier: ``planning_view``), any width at least
+    the routes'; a caller that keeps evaluations from tick to tick (the simulator) passes it so that the kernel
+    policy does not evaluate every route again. The policy may write into these arrays."""
 
     orders: OrderTable
     riders: RiderTable
     routes: Routes
     pending: I64
     travel: tuple[Any, ...]
+    evaluation: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
 
 
 @dataclass
@@ -245,6 +258,24 @@ def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tu
     return x, y, loc, at
 
 
+def _evaluation(snap: Snapshot, routes: Routes, weights: F64, mode: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """``evaluate_routes`` of ``routes`` (``snap.routes`` widened; ``snap`` on the planning view), or the
+    snapshot's own ``evaluation`` laid out at the routes' width."""
+    if snap.evaluation is None:
+        return evaluate_routes(
+            snap.orders.as_tuple(), snap.riders.as_tuple(), routes.as_tuple(), snap.travel, weights, mode
+        )
+    ev_in, tot_in = snap.evaluation
+    width = ev_in[0].shape[1]
+    if width == routes.width:
+        return ev_in, tot_in
+    ev, _ = allocate_evaluation(snap.riders.m, routes.width)
+    w = min(width, routes.width)
+    for a, b in zip(ev, ev_in, strict=True):
+        a[:, :w] = b[:, :w]
+    return ev, tot_in
+
+
 class KernelPolicy:
     """The product's policy (see the module docstring)."""
 
@@ -264,7 +295,7 @@ class KernelPolicy:
         need = int(snap.routes.length.max(initial=0)) + 2 * p.n_rounds
         routes = snap.routes.widened(max(need, 2 * p.max_orders_per_rider + 2))
         rt = routes.as_tuple()
-        ev, tot = evaluate_routes(orders_t, riders_t, rt, snap.travel, weights, mode)
+        ev, tot = _evaluation(snap, routes, weights, mode)
         cost0 = tot[3].copy()
 
         pending = np.asarray(snap.pending, dtype=np.int64)

@@ -64,19 +64,27 @@ def compact_routes(routes, act_r, pending, scratch):
 @kernel
 def scatter_routes(routes, act_r, act_o, sub):
     """Write sub-routes ``sub`` (length, frozen, order over ``act_o``, kind; one row per rider of ``act_r``) back
-    into the shard's ``routes`` (in place; their width must hold every sub-route)."""
+    into the shard's ``routes`` (in place; their width must hold every sub-route). Returns bool[q]: which riders'
+    routes changed (stops, their order, or the frozen prefix)."""
     length, frozen, order, kind = routes
     s_length, s_frozen, s_order, s_kind = sub
     S = order.shape[1]
+    changed = np.zeros(act_r.shape[0], dtype=np.bool_)
     for a in range(act_r.shape[0]):
         r = act_r[a]
         L = s_length[a]
+        diff = length[r] != L or frozen[r] != s_frozen[a]
         length[r] = L
         frozen[r] = s_frozen[a]
         for s in range(S):
             if s < L:
-                order[r, s] = act_o[s_order[a, s]]
+                o = act_o[s_order[a, s]]
+                if order[r, s] != o or kind[r, s] != s_kind[a, s]:
+                    diff = True
+                order[r, s] = o
                 kind[r, s] = s_kind[a, s]
             else:
                 order[r, s] = -1
                 kind[r, s] = 0
+        changed[a] = diff
+    return changed

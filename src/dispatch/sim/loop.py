@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.kernels.compact import compact_routes, scatter_routes
-from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams, Policy, Snapshot
+from dispatch.sim.evalcache import EvalCache
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
 from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
 
@@ -109,10 +109,6 @@ def run_shard(
         orders = replace(orders, promised=orders.promised.copy())
         engine = day.promise.engine(day.travel)
     tick_s = params.tick_s
-    orders_t = orders.as_tuple()
-    riders_t = riders.as_tuple()
-    weights = params.weights
-    mode = params.mode
 
     assigned_at = np.full(n, np.nan)
     picked_at = np.full(n, np.nan)
@@ -126,6 +122,7 @@ def run_shard(
 
     routes = Routes.empty(m, 2 * params.max_orders_per_rider + 2)
     scratch = np.full(n, -1, dtype=np.int64)
+    cache = EvalCache(orders, riders, day.travel, params, routes.width)
     pending = np.zeros(0, dtype=np.int64)
     next_order = 0
     last_placed = float(orders.placed[-1]) if n else day.start
@@ -133,7 +130,6 @@ def run_shard(
     next_shift = 0
     tick_ms: list[float] = []
     now = day.start
-    ev_buf: tuple[Any, Any] | None = None
     homing = Homing(riders, day.travel)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
@@ -149,6 +145,7 @@ def run_shard(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
                     orders.promised, quotes,
                 )  # fmt: skip
+                cache.promised_changed(new)
             pending = np.concatenate([pending, new])
             if progress is not None:
                 progress(hi - next_order)
@@ -186,9 +183,12 @@ def run_shard(
 
         # 3. Dispatch, on the active part of the shard only (riders online or with stops, orders pending or
         # routed), so that a tick's cost does not grow with the day's size.
+        cache.dirty[routes.length == 0] = True  # idle riders: position and availability move with the clock
         if pending.size:
             homing.place(riders, now)
-            routes, ao, ar, pending, ms = _dispatch(policy, orders, riders, routes, pending, day.travel, now, scratch)
+            routes, ao, ar, pending, ms = _dispatch(
+                policy, orders, riders, routes, pending, day.travel, now, scratch, cache
+            )
             tick_ms.append(ms)
             assigned_at[ao] = now
             rider_of[ao] = ar
@@ -198,10 +198,10 @@ def run_shard(
         t_next = now + tick_s
         rows = np.flatnonzero(routes.length > 0)
         if rows.size:
-            if ev_buf is None or ev_buf[0][0].shape != routes.order.shape:
-                ev_buf = allocate_evaluation(m, routes.width)
-            evaluate_subset(orders_t, riders_t, routes.as_tuple(), day.travel, weights, mode, rows, *ev_buf)
-            _advance(orders, riders, routes, ev_buf[0], rows, t_next, picked_at, delivered_at, metres, delivered)
+            cache.refresh(routes, rows)
+            length0, frozen0 = routes.length[rows], routes.frozen[rows]
+            _advance(orders, riders, routes, cache.ev, rows, t_next, picked_at, delivered_at, metres, delivered)
+            cache.dirty[rows[(routes.length[rows] != length0) | (routes.frozen[rows] != frozen0)]] = True
             homing.start(riders, rows[routes.length[rows] == 0])
         now = t_next
 
@@ -241,18 +241,22 @@ def _dispatch(
     travel: tuple[object, ...],
     now: float,
     scratch: I64,
+    cache: EvalCache,
 ) -> tuple[Routes, I64, I64, I64, float]:
     """One policy tick on the compacted active set; returns the shard's routes, the new assignments (order and
     rider indices of the shard), the orders still pending, and the policy's milliseconds. ``scratch``: int64[n],
-    all -1 (``kernels.compact``'s work array, reused from tick to tick)."""
+    all -1 (``kernels.compact``'s work array, reused from tick to tick); ``cache``: the shard's evaluations (the
+    policy gets the active riders' rows, and the riders whose routes it changes are marked for re-evaluation)."""
     act_r = np.flatnonzero(riders.online | (routes.length > 0)).astype(np.int64)
     act_o, *sub, local_pending = compact_routes(routes.as_tuple(), act_r, pending, scratch)
-    snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel)
+    cache.refresh(routes, act_r)
+    snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel, cache.rows(act_r))
     res = policy.tick(snap, now)
     out = res.routes
     if out.width > routes.width:
         routes = routes.widened(out.width)
-    scatter_routes(routes.as_tuple(), act_r, act_o, out.as_tuple())
+    changed = scatter_routes(routes.as_tuple(), act_r, act_o, out.as_tuple())
+    cache.dirty[act_r[changed]] = True
     return (
         routes,
         act_o[res.assigned_order],
