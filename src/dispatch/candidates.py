@@ -139,7 +139,7 @@ def candidate_pairs(
 
     free_rows = np.flatnonzero(~is_pinned)
     if ok_idx.size and free_rows.size:
-        tree = cKDTree(np.column_stack([free_x[ok_idx], free_y[ok_idx]]))
+        tree = cKDTree(np.column_stack([free_x[ok_idx], free_y[ok_idx]]), balanced_tree=False, compact_nodes=False)
         ids = pending[free_rows]
         site = orders.site[ids]
         srt = np.lexsort((ids, orders.ready[ids], site))
@@ -152,7 +152,7 @@ def candidate_pairs(
         dist = np.asarray(dist, dtype=np.float64).reshape(sites.shape[0], kmax)
         nbr = np.asarray(nbr, dtype=np.int64).reshape(sites.shape[0], kmax)
         n_site_nbrs = min(sites.shape[0], SITES_PER_RIDER)
-        _d, rider_sites = cKDTree(centre).query(
+        _d, rider_sites = cKDTree(centre, balanced_tree=False, compact_nodes=False).query(
             np.column_stack([free_x[ok_idx], free_y[ok_idx]]), k=n_site_nbrs, distance_upper_bound=max_reach_m
         )
         rider_sites = np.asarray(rider_sites, dtype=np.int64).reshape(ok_idx.shape[0], n_site_nbrs)
