@@ -33,12 +33,30 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 
 
 @device
-def _visit_of(vis_rider, v0, v1, r):
-    """Index of rider r's visit among ``v0:v1`` (one site's visits), or -1."""
-    for v in range(v0, v1):
-        if vis_rider[v] == r:
+def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
+    """Index of rider r's visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
+    ``_visits_by_rider``)."""
+    for a in range(rv_ptr[r], rv_ptr[r + 1]):
+        v = rv_idx[a]
+        if vis_site[v] == site:
             return v
     return -1
+
+
+@kernel
+def _visits_by_rider(vis_rider, n_riders):
+    """Each rider's visits: ``rv_idx[rv_ptr[r]:rv_ptr[r + 1]]`` (int64[n_riders + 1], int64[V]), a counting sort."""
+    ptr = np.zeros(n_riders + 1, dtype=np.int64)
+    for v in range(vis_rider.shape[0]):
+        ptr[vis_rider[v] + 1] += 1
+    for r in range(n_riders):
+        ptr[r + 1] += ptr[r]
+    fill = ptr[:n_riders].copy()
+    idx = np.empty(vis_rider.shape[0], dtype=np.int64)
+    for v in range(vis_rider.shape[0]):
+        idx[fill[vis_rider[v]]] = v
+        fill[vis_rider[v]] += 1
+    return ptr, idx
 
 
 @device
@@ -253,6 +271,7 @@ def expand_groups(
                 w += 1
     # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites.
     if k_rider > 0:
+        rv_ptr, rv_idx = _visits_by_rider(vis_rider, n_riders)
         vals = np.empty(S * max_size)
         ids = np.empty(S * max_size, dtype=np.int64)
         side_v = np.empty((n_members, per_order))
@@ -271,9 +290,7 @@ def expand_groups(
                 px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
                 m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
                 arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
-                v0 = np.searchsorted(vis_site, group_site[g], side="left")
-                v1 = np.searchsorted(vis_site, group_site[g], side="right")
-                qv = _visit_of(vis_rider, v0, v1, r)
+                qv = _visit_of(vis_site, rv_ptr, rv_idx, r, group_site[g])
                 for q in range(group_ptr[g + 1] - base):
                     o = members[base + q]
                     e = np.inf
