@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from dispatch.geo import ProfileTravelTime, Projection
-from dispatch.kernels.route import MIXED, allocate_evaluation, evaluate_subset
+from dispatch.kernels.route import MIXED, SINGLE_SITE, allocate_evaluation, evaluate_routes, evaluate_subset
 from dispatch.kernels.travel import pairwise_seconds
 from dispatch.promise import DeclineReason, PromiseEngine, PromiseParams, PromiseSites, UnknownSiteError
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
@@ -220,6 +220,13 @@ def test_update_on_the_riders_that_count_equals_the_whole_fleet(
     np.testing.assert_array_equal(got.waiting, want[2])
     np.testing.assert_array_equal(got.max_capacity, want[3])
     assert got.at == now and not got.admitted.any()
+    # The simulator hands in the route end times it keeps (any mode, any deadlines: the end does not depend on
+    # them); the summary is the same.
+    _ev, tot = evaluate_routes(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), eng._travel,
+                               np.array([1.0, 0.0, 20.0]), SINGLE_SITE)  # fmt: skip
+    given_ends = eng.update(orders, riders, routes, now, pending, tot[0])
+    np.testing.assert_array_equal(given_ends.free_ptr, want[0])
+    np.testing.assert_array_equal(given_ends.free_at, want[1])
 
 
 @settings(max_examples=20, deadline=None)

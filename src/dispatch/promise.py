@@ -244,6 +244,7 @@ class PromiseEngine:
         routes: Routes,
         now: float,
         pending: npt.ArrayLike | None = None,
+        route_end: F64 | None = None,
     ) -> SiteSummary:
         """Rebuild the per-site summary from the state after a dispatch tick, and swap it in.
 
@@ -254,6 +255,8 @@ class PromiseEngine:
             now: the state's time, epoch seconds.
             pending: int64[q], orders waiting for a rider (default: every order in no route, so pass only live
                 orders then).
+            route_end: float64[m], when each rider's route ends (``evaluate_routes``' ``tot[0]``), for a caller
+                that has it up to date (the simulator); default: the routes are evaluated here.
 
         Returns:
             The new summary.
@@ -269,7 +272,7 @@ class PromiseEngine:
             rows = np.flatnonzero(routes.length[:m] > 0)
             live = np.arange(routes.width)[None, :] < routes.length[rows, None]
             in_route[routes.order[rows][live]] = True
-        end_t, end_x, end_y = self._route_ends(orders, riders, routes, idx, now)
+        end_t, end_x, end_y = self._route_ends(orders, riders, routes, idx, now, route_end)
         end_t = np.where(starting[idx], np.maximum(end_t, riders.shift_start[idx]), end_t)
         if self._site_tree is None or idx.size == 0:
             free_site = np.zeros(0, dtype=np.int64)
@@ -334,24 +337,28 @@ class PromiseEngine:
         return cdist[idx], cnear[idx]
 
     def _route_ends(
-        self, orders: OrderTable, riders: RiderTable, routes: Routes, idx: I64, now: float
+        self, orders: OrderTable, riders: RiderTable, routes: Routes, idx: I64, now: float, known: F64 | None
     ) -> tuple[F64, F64, F64]:
         """Where and when riders ``idx`` (int64[k]) end their routes: ``(end_t, end_x, end_y)``, float64[k] each
-        (the rider's own position and ``max(avail, now)`` for an empty route). Only the riders of ``idx`` with a
-        route are evaluated, into arrays sized for them."""
+        (the rider's own position and ``max(avail, now)`` for an empty route). The end times come from ``known``
+        (float64[m]) when given; else only the riders of ``idx`` with a route are evaluated, into arrays sized for
+        them."""
         end_t = np.maximum(riders.avail[idx], now)
         end_x = riders.x[idx]
         end_y = riders.y[idx]
         has = np.flatnonzero(routes.length[idx] > 0)
         if has.size:
             rows = idx[has]
-            sub_riders = tuple(a[rows] for a in riders.as_tuple())
-            sub_routes = tuple(a[rows] for a in routes.as_tuple())
-            _, tot = evaluate_routes(orders.as_tuple(), sub_riders, sub_routes, self._travel, _WEIGHTS, MIXED)
+            if known is None:
+                sub_riders = tuple(a[rows] for a in riders.as_tuple())
+                sub_routes = tuple(a[rows] for a in routes.as_tuple())
+                ends = evaluate_routes(orders.as_tuple(), sub_riders, sub_routes, self._travel, _WEIGHTS, MIXED)[1][0]
+            else:
+                ends = known[rows]
             last = routes.length[rows] - 1
             lo = routes.order[rows, last]
             lk = routes.kind[rows, last]
-            end_t[has] = np.maximum(tot[0], now)
+            end_t[has] = np.maximum(ends, now)
             end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
             end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
         return end_t, end_x, end_y

@@ -140,7 +140,8 @@ def run_shard(
             new = np.arange(next_order, hi, dtype=np.int64)
             if engine is not None:
                 homing.place(riders, now)
-                engine.update(orders, riders, routes, now, pending)
+                cache.refresh(routes, np.flatnonzero(routes.length > 0))
+                engine.update(orders, riders, routes, now, pending, cache.tot[0])
                 new = quote_new_orders(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
                     orders.promised, quotes,
