@@ -220,3 +220,19 @@ def test_rider_side_keeps_each_orders_cheapest_proposals(seed: int, m: int, k: i
     got = set(rider_only.pair_r.tolist())
     assert len(got) <= k + cap < m
     assert cheapest <= got
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), g=st.integers(1, 12), s=st.integers(1, 4))
+def test_nearest_groups_matches_a_kd_tree(seed: int, n: int, g: int, s: int) -> None:
+    from scipy.spatial import cKDTree
+
+    from dispatch.kernels.candidates import nearest_groups
+
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(-5e3, 5e3, (n, 2))
+    c = rng.uniform(-5e3, 5e3, (g, 2))
+    k = min(s, g)
+    got = nearest_groups(p[:, 0].copy(), p[:, 1].copy(), c[:, 0].copy(), c[:, 1].copy(), k, 4000.0)
+    _d, want = cKDTree(c).query(p, k=k, distance_upper_bound=4000.0)
+    assert np.array_equal(got, np.asarray(want, dtype=np.int64).reshape(n, k))

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from dispatch.kernels.candidates import expand_groups
+from dispatch.kernels.candidates import expand_groups, nearest_groups
 from dispatch.kernels.summary import visits
 from dispatch.state import OrderTable, RiderTable, Routes
 
@@ -39,6 +39,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 SITES_PER_RIDER = 4  # the rider side looks at the orders of this many nearest sites
+BRUTE_FORCE_SITES = 64  # with at most this many pickup sites in a tick, riders find their nearest by brute force
 RIDER_SIDE_PER_ORDER = 8  # an order keeps at most this many times k rider-side pairs (its cheapest)
 
 
@@ -152,10 +153,14 @@ def candidate_pairs(
         dist = np.asarray(dist, dtype=np.float64).reshape(sites.shape[0], kmax)
         nbr = np.asarray(nbr, dtype=np.int64).reshape(sites.shape[0], kmax)
         n_site_nbrs = min(sites.shape[0], SITES_PER_RIDER)
-        _d, rider_sites = cKDTree(centre, balanced_tree=False, compact_nodes=False).query(
-            np.column_stack([free_x[ok_idx], free_y[ok_idx]]), k=n_site_nbrs, distance_upper_bound=max_reach_m
-        )
-        rider_sites = np.asarray(rider_sites, dtype=np.int64).reshape(ok_idx.shape[0], n_site_nbrs)
+        if sites.shape[0] <= BRUTE_FORCE_SITES:
+            cx, cy = np.ascontiguousarray(centre[:, 0]), np.ascontiguousarray(centre[:, 1])
+            rider_sites = nearest_groups(free_x[ok_idx], free_y[ok_idx], cx, cy, n_site_nbrs, float(max_reach_m))
+        else:
+            _d, rider_sites = cKDTree(centre, balanced_tree=False, compact_nodes=False).query(
+                np.column_stack([free_x[ok_idx], free_y[ok_idx]]), k=n_site_nbrs, distance_upper_bound=max_reach_m
+            )
+            rider_sites = np.asarray(rider_sites, dtype=np.int64).reshape(ok_idx.shape[0], n_site_nbrs)
         vs = np.argsort(vis.site, kind="stable")
         vis_t = (vis.site[vs], vis.rider[vs], vis.at[vs], vis.q0[vs], vis.q1[vs], vis.drop_x, vis.drop_y,
                  vis.drop_loc)  # fmt: skip

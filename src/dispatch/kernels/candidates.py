@@ -5,6 +5,8 @@ See ``dispatch.candidates`` for the rule. Everything here takes and returns arra
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
@@ -100,6 +102,37 @@ def _offer(vals, ids, count, t, k, v, i):
         b -= 1
     vals[t, b] = v
     ids[t, b] = i
+
+
+@kernel
+def nearest_groups(px, py, cx, cy, S, reach):
+    """For each point (float64[n] ``px``, ``py``), the ``S`` nearest of G centres (float64[G] ``cx``, ``cy``)
+    closer than ``reach``, nearest first (ties: the lower index first), by brute force: int64[n, S], index G
+    where there are fewer. For the few pickup sites of a tick, cheaper than a k-d tree's per-query overhead."""
+    n = px.shape[0]
+    G = cx.shape[0]
+    out = np.full((n, S), G, dtype=np.int64)
+    best = np.empty(S)
+    for i in range(n):
+        c = 0
+        for g in range(G):
+            d = math.sqrt((cx[g] - px[i]) ** 2 + (cy[g] - py[i]) ** 2)
+            if not d < reach:
+                continue
+            if c < S:
+                b = c
+                c += 1
+            elif d < best[c - 1]:
+                b = c - 1
+            else:
+                continue
+            while b > 0 and best[b - 1] > d:
+                best[b] = best[b - 1]
+                out[i, b] = out[i, b - 1]
+                b -= 1
+            best[b] = d
+            out[i, b] = g
+    return out
 
 
 @kernel
