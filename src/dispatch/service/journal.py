@@ -79,7 +79,12 @@ class Journal:
         row = self._db.execute("SELECT MIN(seq) FROM journal WHERE seq IS NOT NULL").fetchone()
         self._first_seq = int(row[0]) if row and row[0] is not None else 0
         self._queue: deque[tuple[int, Record]] = deque()
-        self._cond = threading.Condition()
+        # One lock, two conditions: appends wake only the writer (and only when it sleeps), a commit wakes the
+        # acknowledgers; a wake-up of every waiting request thread at every append costs GIL hand-overs.
+        self._cond = threading.Lock()
+        self._work = threading.Condition(self._cond)
+        self._done = threading.Condition(self._cond)
+        self._writer_idle = False
         self._ticket = 0
         self._committed = 0
         self._closing = False
@@ -134,7 +139,8 @@ class Journal:
                 raise JournalFullError(f"journal queue at its bound of {self._limit} records")
             self._ticket += 1
             self._queue.append((self._ticket, Record(kind, payload, seq, obj)))
-            self._cond.notify_all()
+            if self._writer_idle:
+                self._work.notify()
             return self._ticket
 
     def check_room(self, n: int = 1) -> None:
@@ -152,7 +158,7 @@ class Journal:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise JournalError(f"not committed within {timeout:g} s")
-                self._cond.wait(left)
+                self._done.wait(left)
 
     @property
     def depth(self) -> int:
@@ -167,7 +173,9 @@ class Journal:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
-                    self._cond.wait(0.5)
+                    self._writer_idle = True
+                    self._work.wait(0.5)
+                    self._writer_idle = False
                 if not self._queue and self._closing:
                     return
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), _BATCH))]
@@ -183,13 +191,13 @@ class Journal:
                 log.error("journal write failed", extra={"error": str(exc)})
                 with self._cond:
                     self._error = exc
-                    self._cond.notify_all()
+                    self._done.notify_all()
                 return
             self.commits += 1
             self.records += len(batch)
             with self._cond:
                 self._committed = batch[-1][0]
-                self._cond.notify_all()
+                self._done.notify_all()
             if self._on_commit is not None:
                 try:
                     self._on_commit([r for _, r in batch])
@@ -200,7 +208,7 @@ class Journal:
         """Write everything queued, stop the writer and close the file."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
+            self._work.notify_all()
         if self._thread is not None:
             self._thread.join()
         self._db.close()

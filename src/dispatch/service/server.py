@@ -8,6 +8,7 @@ seconds, the tick in progress finishes, the journal is flushed and closed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -180,6 +181,8 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
 def serve_forever(cfg: ServiceConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop gracefully. Returns the exit code."""
     running = create_server(cfg)
+    gc.freeze()  # what startup built (the replayed journal, the kernels) is never collected: keep it out of reach
+    running.loop.freeze_gc = True
     done = threading.Event()
 
     def handle(signum: int, _frame: Any) -> None:

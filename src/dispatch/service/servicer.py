@@ -178,9 +178,12 @@ class Servicer(pbg.DispatchServiceServicer):
             except JournalError as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
             n_ok += 1
-            yield pb.SubmitOrdersResponse(
-                order_id=oid, accepted=pb.SubmitOrderResponse(order=self.store.order_proto(rec), duplicate=dup)
-            )
+            resp = pb.SubmitOrdersResponse(order_id=oid)  # built in place: no copy of a copy of the order
+            ok = resp.accepted
+            ok.order.CopyFrom(rec.proto)
+            ok.order.state = rec.state
+            ok.duplicate = dup
+            yield resp
         if self.metrics is not None:
             self.metrics.requests.labels("SubmitOrders", "OK").inc()
 
@@ -226,20 +229,15 @@ class Servicer(pbg.DispatchServiceServicer):
                 raise v.invalid(
                     "events", f"{exc.message} (message at event index {index}; {accepted} earlier events accepted)"
                 ) from None
-            items = []
-            for raw in msg.events:
-                try:
-                    items.append((index, v.rider_event(raw), raw))
-                except v.RefusalError as exc:
-                    out.rejections.add(index=index, rider_id=raw.rider_id[: v.MAX_ID_LEN], rejection=exc.rejection())
-                index += 1
+            items, bad = v.rider_events(msg.events, index)
+            index += len(msg.events)
             if items:
-                whole = msg if len(items) == len(msg.events) else None
-                n, refused, t = self.store.rider_events(items, time.time(), whole)
+                n, refused, t = self.store.rider_events(items, time.time(), None if bad else msg)
                 accepted += n
                 ticket = max(ticket, t)
-                for idx, rid, err in refused:
-                    out.rejections.add(index=idx, rider_id=rid, rejection=err.rejection())
+                bad.extend(refused)
+            for idx, rid, err in bad:
+                out.rejections.add(index=idx, rider_id=rid, rejection=err.rejection())
         if ticket:
             self.journal.wait(ticket)
         out.accepted = accepted

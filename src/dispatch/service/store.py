@@ -21,11 +21,12 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from dispatch.geo import EARTH_RADIUS_M, Projection, haversine_m
 from dispatch.policy import DispatchParams
@@ -39,6 +40,8 @@ from dispatch.service.validate import (
     NOT_FOUND,
     RESOURCE_EXHAUSTED,
     EventIn,
+    EventItem,
+    LocationRun,
     OrderIn,
     RefusalError,
     canonical,
@@ -50,6 +53,7 @@ log = logging.getLogger("dispatch.service.store")
 
 FRAME_GAP_M = 1e6
 MAX_FROM_GROUP_M = 400_000.0  # a rider farther than this from its group's centre would leave the frame
+_FAR = "more than 400 km from the rider's area; go OFFLINE and ONLINE there"
 
 PENDING = pb.ORDER_STATE_PENDING
 ASSIGNED = pb.ORDER_STATE_ASSIGNED
@@ -217,6 +221,8 @@ class Store:
             self.site_index[s.id] = i
         self._site_lat = lat
         self._site_lng = lng
+        self._frame_phi0 = np.radians(np.array([p.lat0 for p in self.projections], dtype=np.float64))
+        self._frame_lng0 = np.array([p.lng0 for p in self.projections], dtype=np.float64)
 
     def to_frame(self, group: int, lat: float, lng: float) -> tuple[float, float]:
         """WGS84 degrees -> metres in the group's frame: ``Projection.to_xy`` in scalar math (a request's hot
@@ -232,6 +238,24 @@ class Store:
         c_sin = math.hypot(a, b)
         c = math.atan2(c_sin, c_cos)
         k = c / c_sin if c_sin > 0.0 else 1.0
+        return EARTH_RADIUS_M * k * a + group * FRAME_GAP_M, EARTH_RADIUS_M * k * b
+
+    def to_frame_many(
+        self, group: npt.NDArray[np.int64], lat: npt.NDArray[np.float64], lng: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """``to_frame`` for many points: group int64[n], lat and lng float64[n] degrees -> x, y float64[n] metres."""
+        phi0 = self._frame_phi0[group]
+        sin0, cos0 = np.sin(phi0), np.cos(phi0)
+        phi = np.radians(lat)
+        dlam = np.radians(lng - self._frame_lng0[group])
+        cos_phi, sin_phi, cos_dlam = np.cos(phi), np.sin(phi), np.cos(dlam)
+        a = cos_phi * np.sin(dlam)
+        b = cos0 * sin_phi - sin0 * cos_phi * cos_dlam
+        c_cos = sin0 * sin_phi + cos0 * cos_phi * cos_dlam
+        c_sin = np.hypot(a, b)
+        c = np.arctan2(c_sin, c_cos)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            k = np.where(c_sin > 0.0, c / c_sin, 1.0)
         return EARTH_RADIUS_M * k * a + group * FRAME_GAP_M, EARTH_RADIUS_M * k * b
 
     def address_xy(self, lat: float, lng: float, site: int | None = None) -> tuple[float, float]:
@@ -361,19 +385,24 @@ class Store:
 
     def rider_events(
         self,
-        items: list[tuple[int, EventIn, pb.RiderEvent]],
+        items: Sequence[LocationRun | EventItem],
         now: float,
         whole: pb.ReportRiderEventsRequest | None = None,
     ) -> tuple[int, list[tuple[int, str, RefusalError]], int]:
-        """Apply checked events in order. Returns (accepted, [(index, rider_id, refusal)], last ticket). ``whole``:
-        the request message when ``items`` are all of its events (then, when every one is accepted, its bytes are
-        journaled as they are, without a copy)."""
+        """Apply checked events in order under one hold of the lock: ``items`` are runs of plain LOCATION events
+        (applied as a batch) and single events (``(index, event, raw)``). Returns (accepted, [(index, rider_id,
+        refusal)], last ticket). ``whole``: the request message when ``items`` hold all of its events (then, when
+        every one is accepted, its bytes are journaled as they are, without a copy)."""
         accepted = 0
         refused: list[tuple[int, str, RefusalError]] = []
         ticket = 0
         with self.lock:
             acc = _Accepted(whole)
-            for idx, ev, raw in items:
+            for item in items:
+                if isinstance(item, LocationRun):
+                    accepted += self._locations(item, acc, refused)
+                    continue
+                idx, ev, raw = item
                 try:
                     if self.journal is not None:
                         self._room(3)
@@ -387,6 +416,39 @@ class Store:
             if acc.events:
                 ticket = self._append(jr.EVENTS, acc.payload()) or ticket
         return accepted, refused, ticket
+
+    def _locations(self, run: LocationRun, acc: _Accepted, refused: list[tuple[int, str, RefusalError]]) -> int:
+        """Apply a run of LOCATION events (as ``_apply_rider_event`` would one by one, with the frame positions
+        computed for the whole run at once); returns how many were accepted."""
+        if self.journal is not None:
+            try:
+                self._room(3)
+            except RefusalError as exc:
+                refused.extend(zip(run.index, run.rider_id, [exc] * len(run.index), strict=True))
+                return 0
+        riders = self.riders
+        recs = [riders.get(rid) for rid in run.rider_id]
+        group = np.fromiter((0 if r is None else r.group for r in recs), dtype=np.int64, count=len(recs))
+        xa, ya = self.to_frame_many(group, np.asarray(run.lat, dtype=np.float64), np.asarray(run.lng, np.float64))
+        far = ((np.abs(xa - group * FRAME_GAP_M) > MAX_FROM_GROUP_M) | (np.abs(ya) > MAX_FROM_GROUP_M)).tolist()
+        xs, ys = xa.tolist(), ya.tolist()
+        accepted = 0
+        events = acc.events
+        for k, r in enumerate(recs):
+            if r is None:
+                rid = run.rider_id[k]
+                why = f"unknown rider {rid!r} (a rider is known from its first ONLINE)"
+                refused.append((run.index[k], rid, RefusalError(NOT_FOUND, "rider_id", why)))
+                continue
+            at = run.at[k]
+            if at >= r.at:
+                if far[k]:
+                    refused.append((run.index[k], r.id, RefusalError(FAILED_PRECONDITION, "position", _FAR)))
+                    continue
+                r.lat, r.lng, r.at, r.x, r.y = run.lat[k], run.lng[k], at, xs[k], ys[k]
+            events.append(run.raw[k])
+            accepted += 1
+        return accepted
 
     def _flush(self, acc: _Accepted) -> None:
         if acc.events:
@@ -439,11 +501,7 @@ class Store:
         if ev.lat is not None and ev.lng is not None and ev.at >= r.at:
             x, y = self.to_frame(r.group, ev.lat, ev.lng)
             if abs(x - r.group * FRAME_GAP_M) > MAX_FROM_GROUP_M or abs(y) > MAX_FROM_GROUP_M:
-                raise RefusalError(
-                    FAILED_PRECONDITION,
-                    "position",
-                    "more than 400 km from the rider's area; go OFFLINE and ONLINE there",
-                )
+                raise RefusalError(FAILED_PRECONDITION, "position", _FAR)
             r.lat, r.lng, r.at, r.x, r.y = ev.lat, ev.lng, ev.at, x, y
         if kind == pb.RIDER_EVENT_KIND_LOCATION:
             accept()
@@ -541,20 +599,20 @@ class Store:
 
     def route_proto(self, r: RiderRec, out: pb.Route | None = None) -> pb.Route:
         route = pb.Route() if out is None else out
+        add = route.stops.add
+        orders, sites, etas, n_eta, frozen = self.orders, self.sites, r.etas, len(r.etas), r.frozen
         for s, (oid, k) in enumerate(r.stops):
-            o = self.orders[oid]
-            st = route.stops.add()
-            st.kind = _KIND_TO_PB[k]
-            st.order_id = oid
+            o = orders[oid]
+            st = add(kind=_KIND_TO_PB[k], order_id=oid, frozen=s < frozen)
+            pos = st.position
             if k == PICKUP:
-                site = self.sites[o.site].spec
-                st.position.lat, st.position.lng = site.lat, site.lng
+                site = sites[o.site].spec
+                pos.lat, pos.lng = site.lat, site.lng
             else:
-                st.position.lat, st.position.lng = o.lat, o.lng
-            eta = r.etas[s] if s < len(r.etas) else math.nan
+                pos.lat, pos.lng = o.lat, o.lng
+            eta = etas[s] if s < n_eta else math.nan
             if math.isfinite(eta):
                 ts(eta, st.eta)
-            st.frozen = s < r.frozen
         return route
 
     def _event(self, kind: int, now: float, order_id: str, r: RiderRec | None, reason: int = 0) -> pb.AssignmentEvent:
@@ -574,11 +632,18 @@ class Store:
             # event that never reached the journal was never published, so it takes no sequence number.
             return 0
         batch = pb.WatchAssignmentsResponse()
-        for ev in events:
+        batch.events.extend(events)
+        return self.emit_batch(batch)
+
+    def emit_batch(self, batch: pb.WatchAssignmentsResponse) -> int:
+        """``_emit`` for events already built in one message (numbered in place); 0 when it holds none."""
+        if not batch.events or self.journal is None:
+            return 0
+        first = self.seq + 1
+        for ev in batch.events:
             self.seq += 1
             ev.sequence = self.seq
-        batch.events.extend(events)
-        return self._append(jr.ASSIGN, batch.SerializeToString(), events[0].sequence, batch)
+        return self._append(jr.ASSIGN, batch.SerializeToString(), first, batch)
 
     def apply_event(self, ev: pb.AssignmentEvent) -> None:
         """Replay: set the rider's route from the event and the order's state (idempotent)."""
@@ -668,9 +733,15 @@ class Store:
                 resp = pb.UpdateParamsResponse.FromString(rec.payload)
                 self.params, self.promise = from_proto(resp.params, self.params, self.promise)
                 self.params_version = int(resp.version)
-        for rid in moved:
-            r = self.riders[rid]
-            r.x, r.y = self.to_frame(r.group, r.lat, r.lng)
+        if moved:
+            recs = [self.riders[rid] for rid in moved]
+            xs, ys = self.to_frame_many(
+                np.array([r.group for r in recs], dtype=np.int64),
+                np.array([r.lat for r in recs], dtype=np.float64),
+                np.array([r.lng for r in recs], dtype=np.float64),
+            )
+            for r, x, y in zip(recs, xs.tolist(), ys.tolist(), strict=True):
+                r.x, r.y = x, y
         self.dirty_riders.clear()
         self.dirty_orders.clear()
         if skipped:
