@@ -112,26 +112,14 @@ def nearest_groups(px, py, cx, cy, S, reach):
     n = px.shape[0]
     G = cx.shape[0]
     out = np.full((n, S), G, dtype=np.int64)
+    ids = np.arange(G)
+    dist = np.empty(G)
     best = np.empty(S)
     for i in range(n):
-        c = 0
         for g in range(G):
             d = math.sqrt((cx[g] - px[i]) ** 2 + (cy[g] - py[i]) ** 2)
-            if not d < reach:
-                continue
-            if c < S:
-                b = c
-                c += 1
-            elif d < best[c - 1]:
-                b = c - 1
-            else:
-                continue
-            while b > 0 and best[b - 1] > d:
-                best[b] = best[b - 1]
-                out[i, b] = out[i, b - 1]
-                b -= 1
-            best[b] = d
-            out[i, b] = g
+            dist[g] = d if d < reach else np.inf
+        _keep_best(dist, ids, G, S, best, out[i])
     return out
 
 
