@@ -37,7 +37,7 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 @device
 def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
     """Index of rider r's visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
-    ``_visits_by_rider``)."""
+    ``_buckets`` by rider)."""
     for a in range(rv_ptr[r], rv_ptr[r + 1]):
         v = rv_idx[a]
         if vis_site[v] == site:
@@ -46,19 +46,20 @@ def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
 
 
 @kernel
-def _visits_by_rider(vis_rider, n_riders):
-    """Each rider's visits: ``rv_idx[rv_ptr[r]:rv_ptr[r + 1]]`` (int64[n_riders + 1], int64[V]), a counting sort."""
-    ptr = np.zeros(n_riders + 1, dtype=np.int64)
-    for v in range(vis_rider.shape[0]):
-        ptr[vis_rider[v] + 1] += 1
-    for r in range(n_riders):
-        ptr[r + 1] += ptr[r]
-    fill = ptr[:n_riders].copy()
-    idx = np.empty(vis_rider.shape[0], dtype=np.int64)
-    for v in range(vis_rider.shape[0]):
-        idx[fill[vis_rider[v]]] = v
-        fill[vis_rider[v]] += 1
-    return ptr, idx
+def _buckets(bucket, n_buckets):
+    """A stable counting sort of items by ``bucket`` (int64[n], each in 0..n_buckets-1): the items of bucket b are
+    ``order[ptr[b]:ptr[b + 1]]`` (int64[n_buckets + 1], int64[n]), in their original order."""
+    ptr = np.zeros(n_buckets + 1, dtype=np.int64)
+    for v in range(bucket.shape[0]):
+        ptr[bucket[v] + 1] += 1
+    for b in range(n_buckets):
+        ptr[b + 1] += ptr[b]
+    fill = ptr[:n_buckets].copy()
+    order = np.empty(bucket.shape[0], dtype=np.int64)
+    for v in range(bucket.shape[0]):
+        order[fill[bucket[v]]] = v
+        fill[bucket[v]] += 1
+    return ptr, order
 
 
 @device
@@ -292,7 +293,7 @@ def expand_groups(
                 w += 1
     # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites.
     if k_rider > 0:
-        rv_ptr, rv_idx = _visits_by_rider(vis_rider, n_riders)
+        rv_ptr, rv_idx = _buckets(vis_rider, n_riders)
         vals = np.empty(S * max_size)
         ids = np.empty(S * max_size, dtype=np.int64)
         side_v = np.empty((n_members, per_order))
@@ -345,18 +346,13 @@ def _sorted_unique(keys, n_riders, members):
     rank = {}
     for i in range(n_members):
         rank[members[by_id[i]]] = i
-    ptr = np.zeros(n_members + 1, dtype=np.int64)
     slot = np.empty(keys.shape[0], dtype=np.int64)
     for p in range(keys.shape[0]):
         slot[p] = rank[keys[p] // n_riders]
-        ptr[slot[p] + 1] += 1
-    for i in range(n_members):
-        ptr[i + 1] += ptr[i]
-    fill = ptr[:n_members].copy()
+    ptr, perm = _buckets(slot, n_members)
     riders = np.empty(keys.shape[0], dtype=np.int64)
-    for p in range(keys.shape[0]):
-        riders[fill[slot[p]]] = keys[p] % n_riders
-        fill[slot[p]] += 1
+    for a in range(keys.shape[0]):
+        riders[a] = keys[perm[a]] % n_riders
     pair_o = np.empty(keys.shape[0], dtype=np.int64)
     pair_r = np.empty(keys.shape[0], dtype=np.int64)
     w = 0
