@@ -122,7 +122,7 @@ def run_shard(
 
     routes = Routes.empty(m, 2 * params.max_orders_per_rider + 2)
     scratch = np.full(n, -1, dtype=np.int64)
-    cache = EvalCache(orders, riders, day.travel, params, routes.width)
+    cache = EvalCache(orders, riders, day.travel, policy.params, routes.width)  # as the policy plans
     pending = np.zeros(0, dtype=np.int64)
     next_order = 0
     last_placed = float(orders.placed[-1]) if n else day.start
