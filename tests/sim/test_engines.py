@@ -11,14 +11,26 @@ from dispatch.sim.engines import EngineError, run_jobs, run_local
 from dispatch.sim.run import SimConfig, run_day
 
 
-def _square(x: int) -> int:
+def _square(shared: object, x: int) -> int:
     return x * x
+
+
+def _scaled(shared: dict[str, int], x: int) -> int:
+    return shared["factor"] * x
 
 
 def test_local_keeps_job_order_in_and_out_of_process() -> None:
     jobs = list(range(7))
     assert list(run_local(jobs, _square, 1)) == [x * x for x in jobs]
     assert list(run_local(jobs, _square, 2)) == [x * x for x in jobs]
+
+
+def test_every_job_sees_the_shared_object_in_every_process() -> None:
+    jobs = list(range(9))
+    shared = {"factor": 7}
+    assert list(run_local(jobs, _scaled, 1, shared)) == [7 * x for x in jobs]
+    assert list(run_local(jobs, _scaled, 3, shared)) == [7 * x for x in jobs]
+    assert list(run_jobs("local", jobs, _scaled, 2, shared=shared)) == [7 * x for x in jobs]
 
 
 def test_unknown_engine_and_misplaced_address() -> None:

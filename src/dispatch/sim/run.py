@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,18 +28,21 @@ from dispatch.promise_params import PromiseParams
 from dispatch.sim.engines import ENGINES, run_jobs
 from dispatch.sim.kpi import DayOutcome, hourly, summary
 from dispatch.sim.log import OrderLog
-from dispatch.sim.loop import ShardDay, ShardResult, run_shard
+from dispatch.sim.loop import ShardResult, run_shard
 from dispatch.sim.quoting import quote_outcome, shard_promise
-from dispatch.sim.shard import build_shard, day_window, plan_shards
+from dispatch.sim.shard import ShardPlan, build_shard, day_window, order_sites, plan_shards, shard_rows
+
+SHARD_ORDERS = 4_000_000
+"""Most orders a shard holds when the number of shards is left to ``default_shards`` (about 0.8 GB of tables)."""
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """How to run: ``policy`` (kernel, greedy, ortools), ``params``, ``engine`` (local, ray), ``workers`` (processes
-    or, on ray, CPUs of a private local Ray; None = one per core), ``shards`` (site groups; None = one per worker;
-    the outcome does not depend on it), ``seed`` (recorded in the summary), ``address`` (ray only: None = a
-    private local Ray, ``auto`` or ``ray://host:port`` = a cluster), ``promise`` (quote every order when placed,
-    the customer taking the first option; None = keep the log's promises)."""
+    or, on ray, CPUs of a private local Ray; None = one per core), ``shards`` (site groups; None =
+    ``default_shards``; the outcome does not depend on it), ``seed`` (recorded in the summary), ``address`` (ray
+    only: None = a private local Ray, ``auto`` or ``ray://host:port`` = a cluster), ``promise`` (quote every
+    order when placed, the customer taking the first option; None = keep the log's promises)."""
 
     policy: str = "kernel"
     params: DispatchParams = field(default_factory=DispatchParams)
@@ -49,9 +54,30 @@ class SimConfig:
     promise: PromiseParams | None = None
 
 
-def _run_one(job: tuple[ShardDay, str, DispatchParams]) -> ShardResult:
-    day, policy, params = job
-    return run_shard(day, make_policy(policy, params), params)
+@dataclass(frozen=True)
+class _ShardJob:
+    """What a worker needs besides the log (which every worker shares): a small object, cheap to send."""
+
+    sites: npt.NDArray[np.int64]
+    window: tuple[float, float]
+    policy: str
+    params: DispatchParams
+    promise: PromiseParams | None
+
+
+def _run_one(log: OrderLog, job: _ShardJob) -> ShardResult:
+    """Build the shard from the shared log in the worker, then run it: the parent never holds the shards."""
+    day = build_shard(log, job.sites, job.window)
+    if job.promise is not None:
+        day.promise = shard_promise(log, job.sites, job.promise)
+    return run_shard(day, make_policy(job.policy, job.params), job.params)
+
+
+def default_shards(log: OrderLog, workers: int) -> int:
+    """One shard per worker, or more on a large log so that each holds at most ``SHARD_ORDERS`` orders (a shard's
+    tables live in its worker for its whole run), in a multiple of ``workers`` to keep them evenly busy."""
+    per_worker = max(1, math.ceil(len(log.orders) / (SHARD_ORDERS * workers)))
+    return workers * per_worker
 
 
 def run_day(
@@ -64,38 +90,36 @@ def run_day(
         raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {config.engine!r}")
     make_policy(config.policy, config.params)  # fail early on a bad policy name
     workers = config.workers or os.cpu_count() or 1
-    plan = plan_shards(log, config.shards or workers)
+    plan = plan_shards(log, config.shards or default_shards(log, workers))
     window = day_window(log, config.params.tick_s)
-    jobs = []
-    for sites in plan.shards:
-        day = build_shard(log, sites, window)
-        if config.promise is not None:
-            day.promise = shard_promise(log, sites, config.promise)
-        jobs.append((day, config.policy, config.params))
+    jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise) for sites in plan.shards]
     results: list[ShardResult] = []
-    for res in run_jobs(config.engine, jobs, _run_one, workers, config.address):  # in shard order
+    for res in run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log):  # in shard order
         results.append(res)
         if on_shard is not None:
             on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
-    return _outcome(jobs, results), results
+    return _outcome(log, plan, results), results
 
 
-def _outcome(jobs: list[tuple[ShardDay, str, DispatchParams]], results: list[ShardResult]) -> DayOutcome:
+def _outcome(log: OrderLog, plan: ShardPlan, results: list[ShardResult]) -> DayOutcome:
     def cat(parts: list[Any]) -> Any:
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    days = [j[0] for j in jobs]
+    o_site = order_sites(log)
+    rows = [shard_rows(log, np.sort(sites), o_site) for sites in plan.shards]  # the rows each shard ran, in order
+    o_rows = cat([r.orders for r in rows]).astype(np.int64)
+    del o_site
     return DayOutcome(
         order_id=cat([r.order_id for r in results]).astype(np.int64),
-        site_id=cat([d.orders.site for d in days]).astype(np.int64),
-        placed=cat([d.orders.placed for d in days]),
-        ready=cat([d.orders.ready for d in days]),
+        site_id=cat([r.order_site for r in rows]).astype(np.int64),
+        placed=log.orders.placed_at[o_rows],
+        ready=log.orders.ready_at[o_rows],
         **quote_outcome(results),  # promised (the deadlines in force), quoted_eta, declined, deferred
         assigned_at=cat([r.assigned_at for r in results]),
         picked_at=cat([r.picked_at for r in results]),
         delivered_at=cat([r.delivered_at for r in results]),
         rider_id=cat([r.rider for r in results]).astype(np.int64),
-        rider_shift_start=cat([d.riders.shift_start for d in days]),
+        rider_shift_start=log.riders.shift_start[cat([r.riders for r in rows]).astype(np.int64)],
         rider_online_s=cat([r.rider_online_s for r in results]),
         rider_metres=cat([r.rider_metres for r in results]),
         rider_delivered=cat([r.rider_delivered for r in results]).astype(np.int64),

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.geo import ProfileTravelTime, Projection, SpeedProfile
-from dispatch.sim.log import OrderLog, TravelModel, site_index
+from dispatch.sim.log import RIDERS_FILE, OrderLog, TravelModel, site_index
 from dispatch.sim.loop import DRAIN_S, ShardDay
 from dispatch.state import OrderTable, RiderTable
 
@@ -81,34 +81,54 @@ def day_window(log: OrderLog, tick_s: float) -> tuple[float, float]:
     return float(start), last + DRAIN_S
 
 
-def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float]) -> ShardDay:
+def order_sites(log: OrderLog) -> I64:
+    """Each order's site row in ``log.sites`` (int64[n])."""
+    return site_index(log.sites, log.orders.site_id)
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """Which log rows a shard holds, in the shard's order: ``orders`` int64 rows of ``log.orders`` (sorted by
+    placed_at, as the log) and their site rows ``order_site``; ``riders`` rows of ``log.riders`` and
+    ``rider_site``."""
+
+    orders: I64
+    order_site: I64
+    riders: I64
+    rider_site: I64
+
+
+def shard_rows(log: OrderLog, site_idx: I64, o_site: I64 | None = None) -> ShardRows:
+    """The rows of the sites ``site_idx`` (indices into ``log.sites``); ``o_site``: ``order_sites(log)`` when the
+    caller has it (it is the costly part on a large log)."""
+    member = np.zeros(len(log.sites), dtype=bool)
+    member[site_idx] = True
+    if o_site is None:
+        o_site = order_sites(log)
+    o_sel = np.flatnonzero(member[o_site]).astype(np.int64)  # stays sorted by placed_at
+    r_site = site_index(log.sites, log.riders.site_id, file=RIDERS_FILE)
+    r_sel = np.flatnonzero(member[r_site]).astype(np.int64)
+    return ShardRows(o_sel, o_site[o_sel], r_sel, r_site[r_sel])
+
+
+def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float], o_site: I64 | None = None) -> ShardDay:
     """The ShardDay of the sites ``site_idx`` (indices into ``log.sites``), ticking over ``window``
-    (``day_window``)."""
+    (``day_window``); ``o_site`` as in ``shard_rows``."""
     sites = log.sites
-    site_idx = np.sort(site_idx)
     # A site's frame is its row in the log (not its place in the shard), so its coordinates, and every float
     # computed from them, are the same whatever shard it is in.
     frame = np.arange(len(sites), dtype=np.int64)
-    member = np.zeros(len(sites), dtype=bool)
-    member[site_idx] = True
-    sid_sorted = np.argsort(sites.site_id, kind="stable")
-
-    def index_of(site_id: npt.NDArray[np.int64]) -> I64:
-        pos = np.searchsorted(sites.site_id[sid_sorted], site_id)
-        return sid_sorted[pos].astype(np.int64)
-
-    o_site = index_of(log.orders.site_id)
-    o_sel = np.flatnonzero(member[o_site])  # stays sorted by placed_at
-    r_site = index_of(log.riders.site_id)
-    r_sel = np.flatnonzero(member[r_site])
-    os_, rs_ = o_site[o_sel], r_site[r_sel]
+    rows = shard_rows(log, np.sort(site_idx), o_site)
+    o_sel, r_sel, os_, rs_ = rows.orders, rows.riders, rows.order_site, rows.rider_site
 
     def to_local(site: I64, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[np.ndarray, np.ndarray]:
         """Positions in each site's own frame, the frames laid side by side along x."""
         lx = np.empty_like(x)
         ly = np.empty_like(y)
-        for s in np.unique(site):
-            sel = site == s
+        by_site = np.argsort(site, kind="stable")
+        cuts = np.flatnonzero(np.diff(site[by_site])) + 1
+        for sel in np.split(by_site, cuts) if site.shape[0] else []:
+            s = int(site[sel[0]])
             if log.meta.coordinates == "wgs84":
                 proj = Projection(float(sites.y[s]), float(sites.x[s]))
                 px, py = proj.to_xy(y[sel], x[sel])
