@@ -29,6 +29,7 @@ import numpy.typing as npt
 from dispatch.kernels.compact import compact_routes, scatter_routes
 from dispatch.policy import DispatchParams, Policy, Snapshot
 from dispatch.sim.evalcache import EvalCache
+from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
 from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
 
@@ -46,7 +47,10 @@ class ShardDay:
     ``riders``: one row per rider shift (``x``, ``y`` the start position; ``online`` is set by the loop);
     ``rider_id``: int64[m]; ``travel``: a ``TravelTime.arrays()`` tuple; ``start``: the first tick (ticks follow
     every ``tick_s`` from it); ``end``: no tick after it (default: ``DRAIN_S`` after the last order is placed);
-    ``promise``: quote every order when placed (``dispatch.sim.quoting``; None: keep the log's promises)."""
+    ``promise``: quote every order when placed (``dispatch.sim.quoting``; None: keep the log's promises);
+    ``rider_site``: int64[m], each rider's home site (as ``orders.site``): when given, a tick offers the policy
+    only the idle riders its sites' pending orders could want (``dispatch.sim.offer``); None: every online
+    rider."""
 
     orders: OrderTable
     order_id: I64
@@ -56,6 +60,7 @@ class ShardDay:
     start: float
     end: float | None = None
     promise: ShardPromise | None = None
+    rider_site: I64 | None = None
 
 
 @dataclass
@@ -131,6 +136,7 @@ def run_shard(
     tick_ms: list[float] = []
     now = day.start
     homing = Homing(riders, day.travel)
+    offer = _Offer(orders, day.rider_site, params)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -187,8 +193,9 @@ def run_shard(
         cache.dirty[routes.length == 0] = True  # idle riders: position and availability move with the clock
         if pending.size:
             homing.place(riders, now)
+            act_r = offer.riders(orders, riders, routes, pending)
             routes, ao, ar, pending, ms = _dispatch(
-                policy, orders, riders, routes, pending, day.travel, now, scratch, cache
+                policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
             tick_ms.append(ms)
             assigned_at[ao] = now
@@ -238,17 +245,18 @@ def _dispatch(
     orders: OrderTable,
     riders: RiderTable,
     routes: Routes,
+    act_r: I64,
     pending: I64,
     travel: tuple[object, ...],
     now: float,
     scratch: I64,
     cache: EvalCache,
 ) -> tuple[Routes, I64, I64, I64, float]:
-    """One policy tick on the compacted active set; returns the shard's routes, the new assignments (order and
-    rider indices of the shard), the orders still pending, and the policy's milliseconds. ``scratch``: int64[n],
-    all -1 (``kernels.compact``'s work array, reused from tick to tick); ``cache``: the shard's evaluations (the
-    policy gets the active riders' rows, and the riders whose routes it changes are marked for re-evaluation)."""
-    act_r = np.flatnonzero(riders.online | (routes.length > 0)).astype(np.int64)
+    """One policy tick on the compacted active set (riders ``act_r``, int64 ascending, every rider with stops
+    among them); returns the shard's routes, the new assignments (order and rider indices of the shard), the
+    orders still pending, and the policy's milliseconds. ``scratch``: int64[n], all -1 (``kernels.compact``'s
+    work array, reused from tick to tick); ``cache``: the shard's evaluations (the policy gets the active riders'
+    rows, and the riders whose routes it changes are marked for re-evaluation)."""
     act_o, *sub, local_pending = compact_routes(routes.as_tuple(), act_r, pending, scratch)
     cache.refresh(routes, act_r)
     snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel, cache.rows(act_r))
@@ -265,6 +273,34 @@ def _dispatch(
         act_o[res.unassigned_order],
         float(res.timings_ms.get("total", 0.0)),
     )
+
+
+class _Offer:
+    """The riders a tick offers the policy (``dispatch.sim.offer``), with the sites' positions taken from their
+    orders' pickups once."""
+
+    def __init__(self, orders: OrderTable, rider_site: I64 | None, params: DispatchParams) -> None:
+        self.rider_site = rider_site
+        self.params = params
+        top = int(orders.site.max(initial=-1))
+        if rider_site is not None:
+            top = max(top, int(rider_site.max(initial=-1)))
+        self.site_x = np.zeros(top + 1)
+        self.site_y = np.zeros(top + 1)
+        self.site_x[orders.site] = orders.pick_x
+        self.site_y[orders.site] = orders.pick_y
+
+    def riders(self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64) -> I64:
+        busy = routes.length > 0
+        if self.rider_site is None:
+            return np.flatnonzero(riders.online | busy).astype(np.int64)
+        p = self.params
+        ps = orders.site[pending]
+        quota = idle_quota(ps, self.site_x.shape[0], p.candidate_k)
+        onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
+        return offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
+                              self.site_y, onward, quota, p.reference_speed_mps,
+                              p.weight_distance / max(p.weight_time, 1e-9))  # fmt: skip
 
 
 def _advance(

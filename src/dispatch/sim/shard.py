@@ -173,4 +173,5 @@ def build_shard(log: OrderLog, site_idx: I64, window: tuple[float, float], o_sit
         travel=travel_arrays(log.meta.travel, log.meta.utc_offset_s),
         start=window[0],
         end=window[1],
+        rider_site=rs_.astype(np.int64),
     )

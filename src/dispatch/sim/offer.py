@@ -1,0 +1,79 @@
+"""Which riders a simulated tick offers the policy: every rider with stops, and only the idle riders that a site's
+pending orders could want.
+
+At a site, idle riders wait at or ride back to their start positions, and most of the fleet is idle most of the
+day (78% of the riders online in an average tick of the peak-day sample). A tick's cost grows with the riders it
+sees, yet the candidate rule (``dispatch.candidates``) lets an order consider at most ``k`` riders of its own and
+``RIDER_SIDE_PER_ORDER * k`` riders' proposals, its cheapest by an estimate, and a tick assigns at most as many
+idle riders as the site has pending orders. So each site with ``P`` pending orders is offered the
+``IDLE_PER_PENDING * P + (RIDER_SIDE_PER_ORDER + 1) * k`` idle riders that the same kind of estimate finds
+cheapest for a typical order of the site: the rider's time to ride to the site and on to the pending orders' mean
+drop-off distance (at the reference speed times its speed factor; the travel model's hour and detour are the same
+for all of them at one moment), plus the distance cost of the ride to the site. A site with nothing pending is
+offered none.
+
+This is candidate pruning, not a different policy: the dispatch core still chooses among the riders offered, and
+the selection depends only on the shard's own state (deterministic, whatever the shard's other sites).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.candidates import RIDER_SIDE_PER_ORDER
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+IDLE_PER_PENDING = 2
+
+
+def idle_quota(pending_site: I64, n_sites: int, k: int) -> I64:
+    """Idle riders to offer per site (int64[n_sites]): ``IDLE_PER_PENDING * P + (RIDER_SIDE_PER_ORDER + 1) * k``
+    where ``P`` > 0 orders of the site are pending (``pending_site``: int64[q], the pending orders' sites), else
+    0."""
+    p = np.bincount(pending_site, minlength=n_sites)[:n_sites].astype(np.int64)
+    return np.where(p > 0, IDLE_PER_PENDING * p + (RIDER_SIDE_PER_ORDER + 1) * k, 0).astype(np.int64)
+
+
+def mean_drop_m(pending_site: I64, drop_x: F64, drop_y: F64, site_x: F64, site_y: F64) -> F64:
+    """Per site (float64[S]), the mean straight-line metres from the site to its pending orders' drop-offs
+    (``pending_site``: int64[q]; ``drop_x``, ``drop_y``: float64[q]); 0 where nothing is pending."""
+    n_sites = site_x.shape[0]
+    d = np.hypot(drop_x - site_x[pending_site], drop_y - site_y[pending_site])
+    tot = np.bincount(pending_site, weights=d, minlength=n_sites)[:n_sites]
+    cnt = np.bincount(pending_site, minlength=n_sites)[:n_sites]
+    out: F64 = tot / np.maximum(cnt, 1)
+    return out
+
+
+def offered_riders(
+    online: npt.NDArray[np.bool_],
+    busy: npt.NDArray[np.bool_],
+    rider_site: I64,
+    x: F64,
+    y: F64,
+    speed: F64,
+    site_x: F64,
+    site_y: F64,
+    onward_m: F64,
+    quota: I64,
+    ref_speed_mps: float,
+    weight_m: float,
+) -> I64:
+    """Rows (int64, ascending) of the riders to offer: every ``busy`` rider (bool[m], with stops), and per site
+    ``s`` the ``quota[s]`` idle online riders (``online`` & ~``busy``) of ``rider_site`` (int64[m]) with the
+    smallest ``(d + onward_m[s]) / (ref_speed_mps * speed) + weight_m * d``, ``d`` the straight-line metres from
+    the rider (``x``, ``y``: float64[m]; ``speed``: its speed factor) to the site (``site_x``, ``site_y``:
+    float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row."""
+    idle = np.flatnonzero(online & ~busy)
+    idle = idle[quota[rider_site[idle]] > 0]
+    s = rider_site[idle]
+    d = np.hypot(x[idle] - site_x[s], y[idle] - site_y[s])
+    key = (d + onward_m[s]) / (ref_speed_mps * speed[idle]) + weight_m * d
+    order = np.lexsort((key, s))  # by site, then key; stable, so ties keep the lower row first
+    s_sorted = s[order]
+    rank = np.arange(order.shape[0]) - np.searchsorted(s_sorted, s_sorted, side="left")
+    chosen = idle[order[rank < quota[s_sorted]]]
+    return np.sort(np.concatenate([np.flatnonzero(busy), chosen])).astype(np.int64)
