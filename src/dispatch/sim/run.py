@@ -29,7 +29,7 @@ from dispatch.sim.engines import ENGINES, run_jobs
 from dispatch.sim.kpi import DayOutcome, hourly, summary
 from dispatch.sim.log import OrderLog
 from dispatch.sim.loop import ShardResult, run_shard
-from dispatch.sim.quoting import quote_outcome, shard_promise
+from dispatch.sim.quoting import shard_promise
 from dispatch.sim.shard import ShardPlan, build_shard, day_window, order_sites, plan_shards, shard_rows
 
 SHARD_ORDERS = 4_000_000
@@ -84,8 +84,11 @@ def run_day(
     log: OrderLog,
     config: SimConfig,
     on_shard: Callable[[int, int], None] | None = None,
+    keep_results: bool = True,
 ) -> tuple[DayOutcome, list[ShardResult]]:
-    """Simulate ``log``; ``on_shard(orders_done, riders_done)`` is called as each shard finishes."""
+    """Simulate ``log``; ``on_shard(orders_done, riders_done)`` is called as each shard finishes. Returns the
+    day's outcome and the shards' results (an empty list when not ``keep_results``: each result is then
+    dropped as soon as it is copied into the outcome, which halves the memory a large day needs at its end)."""
     if config.engine not in ENGINES:
         raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {config.engine!r}")
     make_policy(config.policy, config.params)  # fail early on a bad policy name
@@ -93,38 +96,96 @@ def run_day(
     plan = plan_shards(log, config.shards or default_shards(log, workers))
     window = day_window(log, config.params.tick_s)
     jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise) for sites in plan.shards]
+    out = _Outcome(log, plan)
     results: list[ShardResult] = []
-    for res in run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log):  # in shard order
-        results.append(res)
+    for i, res in enumerate(run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log)):
+        out.add(i, res)  # results come in shard order
+        if keep_results:
+            results.append(res)
         if on_shard is not None:
             on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
-    return _outcome(log, plan, results), results
+        del res
+    return out.day(), results
 
 
-def _outcome(log: OrderLog, plan: ShardPlan, results: list[ShardResult]) -> DayOutcome:
-    def cat(parts: list[Any]) -> Any:
-        return np.concatenate(parts) if parts else np.zeros(0)
+class _Outcome:
+    """The DayOutcome, allocated whole and filled shard by shard as results arrive (rows in shard order)."""
 
-    o_site = order_sites(log)
-    rows = [shard_rows(log, np.sort(sites), o_site) for sites in plan.shards]  # the rows each shard ran, in order
-    o_rows = cat([r.orders for r in rows]).astype(np.int64)
-    del o_site
-    return DayOutcome(
-        order_id=cat([r.order_id for r in results]).astype(np.int64),
-        site_id=cat([r.order_site for r in rows]).astype(np.int64),
-        placed=log.orders.placed_at[o_rows],
-        ready=log.orders.ready_at[o_rows],
-        **quote_outcome(results),  # promised (the deadlines in force), quoted_eta, declined, deferred
-        assigned_at=cat([r.assigned_at for r in results]),
-        picked_at=cat([r.picked_at for r in results]),
-        delivered_at=cat([r.delivered_at for r in results]),
-        rider_id=cat([r.rider for r in results]).astype(np.int64),
-        rider_shift_start=log.riders.shift_start[cat([r.riders for r in rows]).astype(np.int64)],
-        rider_online_s=cat([r.rider_online_s for r in results]),
-        rider_metres=cat([r.rider_metres for r in results]),
-        rider_delivered=cat([r.rider_delivered for r in results]).astype(np.int64),
-        tick_ms=cat([r.tick_ms for r in results]),
-    )
+    def __init__(self, log: OrderLog, plan: ShardPlan) -> None:
+        o_site = order_sites(log)
+        rows = [shard_rows(log, np.sort(sites), o_site) for sites in plan.shards]  # the rows each shard runs
+        del o_site
+        self.o_off = np.cumsum([0] + [r.orders.shape[0] for r in rows])
+        self.r_off = np.cumsum([0] + [r.riders.shape[0] for r in rows])
+        o_rows = np.concatenate([r.orders for r in rows]) if rows else np.zeros(0, dtype=np.int64)
+        r_rows = np.concatenate([r.riders for r in rows]) if rows else np.zeros(0, dtype=np.int64)
+        n, m = int(self.o_off[-1]), int(self.r_off[-1])
+        self.site_id = np.concatenate([r.order_site for r in rows]).astype(np.int64) if rows else o_rows
+        self.placed = log.orders.placed_at[o_rows]
+        self.ready = log.orders.ready_at[o_rows]
+        self.shift_start = log.riders.shift_start[r_rows]
+        del o_rows, r_rows, rows
+        self.orders: dict[str, npt.NDArray[Any]] = {
+            "order_id": np.empty(n, dtype=np.int64),
+            "promised": np.empty(n),
+            "quoted_eta": np.empty(n),
+            "declined": np.empty(n, dtype=np.int64),
+            "deferred": np.empty(n, dtype=np.bool_),
+            "assigned_at": np.empty(n),
+            "picked_at": np.empty(n),
+            "delivered_at": np.empty(n),
+            "rider_id": np.empty(n, dtype=np.int64),
+        }
+        self.riders: dict[str, npt.NDArray[Any]] = {
+            "rider_online_s": np.empty(m),
+            "rider_metres": np.empty(m),
+            "rider_delivered": np.empty(m, dtype=np.int64),
+        }
+        self.tick_ms: list[npt.NDArray[np.float64]] = []
+
+    def add(self, i: int, res: ShardResult) -> None:
+        """Copy shard ``i``'s result into its rows."""
+        o = slice(int(self.o_off[i]), int(self.o_off[i + 1]))
+        r = slice(int(self.r_off[i]), int(self.r_off[i + 1]))
+        parts = {
+            "order_id": res.order_id,
+            "promised": res.promised,
+            "quoted_eta": res.quotes.quoted_eta,
+            "declined": res.quotes.declined,
+            "deferred": res.quotes.deferred,
+            "assigned_at": res.assigned_at,
+            "picked_at": res.picked_at,
+            "delivered_at": res.delivered_at,
+            "rider_id": res.rider,
+        }
+        for name, part in parts.items():
+            self.orders[name][o] = part
+        self.riders["rider_online_s"][r] = res.rider_online_s
+        self.riders["rider_metres"][r] = res.rider_metres
+        self.riders["rider_delivered"][r] = res.rider_delivered
+        self.tick_ms.append(res.tick_ms)
+
+    def day(self) -> DayOutcome:
+        o, r = self.orders, self.riders
+        return DayOutcome(
+            order_id=o["order_id"],
+            site_id=self.site_id,
+            placed=self.placed,
+            ready=self.ready,
+            promised=o["promised"],
+            assigned_at=o["assigned_at"],
+            picked_at=o["picked_at"],
+            delivered_at=o["delivered_at"],
+            rider_id=o["rider_id"],
+            rider_shift_start=self.shift_start,
+            rider_online_s=r["rider_online_s"],
+            rider_metres=r["rider_metres"],
+            rider_delivered=r["rider_delivered"],
+            tick_ms=np.concatenate(self.tick_ms) if self.tick_ms else np.zeros(0),
+            quoted_eta=o["quoted_eta"],
+            declined=o["declined"],
+            deferred=o["deferred"],
+        )
 
 
 def write_outputs(
@@ -137,23 +198,7 @@ def write_outputs(
     summ = summary(day, wall_seconds=wall_seconds, seed=config.seed, extra=extra)
     summ["dispatch_params"] = config.params.to_dict()
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=2, sort_keys=True) + "\n")
-    site_ids = log.sites.site_id[day.site_id]
-    order = np.argsort(day.order_id, kind="stable")
-    table = pa.table(
-        {
-            "order_id": day.order_id[order],
-            "site_id": site_ids[order],
-            "placed_at": day.placed[order],
-            "ready_at": day.ready[order],
-            "promised_by": day.promised[order],
-            "assigned_at": day.assigned_at[order],
-            "picked_up_at": day.picked_at[order],
-            "delivered_at": day.delivered_at[order],
-            "rider_id": day.rider_id[order],
-            "on_time": (day.delivered_at <= day.promised)[order],
-        }
-    )
-    pq.write_table(table, out_dir / "orders.parquet", compression="zstd")
+    _write_orders(out_dir / "orders.parquet", log, day)
     hours = hourly(day, log.meta.day_start, log.meta.utc_offset_s)
     with (out_dir / "hourly.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -168,6 +213,34 @@ def write_outputs(
     return summ
 
 
+ORDERS_CHUNK_ROWS = 1_000_000
+
+
+def _write_orders(path: Path, log: OrderLog, day: DayOutcome) -> None:
+    """orders.parquet, sorted by order id, written ``ORDERS_CHUNK_ROWS`` at a time (one row group each) so that
+    a 25M-order day needs no second copy of its outcome in memory."""
+    order = np.argsort(day.order_id, kind="stable")
+    columns = {
+        "order_id": day.order_id,
+        "site_id": day.site_id,
+        "placed_at": day.placed,
+        "ready_at": day.ready,
+        "promised_by": day.promised,
+        "assigned_at": day.assigned_at,
+        "picked_up_at": day.picked_at,
+        "delivered_at": day.delivered_at,
+        "rider_id": day.rider_id,
+    }
+    schema = pa.schema([(k, pa.from_numpy_dtype(v.dtype)) for k, v in columns.items()] + [("on_time", pa.bool_())])
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for lo in range(0, max(order.shape[0], 1), ORDERS_CHUNK_ROWS):
+            idx = order[lo : lo + ORDERS_CHUNK_ROWS]
+            chunk: dict[str, npt.NDArray[Any]] = {k: v[idx] for k, v in columns.items()}
+            chunk["site_id"] = log.sites.site_id[chunk["site_id"]]
+            chunk["on_time"] = chunk["delivered_at"] <= chunk["promised_by"]
+            writer.write_table(pa.table(chunk, schema=schema))
+
+
 def _cell(v: Any) -> str:
     f = float(v)
     if np.isnan(f):
@@ -180,5 +253,5 @@ def simulate(
 ) -> dict[str, Any]:
     """Run the day and write the outputs; returns the summary."""
     t0 = time.perf_counter()
-    day, _ = run_day(log, config, on_shard)
+    day, _ = run_day(log, config, on_shard, keep_results=False)
     return write_outputs(out_dir, log, day, config, time.perf_counter() - t0)

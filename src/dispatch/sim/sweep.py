@@ -432,7 +432,7 @@ def _run_point(
     from dispatch.sim.run import run_day, write_outputs
 
     t0 = time.perf_counter()
-    day, _ = run_day(log, config, on_shard)
+    day, _ = run_day(log, config, on_shard, keep_results=False)
     summ = write_outputs(out_dir, log, day, config, time.perf_counter() - t0, report=False)
     summ["sweep"] = record
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=2, sort_keys=True) + "\n")
