@@ -297,8 +297,8 @@ class PromiseEngine:
             t_free = end_t + back
             keep = t_free < riders.shift_end[idx]  # no pickup after the shift ends
             free_site, free_at, caps = near[keep], t_free[keep], riders.capacity[idx][keep]
-        by_time = np.argsort(free_at, kind="stable")
-        order = by_time[np.argsort(free_site[by_time], kind="stable")]  # by site, then time (as np.lexsort)
+        free_site = free_site.astype(np.int64)
+        order = kp.by_site_then_time(free_site, np.ascontiguousarray(free_at, dtype=np.float64), n_sites)
         free_site, free_at = free_site[order], np.ascontiguousarray(free_at[order])
         ptr = np.searchsorted(free_site, np.arange(n_sites + 1)).astype(np.int64)
         max_cap = np.zeros(n_sites, dtype=np.int64)

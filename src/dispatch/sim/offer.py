@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.candidates import RIDER_SIDE_PER_ORDER
+from dispatch.kernels.select import cheapest_per_group
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -72,8 +73,5 @@ def offered_riders(
     s = rider_site[idle]
     d = np.hypot(x[idle] - site_x[s], y[idle] - site_y[s])
     key = (d + onward_m[s]) / (ref_speed_mps * speed[idle]) + weight_m * d
-    order = np.lexsort((key, s))  # by site, then key; stable, so ties keep the lower row first
-    s_sorted = s[order]
-    rank = np.arange(order.shape[0]) - np.searchsorted(s_sorted, s_sorted, side="left")
-    chosen = idle[order[rank < quota[s_sorted]]]
+    chosen = idle[cheapest_per_group(s.astype(np.int64), key, quota.astype(np.int64), quota.shape[0])]
     return np.sort(np.concatenate([np.flatnonzero(busy), chosen])).astype(np.int64)
