@@ -10,8 +10,8 @@ from dispatch.candidates import RIDER_SIDE_PER_ORDER
 from dispatch.sim.offer import IDLE_PER_PENDING, idle_quota, mean_drop_m, offered_riders
 
 
-def _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, v, wm) -> list[int]:  # type: ignore[no-untyped-def]
-    keep = [r for r in range(len(online)) if busy[r]]
+def _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, v, wm, all_busy) -> list[int]:  # type: ignore[no-untyped-def]
+    keep = [r for r in range(len(online)) if busy[r] and (all_busy or quota[site[r]] > 0)]
     for s in range(len(sx)):
         idle = [r for r in range(len(online)) if online[r] and not busy[r] and site[r] == s]
 
@@ -24,8 +24,10 @@ def _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, v, wm) -> li
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4))
-def test_each_site_gets_its_cheapest_idle_riders_and_every_busy_rider(seed: int, m: int, n_sites: int) -> None:
+@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4), st.booleans())
+def test_each_site_gets_its_cheapest_idle_riders_and_its_busy_riders(
+    seed: int, m: int, n_sites: int, all_busy: bool
+) -> None:
     rng = np.random.default_rng(seed)
     online = rng.random(m) < 0.8
     busy = online & (rng.random(m) < 0.3)
@@ -37,8 +39,8 @@ def test_each_site_gets_its_cheapest_idle_riders_and_every_busy_rider(seed: int,
     sy = rng.normal(0, 300, n_sites)
     onward = rng.choice([0.0, 1500.0], n_sites)
     quota = rng.integers(0, 6, n_sites)
-    got = offered_riders(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05)
-    assert got.tolist() == _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05)
+    got = offered_riders(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, all_busy)
+    assert got.tolist() == _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, all_busy)
 
 
 def test_quota_only_where_orders_wait() -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.kernels.compact import compact_routes, scatter_routes
-from dispatch.policy import DispatchParams, Policy, Snapshot
+from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot
 from dispatch.sim.evalcache import EvalCache
 from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
@@ -136,7 +136,7 @@ def run_shard(
     tick_ms: list[float] = []
     now = day.start
     homing = Homing(riders, day.travel)
-    offer = _Offer(orders, day.rider_site, params)
+    offer = _Offer(orders, day.rider_site, policy, params)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -279,9 +279,11 @@ class _Offer:
     """The riders a tick offers the policy (``dispatch.sim.offer``), with the sites' positions taken from their
     orders' pickups once."""
 
-    def __init__(self, orders: OrderTable, rider_site: I64 | None, params: DispatchParams) -> None:
+    def __init__(self, orders: OrderTable, rider_site: I64 | None, policy: Policy, params: DispatchParams) -> None:
         self.rider_site = rider_site
         self.params = params
+        # Only these policies leave a route alone when its site has nothing pending (see dispatch.sim.offer).
+        self.all_busy = not isinstance(policy, KernelPolicy | GreedyPolicy) or params.ortools_every_ticks > 0
         top = int(orders.site.max(initial=-1))
         if rider_site is not None:
             top = max(top, int(rider_site.max(initial=-1)))
@@ -300,7 +302,7 @@ class _Offer:
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
         return offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
-                              p.weight_distance / max(p.weight_time, 1e-9))  # fmt: skip
+                              p.weight_distance / max(p.weight_time, 1e-9), self.all_busy)  # fmt: skip
 
 
 def _advance(

@@ -1,5 +1,5 @@
-"""Which riders a simulated tick offers the policy: every rider with stops, and only the idle riders that a site's
-pending orders could want.
+"""Which riders a simulated tick offers the policy: the riders with stops at the sites with pending orders, and only
+the idle riders that a site's pending orders could want.
 
 At a site, idle riders wait at or ride back to their start positions, and most of the fleet is idle most of the
 day (78% of the riders online in an average tick of the peak-day sample). A tick's cost grows with the riders it
@@ -11,6 +11,10 @@ cheapest for a typical order of the site: the rider's time to ride to the site a
 drop-off distance (at the reference speed times its speed factor; the travel model's hour and detour are the same
 for all of them at one moment), plus the distance cost of the ride to the site. A site with nothing pending is
 offered none.
+
+A rider serves its home site only, so a site with nothing pending has nothing to give its busy riders either:
+they are left out too, unless the policy re-plans routes without new orders (the ``ortools`` baseline, or the
+kernel policy with ``ortools_every_ticks``), which then sees every rider with stops.
 
 This is candidate pruning, not a different policy: the dispatch core still chooses among the riders offered, and
 the selection depends only on the shard's own state (deterministic, whatever the shard's other sites).
@@ -62,8 +66,10 @@ def offered_riders(
     quota: I64,
     ref_speed_mps: float,
     weight_m: float,
+    all_busy: bool = False,
 ) -> I64:
-    """Rows (int64, ascending) of the riders to offer: every ``busy`` rider (bool[m], with stops), and per site
+    """Rows (int64, ascending) of the riders to offer: the ``busy`` riders (bool[m], with stops) of the sites with
+    a quota (every busy rider when ``all_busy``), and per site
     ``s`` the ``quota[s]`` idle online riders (``online`` & ~``busy``) of ``rider_site`` (int64[m]) with the
     smallest ``(d + onward_m[s]) / (ref_speed_mps * speed) + weight_m * d``, ``d`` the straight-line metres from
     the rider (``x``, ``y``: float64[m]; ``speed``: its speed factor) to the site (``site_x``, ``site_y``:
@@ -74,4 +80,7 @@ def offered_riders(
     d = np.hypot(x[idle] - site_x[s], y[idle] - site_y[s])
     key = (d + onward_m[s]) / (ref_speed_mps * speed[idle]) + weight_m * d
     chosen = idle[cheapest_per_group(s.astype(np.int64), key, quota.astype(np.int64), quota.shape[0])]
-    return np.sort(np.concatenate([np.flatnonzero(busy), chosen])).astype(np.int64)
+    working = np.flatnonzero(busy)
+    if not all_busy:
+        working = working[quota[rider_site[working]] > 0]
+    return np.sort(np.concatenate([working, chosen])).astype(np.int64)
