@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from dispatch.kernels.assignment import sparse_assignment
+from dispatch.kernels.assignment import assignment_round, sparse_assignment
 
 BIG = 1.0e9  # stands for +inf off the candidate set; far above any sum of the costs used here
 
@@ -122,3 +122,66 @@ def test_empty_problem() -> None:
         0, 3, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
     )
     assert match.shape == (0,) and total == 0.0
+
+
+def round_problem(seed: int, n_orders: int, n_riders: int, density: float, integer: bool):  # type: ignore[no-untyped-def]
+    """Random candidate pairs (sorted by order, then rider) with some unusable ones, and reject costs."""
+    rng = np.random.default_rng(seed)
+    pairs = [(o, r) for o in range(n_orders) for r in range(n_riders) if rng.random() < density]
+    pair_o = np.array([o for o, _ in pairs], dtype=np.int64)
+    pair_r = np.array([r for _, r in pairs], dtype=np.int64)
+    P = pair_o.shape[0]
+    cost = rng.integers(0, 12, P).astype(np.float64) if integer else rng.uniform(0.0, 120.0, P)
+    use = rng.random(P) < 0.9
+    cost[~use & (rng.random(P) < 0.5)] = np.inf
+    use &= np.isfinite(cost)
+    reject = rng.integers(1, 10, n_orders).astype(np.float64) if integer else rng.uniform(10.0, 100.0, n_orders)
+    return pair_o, pair_r, cost, use, reject
+
+
+def round_optimum(pair_o, pair_r, cost, use, n_riders, reject):  # type: ignore[no-untyped-def]
+    """scipy's objective over the orders with a usable pair (each order: a usable pair or its reject cost)."""
+    rows = np.unique(pair_o[use])
+    n = rows.shape[0]
+    C = np.full((n, n_riders + n), BIG)
+    ri = np.searchsorted(rows, pair_o[use])
+    C[ri, pair_r[use]] = cost[use]
+    C[np.arange(n), n_riders + np.arange(n)] = reject[rows]
+    r, c = linear_sum_assignment(C)
+    return float(C[r, c].sum())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_orders=st.integers(0, 12),
+    n_riders=st.integers(1, 12),
+    density=st.sampled_from([0.2, 0.5, 1.0]),
+    integer=st.booleans(),
+)
+def test_assignment_round_equals_scipy(seed: int, n_orders: int, n_riders: int, density: float, integer: bool) -> None:
+    """Orders fewer than riders (order rows) and the other way round (rider rows): the winners are usable pairs,
+    one per order and per rider at most, and their objective is scipy's optimum."""
+    pair_o, pair_r, cost, use, reject = round_problem(seed, n_orders, n_riders, density, integer)
+    wins, obj = assignment_round(pair_o, pair_r, cost, use, n_riders, reject)
+    assert wins.dtype == np.int64 and np.all(np.diff(wins) > 0)
+    assert np.all(use[wins])
+    assert len(set(pair_o[wins].tolist())) == wins.size and len(set(pair_r[wins].tolist())) == wins.size
+    orders = np.unique(pair_o[use])
+    own = float(reject[orders].sum()) + float((cost[wins] - reject[pair_o[wins]]).sum())
+    want = round_optimum(pair_o, pair_r, cost, use, n_riders, reject)
+    tol = 1e-9 * max(1.0, abs(want))
+    assert abs(obj - own) <= tol
+    assert abs(obj - want) <= tol, (obj, want)
+
+
+def test_assignment_round_scarce_riders_and_dear_pairs() -> None:
+    """Three orders want the one rider (rider rows); a pair dearer than its reject cost never wins."""
+    pair_o = np.array([0, 1, 2, 2], dtype=np.int64)
+    pair_r = np.array([0, 0, 0, 1], dtype=np.int64)
+    cost = np.array([5.0, 3.0, 4.0, 50.0])
+    reject = np.array([20.0, 10.0, 30.0])
+    wins, obj = assignment_round(pair_o, pair_r, cost, np.ones(4, dtype=np.bool_), 2, reject)
+    # Rider 0 saves most on order 2 (30 - 4); order 2's pair with rider 1 costs more than rejecting it.
+    assert wins.tolist() == [2]
+    assert obj == 20.0 + 10.0 + 4.0

@@ -195,3 +195,43 @@ def test_insertion_never_moves_frozen_stops() -> None:
     assert (frozen[1], frozen[2]) == (2, 2)
     one = insert(orders, riders, travel, Routes.from_lists([route], 4, [1]), 1)
     assert one[1] >= 1 and one[2] >= one[1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, mode=modes)
+def test_insertion_costs_into_prices_only_todo_and_equals_insertion_costs(seed: int, mode: int) -> None:
+    """The in-place kernels (serial and parallel) price pairs rider by rider: every ``todo`` pair gets exactly the
+    numbers of ``insertion_costs``, every other pair keeps what the caller passed in."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 5))
+    n_routed = 3 * m
+    n_new = int(rng.integers(1, 6))
+    inst = random_instance(rng, n_routed + n_new, m, kind="profile", capacity=(1, 7), shift=(300.0, 5400.0))
+    seqs, frozen = random_routes(rng, inst, list(range(n_routed)), mode=mode, feasible_only=True)
+    routes = routes_of(seqs, frozen, max(len(s) for s in seqs) + 2)
+    ot, rt = inst.orders.as_tuple(), inst.riders.as_tuple()
+    ev, tot = evaluate_routes(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode)
+    pair_o = np.repeat(np.arange(n_routed, n_routed + n_new, dtype=np.int64), m)
+    pair_r = np.tile(np.arange(m, dtype=np.int64), n_new)
+    P = pair_o.shape[0]
+    todo = rng.random(P) < 0.6
+    online = rng.random(m) < 0.8
+    args = (ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 5, ev, tot, online, pair_o, pair_r)
+    want = ins.insertion_costs(*args, np.ones(P, dtype=np.bool_))
+    for fn in (ins.insertion_costs_into, ins.insertion_costs_into_parallel):
+        out = (np.full(P, -7.0), np.full(P, -7), np.full(P, -7), np.full(P, -7.0), np.full(P, -7))
+        fn(*args, todo, *out)
+        for got, full in zip(out, want, strict=True):
+            assert np.array_equal(got[todo], full[todo])
+            assert np.all(got[~todo] == -7)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=seeds, n=st.integers(0, 40), m=st.integers(1, 6))
+def test_by_rider_is_a_stable_grouping(seed: int, n: int, m: int) -> None:
+    rng = np.random.default_rng(seed)
+    pair_r = rng.integers(0, m, n).astype(np.int64)
+    todo = rng.random(n) < 0.7
+    seq = ins.by_rider(pair_r, todo, m)
+    want = sorted(np.flatnonzero(todo).tolist(), key=lambda p: (int(pair_r[p]), p))
+    assert seq.tolist() == want

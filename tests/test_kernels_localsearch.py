@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.geo import ProfileTravelTime, SpeedProfile
-from dispatch.kernels.localsearch import improve_route, improve_routes
+from dispatch.kernels.localsearch import EPS, improve_route, improve_routes
+from dispatch.kernels.route import sequence_cost
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 
@@ -157,3 +158,77 @@ def test_improve_routes_gain_is_the_sum_of_route_gains(seed: int, mode: int) -> 
             want += costs_before[r] - sim.cost
     assert gain >= -1e-9
     assert gain == pytest.approx(want, abs=1e-5)
+
+
+def plain_search(inst, rider, seq, F, mode, max_orders, passes):  # type: ignore[no-untyped-def]
+    """The same moves in the same order, each priced by ``sequence_cost`` of the whole sequence: the oracle for
+    the kernel's priced-from-the-change, stop-early version. Returns (final sequence, cost)."""
+
+    def cost(s: list[tuple[int, int]]) -> float:
+        o = np.array([a for a, _ in s], dtype=np.int64)
+        k = np.array([b for _, b in s], dtype=np.int64)
+        return float(
+            sequence_cost(inst.orders.as_tuple(), rider, inst.arrays, WEIGHTS, mode, o, k, len(s), F, max_orders)
+        )
+
+    cur = list(seq)
+    n = len(cur)
+    best = cost(cur)
+    if n - F < 2 or best == np.inf:
+        return cur, best
+
+    def offer(cand: list[tuple[int, int]]) -> bool:
+        nonlocal best, cur
+        c = cost(cand)
+        if c < best - EPS:
+            best, cur = c, cand
+            return True
+        return False
+
+    for _ in range(passes):
+        improved = False
+        for ln in (1, 2, 3):
+            for a in range(F, n - ln + 1):
+                for b in range(F, n - ln + 1):
+                    if b != a:
+                        seg, rest = cur[a : a + ln], cur[:a] + cur[a + ln :]
+                        improved |= offer(rest[:b] + seg + rest[b:])
+        for a in range(F, n - 1):
+            for b in range(a + 1, n):
+                improved |= offer(cur[:a] + cur[a : b + 1][::-1] + cur[b + 1 :])
+        for p in range(F, n):
+            o, k = cur[p]
+            if k != PICKUP or (o, DROPOFF) not in cur:
+                continue
+            rest = [st_ for st_ in cur if st_[0] != o]
+            for i in range(F, n - 1):
+                for j in range(i, n - 1):
+                    improved |= offer([*rest[:i], (o, PICKUP), *rest[i:j], (o, DROPOFF), *rest[j:]])
+            if improved:
+                break
+        if not improved:
+            break
+    return cur, best
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mode=st.sampled_from([SINGLE_SITE, MIXED]),
+    kind=st.sampled_from(["constant", "profile", "matrix"]),
+)
+def test_improve_route_equals_the_plain_search(seed: int, mode: int, kind: str) -> None:
+    """Same moves accepted as pricing every candidate sequence whole: same final route, same costs."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 3))
+    inst = random_instance(rng, 5 * m, m, kind=kind, capacity=(6, 12))
+    seqs, frozen = random_routes(rng, inst, list(range(inst.orders.n)), mode=mode, feasible_only=True, max_len=10)
+    routes = routes_of(seqs, frozen, 10)
+    max_orders = 6  # about a third of these routes improve
+    ot, rt = inst.orders.as_tuple(), inst.riders.as_tuple()
+    for r in range(m):
+        rider = (rt[0][r], rt[1][r], rt[2][r], rt[3][r], rt[5][r], rt[6][r], rt[7][r])
+        want_seq, want_cost = plain_search(inst, rider, seqs[r], frozen[r], mode, max_orders, 2)
+        _before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, max_orders, r, 2)
+        assert routes.stops(r) == want_seq
+        assert after == want_cost or (after == np.inf and want_cost == np.inf)

@@ -3,7 +3,7 @@
 Both solve the same single-round problem (see ``dispatch.bench.dense``). Reported:
 
 - ``ours_ms``: the product's full tick (candidates, insertion costs, assignment rounds, local search), best of
-  ``repeat`` runs after a warm-up run that compiles the kernels;
+  ``repeat`` runs after a warm-up run that compiles the kernels; ``timings_ms`` are that best run's phases;
 - ``ours_round_ms``: the same tick restricted to one assignment round without local search, the like-for-like
   counterpart of the peer;
 - ``baseline_ms``: the peer (dense insertion-cost matrix + linear_sum_assignment), best of its runs;
@@ -45,17 +45,19 @@ def run(
     one_round = replace(base, rounds=1, local_search_passes=0, ortools_every_ticks=0)
 
     def best_of(p: DispatchParams, times: int) -> tuple[float, Any]:
+        """The least time of ``times`` ticks after a warm-up tick, and that tick's result (its phase timings are
+        the ones reported)."""
         best = float("inf")
-        res = None
-        for _ in range(times + 1):  # the first run compiles (or loads the cache) and is not counted
+        best_res = None
+        for run_no in range(times + 1):  # the first run compiles (or loads the cache) and is not counted
             snap = city_snapshot(spec)
             pol = KernelPolicy(p)
             t = time.perf_counter()
             res = pol.tick(snap, NOW)
             dt = (time.perf_counter() - t) * 1e3
-            if _ > 0 or times == 0:
-                best = min(best, dt)
-        return best, res
+            if run_no > 0 and dt < best:
+                best, best_res = dt, res
+        return best, best_res
 
     ours_ms, full = best_of(base, repeat)
     ours_round_ms, first = best_of(one_round, repeat)

@@ -281,6 +281,25 @@ def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, e
 
 
 @kernel
+def by_rider(pair_r, todo, n_riders):
+    """The pairs p with ``todo[p]`` (bool[P]) grouped by rider (``pair_r`` int64[P], each < n_riders), in their
+    original order within a rider: int64[t], a stable counting sort."""
+    ptr = np.zeros(n_riders + 1, dtype=np.int64)
+    for p in range(pair_r.shape[0]):
+        if todo[p]:
+            ptr[pair_r[p] + 1] += 1
+    for r in range(n_riders):
+        ptr[r + 1] += ptr[r]
+    out = np.empty(ptr[n_riders], dtype=np.int64)
+    for p in range(pair_r.shape[0]):
+        if todo[p]:
+            r = pair_r[p]
+            out[ptr[r]] = p
+            ptr[r] += 1
+    return out
+
+
+@kernel
 def insertion_costs_into(
     orders,
     riders,
@@ -301,8 +320,14 @@ def insertion_costs_into(
     late,
     status,
 ):
-    """As ``insertion_costs`` but updates the given output arrays in place, only where ``todo`` (serial)."""
-    for p in range(pair_o.shape[0]):
+    """As ``insertion_costs`` but updates the given output arrays in place, only where ``todo`` (serial).
+
+    Pairs are priced rider by rider (each pair on its own, so the result is the same in any order): a rider's
+    route and evaluation rows then stay in cache across its pairs: about 10% faster on the 2,000 x 2,000 city's 40,931
+    pairs than in their order-major order (benchmarks/RESULTS.md)."""
+    seq = by_rider(pair_r, todo, riders[0].shape[0])
+    for q in range(seq.shape[0]):
+        p = seq[q]
         if todo[p]:
             _pair_body(
                 orders,
@@ -348,7 +373,9 @@ def insertion_costs_into_parallel(
     status,
 ):
     """``insertion_costs_into`` over all cores; pairs are independent, so the result equals the serial one."""
-    for p in prange(pair_o.shape[0]):
+    seq = by_rider(pair_r, todo, riders[0].shape[0])
+    for q in prange(seq.shape[0]):
+        p = seq[q]
         if todo[p]:
             _pair_body(
                 orders,

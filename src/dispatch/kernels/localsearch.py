@@ -1,7 +1,16 @@
 """Intra-route local search: relocate, or-opt, 2-opt and pair relocation, first improvement.
 
-Every move keeps the frozen prefix in place and is accepted only when ``sequence_cost`` of the new sequence is
-finite (precedence, capacity, shift end, trip mode and the order limit hold) and strictly lower.
+Every move keeps the frozen prefix in place and is accepted only when the cost of the new sequence (as
+``sequence_cost`` gives it) is finite (precedence, capacity, shift end, trip mode and the order limit hold) and
+strictly lower.
+
+A move changes the sequence only from some position on, so each candidate is priced from the state just before
+that position (``_prefix_states``: of the current sequence, or for pair relocation of the candidates' shared stops)
+rather than from the route's start, and the pricing stops as soon as the cost so far, plus the drop-off service
+still to come, can no longer beat the best (every term of the cost only grows along a route). Moves that would put
+a drop-off before its pickup are skipped unpriced. All this gives the same numbers as ``sequence_cost`` of the
+whole sequence, so the moves accepted are the same as pricing every candidate whole (tested against that); on the
+generated 2,000 x 2,000 city's changed routes it is 1.5 times faster (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -9,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
-from dispatch.kernels.route import DROPOFF, PICKUP, sequence_cost
+from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, advance, pickup_allowed, sequence_cost
 
 EPS = 1e-9
 
@@ -38,9 +47,133 @@ def _segment_moved(so, sk, n, a, ln, b, do, dk):
             w += 1
 
 
+@device
+def _mates(seq_o, n, mate):
+    """``mate[s]``: the index of the other stop of stop s's order in ``seq_o[:n]``, or -1 (an order on board)."""
+    for s in range(n):
+        mate[s] = -1
+        for q in range(n):
+            if q != s and seq_o[q] == seq_o[s]:
+                mate[s] = q
+                break
+
+
+@device
+def _segment_breaks_precedence(sk, mate, a, ln, b):
+    """Whether moving segment [a, a+ln) before index b of the remaining stops (see ``_segment_moved``) puts a
+    drop-off before its pickup: a pickup carried past its drop-off, or a drop-off carried before its pickup."""
+    for s in range(a, a + ln):
+        m = mate[s]
+        if m < 0:
+            continue
+        if b > a and sk[s] == PICKUP and a + ln <= m < b + ln:
+            return True
+        if b < a and sk[s] == DROPOFF and b <= m < a:
+            return True
+    return False
+
+
+@device
+def _prefix_states(orders, rider, travel, mode, seq_o, seq_k, n, n_frozen, st_f, st_i):
+    """The state just before each stop s of a sequence that keeps every pickup before its drop-off, into row s of
+    ``st_f`` float64[n + 1, 6] (x, y, t, metres, lateness, spare) and ``st_i`` int64[n + 1, 5] (loc, load, on
+    board, previous order, previous kind), computed as ``sequence_cost`` computes them. Returns how many stops
+    keep the hard rules before the first that breaks one (n when none does): rows up to that number are filled."""
+    x, y, loc, t0, shift_end, capacity, speed = rider
+    ld = 0
+    cnt = 0
+    for s in range(n):
+        if seq_k[s] == DROPOFF:
+            picked_before = False
+            for q in range(s):
+                if seq_o[q] == seq_o[s] and seq_k[q] == PICKUP:
+                    picked_before = True
+                    break
+            if not picked_before:
+                ld += orders[9][seq_o[s]]
+                cnt += 1
+    t = t0
+    dist = 0.0
+    tot_late = 0.0
+    prev_o, prev_k = -1, -1
+    for s in range(n + 1):
+        st_f[s, 0] = x
+        st_f[s, 1] = y
+        st_f[s, 2] = t
+        st_f[s, 3] = dist
+        st_f[s, 4] = tot_late
+        st_i[s, 0] = loc
+        st_i[s, 1] = ld
+        st_i[s, 2] = cnt
+        st_i[s, 3] = prev_o
+        st_i[s, 4] = prev_k
+        if s == n:
+            break
+        o, k = seq_o[s], seq_k[s]
+        if k == PICKUP and s >= n_frozen and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+            return s
+        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+        dist += d
+        if k == PICKUP:
+            ld += orders[9][o]
+            cnt += 1
+            if ld > capacity or (s >= n_frozen and a > shift_end):
+                return s
+        else:
+            ld -= orders[9][o]
+            cnt -= 1
+            lt = a - orders[8][o]
+            if lt > 0.0:
+                tot_late += lt
+        prev_o, prev_k = o, k
+    return n
+
+
+@device
+def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, start, st_f, st_i, bound):
+    """``sequence_cost`` of ``seq_o[:n], seq_k[:n]``, a permutation of the current sequence that equals it before
+    ``start`` (``st_f``/``st_i`` from ``_prefix_states`` of the current sequence) and keeps every pickup before its
+    drop-off (the caller makes only such moves), or +inf when a hard rule breaks or the cost cannot be below
+    ``bound``."""
+    _x, _y, _loc, t0, shift_end, capacity, speed = rider
+    x, y, t = st_f[start, 0], st_f[start, 1], st_f[start, 2]
+    dist, tot_late = st_f[start, 3], st_f[start, 4]
+    loc, ld, cnt = st_i[start, 0], st_i[start, 1], st_i[start, 2]
+    prev_o, prev_k = st_i[start, 3], st_i[start, 4]
+    w_t, w_d, w_l = weights[W_TIME], weights[W_DIST], weights[W_LATE]
+    # Service time still to come at the drop-offs: a lower bound on the time the rest of the route adds.
+    rest = 0.0
+    for s in range(start, n):
+        if seq_k[s] == DROPOFF:
+            rest += orders[11][seq_o[s]]
+    for s in range(start, n):
+        o, k = seq_o[s], seq_k[s]
+        if k == PICKUP and s >= n_frozen and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+            return np.inf
+        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+        dist += d
+        if k == PICKUP:
+            ld += orders[9][o]
+            cnt += 1
+            if ld > capacity or (s >= n_frozen and a > shift_end):
+                return np.inf
+        else:
+            ld -= orders[9][o]
+            cnt -= 1
+            lt = a - orders[8][o]
+            if lt > 0.0:
+                tot_late += lt
+            rest -= orders[11][o]
+        if w_t * (t - t0 + 0.999999 * max(rest, 0.0)) + w_d * dist + w_l * tot_late >= bound:
+            return np.inf  # every term only grows from here, the time by ``rest`` at least
+        prev_o, prev_k = o, k
+    return w_t * (t - t0) + w_d * dist + w_l * tot_late
+
+
 @kernel
 def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes):
-    """Improve rider r's route in place. Returns ``(cost_before, cost_after)`` (both from sequence_cost)."""
+    """Improve rider r's route in place. Returns ``(cost_before, cost_after)`` (both as ``sequence_cost`` gives
+    them)."""
     length, frozen, order, kind = routes
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
     rider = (rx[r], ry[r], rloc[r], avail[r], shift_end[r], capacity[r], speed[r])
@@ -56,34 +189,50 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
     dk = np.empty(n, dtype=np.int64)
     ro = np.empty(n, dtype=np.int64)
     rk = np.empty(n, dtype=np.int64)
+    st_f = np.empty((n + 1, 6))
+    st_i = np.empty((n + 1, 5), dtype=np.int64)
+    mate = np.empty(n, dtype=np.int64)
+    eo = np.empty(n, dtype=np.int64)
+    ek = np.empty(n, dtype=np.int64)
+    pr_f = np.empty((n + 1, 6))
+    pr_i = np.empty((n + 1, 5), dtype=np.int64)
+    _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
+    _mates(cur_o, n, mate)
     for _ in range(max_passes):
         improved = False
         # Relocate (ln = 1) and or-opt (ln = 2, 3): move a segment elsewhere after the frozen prefix.
         for ln in range(1, 4):
             for a in range(F, n - ln + 1):
                 for b in range(F, n - ln + 1):
-                    if b == a:
+                    if b == a or _segment_breaks_precedence(cur_k, mate, a, ln, b):
                         continue
                     _segment_moved(cur_o, cur_k, n, a, ln, b, do, dk)
-                    c = sequence_cost(orders, rider, travel, weights, mode, do, dk, n, F, max_orders)
+                    c = _tail_cost(orders, rider, travel, weights, mode, do, dk, n, F, min(a, b), st_f, st_i,
+                                   best - EPS)  # fmt: skip
                     if c < best - EPS:
                         best = c
                         cur_o[:] = do
                         cur_k[:] = dk
+                        _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
+                        _mates(cur_o, n, mate)
                         improved = True
-        # 2-opt: reverse a stretch of stops.
+        # 2-opt: reverse a stretch of stops (never one that holds both stops of an order: a drop-off first).
         for a in range(F, n - 1):
             for b in range(a + 1, n):
+                if cur_k[b] == DROPOFF and a <= mate[b] < b:
+                    break  # so does every longer stretch from a
                 do[:] = cur_o
                 dk[:] = cur_k
                 for q in range(b - a + 1):
                     do[a + q] = cur_o[b - q]
                     dk[a + q] = cur_k[b - q]
-                c = sequence_cost(orders, rider, travel, weights, mode, do, dk, n, F, max_orders)
+                c = _tail_cost(orders, rider, travel, weights, mode, do, dk, n, F, a, st_f, st_i, best - EPS)
                 if c < best - EPS:
                     best = c
                     cur_o[:] = do
                     cur_k[:] = dk
+                    _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
+                    _mates(cur_o, n, mate)
                     improved = True
         # Pair relocation: take an order's pickup and drop-off out together and put them back at the best place.
         for p in range(F, n):
@@ -104,28 +253,45 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
                     rk[w] = cur_k[s]
                     w += 1
             m2 = n - 2
+            w_t, w_d, w_l = weights[W_TIME], weights[W_DIST], weights[W_LATE]
+            t0 = rider[3]
             for i in range(F, m2 + 1):
+                # ro[:i] + P + ro[i:] + D: the candidates for every j share its stops before index j + 1, so its
+                # states are computed once (a stop that breaks a rule there breaks every later j too).
+                w = 0
+                for s in range(m2 + 1):
+                    if s == i:
+                        do[w] = o
+                        dk[w] = PICKUP
+                        w += 1
+                    if s < m2:
+                        do[w] = ro[s]
+                        dk[w] = rk[s]
+                        w += 1
+                do[n - 1] = o
+                dk[n - 1] = DROPOFF
+                valid = _prefix_states(orders, rider, travel, mode, do, dk, n - 1, F, pr_f, pr_i)
                 for j in range(i, m2 + 1):
-                    # ro[:i] + P + ro[i:j] + D + ro[j:]
-                    w = 0
-                    for s in range(m2 + 1):
-                        if s == i:
-                            do[w] = o
-                            dk[w] = PICKUP
-                            w += 1
-                        if s == j:
-                            do[w] = o
-                            dk[w] = DROPOFF
-                            w += 1
-                        if s < m2:
-                            do[w] = ro[s]
-                            dk[w] = rk[s]
-                            w += 1
-                    c = sequence_cost(orders, rider, travel, weights, mode, do, dk, n, F, max_orders)
+                    if j + 1 > valid:
+                        break
+                    if w_t * (pr_f[j + 1, 2] - t0) + w_d * pr_f[j + 1, 3] + w_l * pr_f[j + 1, 4] >= best - EPS:
+                        break  # the stops before the drop-off already cost too much, for this j and every later one
+                    # ro[:i] + P + ro[i:j] + D + ro[j:]: the shared stops, then D and the rest.
+                    for s in range(j, m2):
+                        eo[s + 2] = ro[s]
+                        ek[s + 2] = rk[s]
+                    for s in range(j + 1):
+                        eo[s] = do[s]
+                        ek[s] = dk[s]
+                    eo[j + 1] = o
+                    ek[j + 1] = DROPOFF
+                    c = _tail_cost(orders, rider, travel, weights, mode, eo, ek, n, F, j + 1, pr_f, pr_i, best - EPS)
                     if c < best - EPS:
                         best = c
-                        cur_o[:] = do
-                        cur_k[:] = dk
+                        cur_o[:] = eo
+                        cur_k[:] = ek
+                        _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
+                        _mates(cur_o, n, mate)
                         improved = True
             if improved:
                 break
