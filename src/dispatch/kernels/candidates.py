@@ -11,6 +11,7 @@ import numpy as np
 
 from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
+from dispatch.kernels.select import buckets
 from dispatch.kernels.travel import leg_metres, leg_seconds
 
 
@@ -37,29 +38,12 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 @device
 def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
     """Index of rider r's visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
-    ``_buckets`` by rider)."""
+    ``buckets`` by rider)."""
     for a in range(rv_ptr[r], rv_ptr[r + 1]):
         v = rv_idx[a]
         if vis_site[v] == site:
             return v
     return -1
-
-
-@kernel
-def _buckets(bucket, n_buckets):
-    """A stable counting sort of items by ``bucket`` (int64[n], each in 0..n_buckets-1): the items of bucket b are
-    ``order[ptr[b]:ptr[b + 1]]`` (int64[n_buckets + 1], int64[n]), in their original order."""
-    ptr = np.zeros(n_buckets + 1, dtype=np.int64)
-    for v in range(bucket.shape[0]):
-        ptr[bucket[v] + 1] += 1
-    for b in range(n_buckets):
-        ptr[b + 1] += ptr[b]
-    fill = ptr[:n_buckets].copy()
-    order = np.empty(bucket.shape[0], dtype=np.int64)
-    for v in range(bucket.shape[0]):
-        order[fill[bucket[v]]] = v
-        fill[bucket[v]] += 1
-    return ptr, order
 
 
 @device
@@ -293,7 +277,7 @@ def expand_groups(
                 w += 1
     # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites.
     if k_rider > 0:
-        rv_ptr, rv_idx = _buckets(vis_rider, n_riders)
+        rv_ptr, rv_idx = buckets(vis_rider, n_riders)
         vals = np.empty(S * max_size)
         ids = np.empty(S * max_size, dtype=np.int64)
         side_v = np.empty((n_members, per_order))
@@ -349,7 +333,7 @@ def _sorted_unique(keys, n_riders, members):
     slot = np.empty(keys.shape[0], dtype=np.int64)
     for p in range(keys.shape[0]):
         slot[p] = rank[keys[p] // n_riders]
-    ptr, perm = _buckets(slot, n_members)
+    ptr, perm = buckets(slot, n_members)
     riders = np.empty(keys.shape[0], dtype=np.int64)
     for a in range(keys.shape[0]):
         riders[a] = keys[perm[a]] % n_riders

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.select import buckets
 from dispatch.kernels.travel import leg_seconds
 
 Q_SLOTS = 0  # 1.0: slot mode, 0.0: tier mode
@@ -168,17 +169,7 @@ def by_site_then_time(site, t, n_sites):
     """int64[n]: the permutation that sorts riders by ``site`` (int64[n], values in [0, n_sites)) and, within a
     site, by ``t`` (float64[n], no NaN), ties in input order: the same as ``np.lexsort((t, site))``, in
     O(n log(n / sites)) (a counting pass over the sites, then a stable sort of each site's times)."""
-    n = site.shape[0]
-    start = np.zeros(n_sites + 1, dtype=np.int64)
-    for i in range(n):
-        start[site[i] + 1] += 1
-    for s in range(n_sites):
-        start[s + 1] += start[s]
-    fill = start[:n_sites].copy()
-    out = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        out[fill[site[i]]] = i
-        fill[site[i]] += 1
+    start, out = buckets(site, n_sites)
     for s in range(n_sites):
         a, b = start[s], start[s + 1]
         if b - a > 1:

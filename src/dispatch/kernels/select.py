@@ -1,5 +1,6 @@
-"""Per-group selection: the cheapest few items of each group, in one pass (``dispatch.sim.offer`` picks the idle
-riders a site's pending orders could want with it). Arrays in, arrays out."""
+"""Grouping small integer keys: a stable counting sort (``buckets``; the candidate search, the promise summary),
+and the cheapest few items of each group (``dispatch.sim.offer`` picks the idle riders a site's pending orders
+could want with it). Arrays in, arrays out."""
 
 from __future__ import annotations
 
@@ -9,21 +10,29 @@ from dispatch.kernels._jit import kernel
 
 
 @kernel
+def buckets(bucket, n_buckets):
+    """A stable counting sort of items by ``bucket`` (int64[n], each in 0..n_buckets-1): the items of bucket b are
+    ``order[ptr[b]:ptr[b + 1]]`` (int64[n_buckets + 1], int64[n]), in their original order."""
+    ptr = np.zeros(n_buckets + 1, dtype=np.int64)
+    for v in range(bucket.shape[0]):
+        ptr[bucket[v] + 1] += 1
+    for b in range(n_buckets):
+        ptr[b + 1] += ptr[b]
+    fill = ptr[:n_buckets].copy()
+    order = np.empty(bucket.shape[0], dtype=np.int64)
+    for v in range(bucket.shape[0]):
+        order[fill[bucket[v]]] = v
+        fill[bucket[v]] += 1
+    return ptr, order
+
+
+@kernel
 def cheapest_per_group(group, key, quota, n_groups):
     """int64[k], ascending: the items (indices into ``group``, int64[n] with values in [0, n_groups), and ``key``,
     float64[n]) that are among the ``quota[g]`` (int64[n_groups]) smallest keys of their group ``g``, ties to
     the lower index. A group within its quota keeps every item without sorting."""
     n = group.shape[0]
-    start = np.zeros(n_groups + 1, dtype=np.int64)
-    for i in range(n):
-        start[group[i] + 1] += 1
-    for g in range(n_groups):
-        start[g + 1] += start[g]
-    fill = start[:n_groups].copy()
-    members = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        members[fill[group[i]]] = i
-        fill[group[i]] += 1
+    start, members = buckets(group, n_groups)
     keep = np.zeros(n, dtype=np.bool_)
     for g in range(n_groups):
         a, b = start[g], start[g + 1]
