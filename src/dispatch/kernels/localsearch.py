@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
-from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, advance, pickup_allowed, sequence_cost
+from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, sequence_cost, stop_step
 
 EPS = 1e-9
 
@@ -110,21 +110,13 @@ def _prefix_states(orders, rider, travel, mode, seq_o, seq_k, n, n_frozen, st_f,
         if s == n:
             break
         o, k = seq_o[s], seq_k[s]
-        if k == PICKUP and s >= n_frozen and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+        ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
+        )
+        if not ok:
             return s
-        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
         dist += d
-        if k == PICKUP:
-            ld += orders[9][o]
-            cnt += 1
-            if ld > capacity or (s >= n_frozen and a > shift_end):
-                return s
-        else:
-            ld -= orders[9][o]
-            cnt -= 1
-            lt = a - orders[8][o]
-            if lt > 0.0:
-                tot_late += lt
+        tot_late += lt
         prev_o, prev_k = o, k
     return n
 
@@ -148,21 +140,14 @@ def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, 
             rest += orders[11][seq_o[s]]
     for s in range(start, n):
         o, k = seq_o[s], seq_k[s]
-        if k == PICKUP and s >= n_frozen and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+        ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
+        )
+        if not ok:
             return np.inf
-        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
         dist += d
-        if k == PICKUP:
-            ld += orders[9][o]
-            cnt += 1
-            if ld > capacity or (s >= n_frozen and a > shift_end):
-                return np.inf
-        else:
-            ld -= orders[9][o]
-            cnt -= 1
-            lt = a - orders[8][o]
-            if lt > 0.0:
-                tot_late += lt
+        tot_late += lt
+        if k == DROPOFF:
             rest -= orders[11][o]
         if w_t * (t - t0 + 0.999999 * max(rest, 0.0)) + w_d * dist + w_l * tot_late >= bound:
             return np.inf  # every term only grows from here, the time by ``rest`` at least

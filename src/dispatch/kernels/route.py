@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel
+from dispatch.kernels._jit import device, device_inline, kernel
 from dispatch.kernels.travel import leg_metres, leg_seconds
 
 SINGLE_SITE = 0
@@ -63,6 +63,31 @@ def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):
     if mode == MIXED or onboard == 0:
         return True
     return prev_k == PICKUP and prev_o >= 0 and orders[6][prev_o] == orders[6][o]
+
+
+@device_inline
+def stop_step(orders, travel, mode, speed, capacity, shift_end, planned, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k):
+    """Ride from the previous stop (``prev_o``, ``prev_k``; at ``x, y, loc`` free at ``t``, ``ld`` units and
+    ``cnt`` orders on board) to stop (o, k) and serve it, as ``sequence_cost`` prices a sequence. ``planned``: the
+    stop is not frozen, so the trip mode and the shift end apply to it. Returns ``(ok, x, y, loc, t, metres, ld,
+    cnt, late)``: ``ok`` False when a hard rule breaks (the rest is then meaningless), ``late`` the seconds a
+    drop-off is past its deadline (0 if on time or a pickup)."""
+    if k == PICKUP and planned and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+        return False, x, y, loc, t, 0.0, ld, cnt, 0.0
+    x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+    late = 0.0
+    if k == PICKUP:
+        ld += orders[9][o]
+        cnt += 1
+        if ld > capacity or (planned and a > shift_end):
+            return False, x, y, loc, t, d, ld, cnt, 0.0
+    else:
+        ld -= orders[9][o]
+        cnt -= 1
+        lt = a - orders[8][o]
+        if lt > 0.0:
+            late = lt
+    return True, x, y, loc, t, d, ld, cnt, late
 
 
 @device
@@ -228,20 +253,12 @@ def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_froze
     prev_o, prev_k = -1, -1
     for s in range(n):
         o, k = seq_o[s], seq_k[s]
-        if k == PICKUP and s >= n_frozen and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
+        ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
+        )
+        if not ok:
             return np.inf
-        x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
         dist += d
-        if k == PICKUP:
-            ld += orders[9][o]
-            cnt += 1
-            if ld > capacity or (s >= n_frozen and a > shift_end):
-                return np.inf
-        else:
-            ld -= orders[9][o]
-            cnt -= 1
-            lt = a - orders[8][o]
-            if lt > 0.0:
-                tot_late += lt
+        tot_late += lt
         prev_o, prev_k = o, k
     return weights[W_TIME] * (t - t0) + weights[W_DIST] * dist + weights[W_LATE] * tot_late
