@@ -255,6 +255,10 @@ def test_replay_sends_the_window_and_every_acked_order_is_assigned_picked_up_and
     assert res["unassigned_at_end"] == 0 and res["orders_assigned"] == n
     assert res["errors"] == {} and servicer.refusals == [] and servicer.backwards == 0
     assert 0 <= res["ack_ms_p50"] <= res["ack_ms_p99"] <= res["ack_ms_max"]
+    # the ack p99 per second of sending: one entry per wall second of the window, none above the overall max
+    by_s = res["ack_ms_p99_by_s"]
+    assert 2 <= len(by_s) <= 3 and res["window_start_epoch"] > 0
+    assert all(v is None or 0 <= v <= res["ack_ms_max"] for v in by_s) and any(v is not None for v in by_s)
     assert 0 <= res["assign_ms_p50"] <= res["assign_ms_p99"] <= res["assign_ms_max"]
     assert res["orders_per_s"] > 0 and res["rider_events_per_s"] > 0
     assert res["riders_online_at_start"] == 12 and servicer.ever_online == {f"t-{i}" for i in range(5000, 5012)}

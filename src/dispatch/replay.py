@@ -891,10 +891,16 @@ class _Replay:
         for row in np.flatnonzero(unassigned).tolist():
             code = self.last_reason.get(row, 0)
             reasons[_reason_name(code) if code else "not_seen"] += 1
+        # The ack latency by the wall second the order was sent in (seconds from the window's start): where the slow
+        # acks cluster in time (to set beside the server's tick log).
+        sec = np.floor(self.t_send[acked] - wall_t0).astype(np.int64)
+        by_s = [_pct(ack_ms[sec == k], 99) for k in range(int(sec.max(initial=-1)) + 1)]
         f: dict[str, Any] = {
             "ack_ms_p50": _pct(ack_ms, 50),
             "ack_ms_p99": _pct(ack_ms, 99),
             "ack_ms_max": _pct(ack_ms, 100),
+            "ack_ms_p99_by_s": by_s,
+            "window_start_epoch": round(wall_t0, 3),
             "assign_ms_p50": _pct(assign_ms, 50),
             "assign_ms_p99": _pct(assign_ms, 99),
             "assign_ms_max": _pct(assign_ms, 100),

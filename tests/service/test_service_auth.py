@@ -35,8 +35,9 @@ def _code(fn, *args, **kw) -> grpc.StatusCode:
     return ei.value.code()
 
 
-def test_tokens_and_roles(tmp_path: Path):
-    cfg = make_config(tmp_path, auth={"tokens": TOKEN_LIST})
+@pytest.mark.parametrize("front", ["aio", "threads"])
+def test_tokens_and_roles(tmp_path: Path, front: str):
+    cfg = make_config(tmp_path, auth={"tokens": TOKEN_LIST}, grpc_server=front)
     with running(cfg, start_loop=False) as (srv, stub):
         req = pb.SubmitOrderRequest(order=order("auth-1"))
         assert _code(stub.SubmitOrder, req) == grpc.StatusCode.UNAUTHENTICATED

@@ -37,6 +37,12 @@ ROOT = Path(__file__).resolve().parents[2]
         ({"journal_sync": "sometimes"}, "journal_sync"),
         ({"policy": "magic"}, "policy"),
         ({"metrics_port": -1}, "metrics_port"),
+        ({"policy_nice": 20}, "policy_nice"),
+        ({"policy_nice": -1}, "policy_nice"),
+        ({"policy_nice": "low"}, "policy_nice"),
+        ({"tick_pause_ms": -1.0}, "tick_pause_ms"),
+        ({"tick_pause_ms": 500.0}, "tick_pause_ms"),
+        ({"grpc_server": "fast"}, "grpc_server"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, changes, field):

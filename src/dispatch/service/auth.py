@@ -69,10 +69,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 found = roles
         return found
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+    def check(self, details: Any) -> tuple[grpc.StatusCode, str] | None:
+        """None when the call may go ahead, else the status and message that refuse it."""
         method: str = details.method
         if not method.startswith(SERVICE):
-            return continuation(details)
+            return None
         needed = METHOD_ROLES.get(method[len(SERVICE) :])
         token = ""
         for key, value in details.invocation_metadata or ():
@@ -81,17 +82,20 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 if v[:7].lower() == "bearer ":
                     token = v[7:].strip()
                 break
-        handler = continuation(details)
         if not token:
-            return _refuse(handler, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)")
+            return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization metadata)"
         roles = self.roles_of(token)
         if roles is None:
-            return _refuse(handler, grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token")
+            return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token"
         if needed is not None and not (roles & needed):
-            return _refuse(
-                handler,
+            return (
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{method[len(SERVICE) :]} needs the role {' or '.join(sorted(needed))}; the token has "
                 f"{', '.join(sorted(roles))}",
             )
-        return handler
+        return None
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        refusal = self.check(details)
+        return handler if refusal is None else _refuse(handler, *refusal)

@@ -10,6 +10,9 @@ Every key is optional except where a site source is needed. The layout (top leve
     metrics_host = "127.0.0.1"
     policy = "kernel"               # the dispatch policy (dispatch.policy.POLICIES)
     policy_process = true           # run the policy in a worker process (Numba holds the GIL while it runs)
+    policy_nice = 10                # the worker's niceness (0-19): requests win a saturated CPU over the policy
+    grpc_server = "aio"             # "aio" (asyncio hot paths: dispatch.service.aio) or "threads" (grpc's thread pool)
+    tick_pause_ms = 1.0             # the tick's work in the server pauses this long after every 2 ms (0: no pauses)
     utc_offset_h = 8                # local time minus UTC, for the travel model's time of day
     log_level = "info"              # debug, info, warning, error
     log_format = "json"             # "json" (one object a line) or "text"
@@ -126,6 +129,9 @@ class ServiceConfig:
     group_link_m: float = 30_000.0
     policy: str = "kernel"
     policy_process: bool = True
+    policy_nice: int = 10
+    tick_pause_ms: float = 1.0
+    grpc_server: str = "aio"
     utc_offset_s: float = 8 * 3600.0
     travel: TravelModel = field(default_factory=TravelModel)
     dispatch: DispatchParams = field(default_factory=DispatchParams)
@@ -168,6 +174,12 @@ class ServiceConfig:
             raise ConfigError("log_format", f'must be "json" or "text", got {self.log_format!r}')
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port", f"must be in [0, 65535], got {self.metrics_port}")
+        if not 0 <= self.policy_nice <= 19:
+            raise ConfigError("policy_nice", f"must be in [0, 19], got {self.policy_nice}")
+        if self.grpc_server not in ("threads", "aio"):
+            raise ConfigError("grpc_server", f'must be "threads" or "aio", got {self.grpc_server!r}')
+        if not (math.isfinite(self.tick_pause_ms) and 0.0 <= self.tick_pause_ms <= 100.0):
+            raise ConfigError("tick_pause_ms", f"must be a number in [0, 100], got {self.tick_pause_ms}")
         if not (math.isfinite(self.group_link_m) and self.group_link_m > 0):
             raise ConfigError("sites.group_link_m", f"must be a finite number > 0, got {self.group_link_m}")
         del port
@@ -353,11 +365,11 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str] = "."
     """A ServiceConfig from a parsed TOML document; relative paths are resolved against ``base_dir``."""
     base = Path(base_dir)
     top = {"listen", "journal", "journal_sync", "insecure", "metrics_port", "metrics_host", "policy",
-           "policy_process", "utc_offset_h", "log_level", "log_format", "sites", "tls", "auth", "limits", "dispatch",
-           "travel"}  # fmt: skip
+           "policy_process", "policy_nice", "tick_pause_ms", "grpc_server", "utc_offset_h", "log_level", "log_format",
+           "sites", "tls", "auth", "limits", "dispatch", "travel"}  # fmt: skip
     _known(data, "", top)
     kw: dict[str, Any] = {}
-    for key in ("listen", "policy", "log_level", "log_format", "journal_sync", "metrics_host"):
+    for key in ("listen", "policy", "log_level", "log_format", "journal_sync", "metrics_host", "grpc_server"):
         if key in data:
             kw[key] = _str(data[key], key)
     if "journal" in data:
@@ -366,6 +378,10 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str] = "."
         kw["insecure"] = _bool(data["insecure"], "insecure")
     if "policy_process" in data:
         kw["policy_process"] = _bool(data["policy_process"], "policy_process")
+    if "policy_nice" in data:
+        kw["policy_nice"] = _int(data["policy_nice"], "policy_nice", 0)
+    if "tick_pause_ms" in data:
+        kw["tick_pause_ms"] = _num(data["tick_pause_ms"], "tick_pause_ms", 0.0)
     if "metrics_port" in data:
         kw["metrics_port"] = _int(data["metrics_port"], "metrics_port", 0)
     travel = TravelModel()

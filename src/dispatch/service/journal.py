@@ -8,12 +8,19 @@ transaction and commits: many concurrent acknowledgements share one fsync (group
 hands the committed records to ``on_commit`` (the service publishes assignment events to watchers from there, so a
 watcher never sees an event that a crash could take back).
 
+Request handlers on an asyncio loop (the ``grpc.aio`` front end) wait with ``wait_async`` instead: a future that the
+writer resolves, for all the waiters a commit covers at once, with one ``call_soon_threadsafe`` per loop.
+
 The queue is bounded: ``append`` raises :class:`JournalFullError` beyond ``queue_limit`` records (RESOURCE_EXHAUSTED at
 the API). ``replay`` reads every record back in order at startup.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
 import sqlite3
 import threading
@@ -57,6 +64,15 @@ class Record:
     obj: Any = None  # the decoded message, handed to on_commit (not written)
 
 
+def _resolve(futs: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for fut in futs:
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+
 class Journal:
     """An append-only SQLite journal with a group-commit writer thread (see the module docstring)."""
 
@@ -90,6 +106,9 @@ class Journal:
         self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # (ticket, n, loop, future) of the asyncio waiters, a heap by ticket (n breaks ties).
+        self._async: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._n = itertools.count()
         self.commits = 0
         self.records = 0
 
@@ -160,6 +179,31 @@ class Journal:
                     raise JournalError(f"not committed within {timeout:g} s")
                 self._done.wait(left)
 
+    def wait_async(self, ticket: int) -> asyncio.Future[None] | None:
+        """``wait`` for a caller on an asyncio loop: None when ``ticket`` is committed already, else a future of the
+        running loop that completes when it is (or fails with JournalError). Raises JournalError after a write
+        failure."""
+        with self._cond:
+            if self._committed >= ticket:
+                return None
+            if self._error is not None:
+                raise JournalError(str(self._error))
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._async, (ticket, next(self._n), loop, fut))
+            return fut
+
+    def _wake_async(self, upto: int | None, error: BaseException | None = None) -> None:
+        """Resolve the async waiters whose tickets are <= ``upto`` (every one when ``upto`` is None, with
+        ``error``); called with ``_cond`` held."""
+        ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        while self._async and (upto is None or self._async[0][0] <= upto):
+            _t, _n, loop, fut = heapq.heappop(self._async)
+            ready.setdefault(loop, []).append(fut)
+        for loop, futs in ready.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+                loop.call_soon_threadsafe(_resolve, futs, None if error is None else JournalError(str(error)))
+
     @property
     def depth(self) -> int:
         return len(self._queue)
@@ -192,12 +236,15 @@ class Journal:
                 with self._cond:
                     self._error = exc
                     self._done.notify_all()
+                    self._wake_async(None, exc)
                 return
             self.commits += 1
             self.records += len(batch)
             with self._cond:
                 self._committed = batch[-1][0]
                 self._done.notify_all()
+                if self._async:
+                    self._wake_async(self._committed)
             if self._on_commit is not None:
                 try:
                     self._on_commit([r for _, r in batch])

@@ -10,6 +10,16 @@ committed, published to watchers.
 
 An order that a rider rejected is never left on that rider's route: it is taken out of the tick's proposal (the
 rest of the route stays as proposed) and waits for the next tick.
+
+The tick's own Python work in the server (reading the state, building the tables, applying the result: seconds of
+interpreter time at 40,000 riders and 100,000 orders on routes) shares one GIL with the request threads. Held in
+long runs, it made every request wait: a thread that wants the GIL gets it only after the 5 ms switch interval, and
+an order needs several hand-overs, so during a tick the server took in orders far slower than they came. The loop
+therefore works in slices (``Pacer``): after each ``SLICE_S`` of work it sleeps ``tick_pause_ms`` (the service's
+configuration; 0 turns the pauses off), which lets the request threads run, and every lock hold covers at most
+``CHUNK`` riders. The tick takes longer in wall-clock time. Below the server's capacity this lowered the worst ack
+during a tick in all 5 measured pairs and its p99 in 4 (e.g. 23 against 72 ms); at capacity it does not help (the
+requests need the time the tick takes either way): benchmarks/RESULTS.md, "Service, session 5".
 """
 
 from __future__ import annotations
@@ -37,8 +47,70 @@ from dispatch.v1 import dispatch_pb2 as pb
 log = logging.getLogger("dispatch.service.loop")
 
 F64 = npt.NDArray[np.float64]
-CHUNK = 256  # riders applied per lock hold
+CHUNK = 64  # riders applied per lock hold
+BLOCK = 2048  # riders (or order rows) converted between two checks of the pacer
+SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
+PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
 GC_UNFREEZE_TICKS = 240  # with freeze_gc, ticks between two hand-backs of the frozen objects (1 h at 15 s)
+
+
+class Pacer:
+    """Call it between small pieces of the tick's work: once ``slice_s`` seconds have passed since the last pause,
+    it sleeps ``pause_s`` (releasing the GIL to whoever waits for it). ``pauses`` counts them."""
+
+    def __init__(self, slice_s: float = SLICE_S, pause_s: float = PAUSE_S) -> None:
+        if not (slice_s >= 0.0 and pause_s >= 0.0):
+            raise ValueError(f"slice_s and pause_s must be >= 0, got {slice_s}, {pause_s}")
+        self.slice_s = slice_s
+        self.pause_s = pause_s
+        self.pauses = 0
+        self._since = time.perf_counter()
+
+    def __call__(self) -> None:
+        if self.pause_s <= 0.0:
+            return
+        if time.perf_counter() - self._since >= self.slice_s:
+            time.sleep(self.pause_s)
+            self.pauses += 1
+            self._since = time.perf_counter()
+
+
+def table_rows(rows: list[tuple[Any, ...]], k: int, pace: Callable[[], None]) -> npt.NDArray[np.float64]:
+    """Rows of ``k`` numbers each (order rows: ``OrderRec.row``, 11; rider rows, 7) as float64[n, k], converted
+    ``BLOCK`` rows at a time with ``pace()`` between blocks (one conversion of 100,000 rows holds the GIL for
+    ~0.1 s)."""
+    n = len(rows)
+    cols = np.empty((n, k), dtype=np.float64)
+    for b in range(0, n, BLOCK):
+        cols[b : b + BLOCK] = rows[b : b + BLOCK]
+        pace()
+    return cols
+
+
+def routes_from_stops(
+    stops: list[list[tuple[int, int]]], width: int, frozen: list[int], pace: Callable[[], None]
+) -> Routes:
+    """``Routes.from_lists`` converted ``BLOCK`` riders at a time (whole blocks as arrays), with ``pace()`` between
+    blocks. ``stops``: per rider ``(order index, kind)`` pairs; ``frozen``: per rider, at most its route length."""
+    m = len(stops)
+    length = np.fromiter((len(x) for x in stops), dtype=np.int64, count=m)
+    r = Routes.empty(m, max(width, int(length.max(initial=0))))
+    r.length[:] = length
+    for b in range(0, m, BLOCK):
+        e = min(m, b + BLOCK)
+        flat = [pair for seq in stops[b:e] for pair in seq]
+        if flat:
+            pairs = np.array(flat, dtype=np.int64).reshape(-1, 2)
+            lens = length[b:e]
+            rows = np.repeat(np.arange(b, e, dtype=np.int64), lens)
+            cols = np.arange(rows.size, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+            r.order[rows, cols] = pairs[:, 0]
+            r.kind[rows, cols] = pairs[:, 1]
+        pace()
+    r.frozen[:] = np.asarray(frozen, dtype=np.int64)
+    if np.any(r.frozen > r.length) or np.any(r.frozen < 0):
+        raise ValueError("routes.frozen: must be between 0 and the route length")
+    return r
 
 
 @dataclass
@@ -53,7 +125,8 @@ class TickStats:
     dropped_riders: int
     events: int
     at_risk: int
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: snapshot, policy (with tables), apply
+    # seconds: snapshot, policy (with tables), apply, promise (the engine's update), policy_* (the policy's phases)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,8 +156,12 @@ class DispatchLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_tick = on_tick
-        self.remote = PolicyProcess() if store.cfg.policy_process else None
+        self.remote = PolicyProcess(store.cfg.policy_nice) if store.cfg.policy_process else None
         self.freeze_gc = False  # see ``_gc_after_tick``; ``serve`` turns it on for its own process
+        # The tick's pacing (``Pacer``); pause_s 0 turns it off.
+        self.slice_s, self.pause_s = SLICE_S, store.cfg.tick_pause_ms / 1e3
+        self._pace = Pacer(self.slice_s, self.pause_s)
+        self._route_end: F64 | None = None  # the last policy call's route ends (``worker.route_ends``), if remote
         self._frozen_ticks = 0
 
     def start(self) -> None:
@@ -166,18 +243,23 @@ class DispatchLoop:
                     special[oid] = (o.pinned, set(o.banned or ()))
         # The riders' fields are read outside the lock: a rider whose route or state changes from here on is marked
         # dirty (routes are replaced, never changed in place), so the tick's proposal for it is dropped; a position
-        # newer than the snapshot is harmless.
-        active = [
-            (r.id, r.stops, r.frozen, (r.x, r.y, r.shift_start, r.shift_end, r.capacity, r.speed, r.online))
-            for r in recs
-            if r.online or r.stops
-        ]
+        # newer than the snapshot is harmless. Everything from here on is paced (see the module docstring).
+        pace = self._pace
+        active: list[tuple[str, list[tuple[str, int]], int, tuple[Any, ...]]] = []
+        for b in range(0, len(recs), BLOCK):
+            active.extend(
+                (r.id, r.stops, r.frozen, (r.x, r.y, r.shift_start, r.shift_end, r.capacity, r.speed, r.online))
+                for r in recs[b : b + BLOCK]
+                if r.online or r.stops
+            )
+            pace()
         if not order_ids and not active:
             return None  # (online riders with nothing to do still make a tick: the promise engine needs them)
         n_pending = len(order_ids)
         index = {oid: i for i, oid in enumerate(order_ids)}
+        pace()
         stops: list[list[tuple[int, int]]] = []
-        for _rid, route, _f, _row in active:
+        for j, (_rid, route, _f, _row) in enumerate(active):
             seq = []
             for oid, k in route:
                 i = index.get(oid)
@@ -186,12 +268,17 @@ class DispatchLoop:
                     order_ids.append(oid)
                 seq.append((i, k))
             stops.append(seq)
+            if j % 256 == 255:
+                pace()
         rider_ids = [a[0] for a in active]
         rider_pos = {rid: i for i, rid in enumerate(rider_ids)}
         riders = [a[3] for a in active]
         frozen = [min(a[2], len(a[1])) for a in active]
         orders = s.orders  # a dict read without the lock: entries are only ever added
-        rows = [orders[oid].row for oid in order_ids]
+        rows: list[tuple[Any, ...]] = []
+        for b in range(0, len(order_ids), BLOCK):
+            rows.extend(orders[oid].row for oid in order_ids[b : b + BLOCK])
+            pace()
         banned: dict[int, set[str]] = {}
         pinned: dict[int, int] = {}
         pinned_out: list[int] = []
@@ -213,6 +300,7 @@ class DispatchLoop:
     def tick(self, now: float) -> TickStats | None:
         """One tick at ``now`` (epoch seconds); None when there was nothing to dispatch."""
         t0 = time.perf_counter()
+        self._pace = pace = Pacer(self.slice_s, self.pause_s)
         policy = self._policy_now()
         snap = self._snapshot()
         s = self.store
@@ -225,7 +313,7 @@ class DispatchLoop:
             return None
         t_snap = time.perf_counter()
         n, m = len(snap.rows), len(snap.riders)
-        cols = np.array(snap.rows, dtype=np.float64).reshape(n, 11)
+        cols = table_rows(snap.rows, 11, pace)
         pinned = np.full(n, -1, dtype=np.int64)
         for i, r in snap.pinned.items():
             pinned[i] = r
@@ -234,13 +322,13 @@ class DispatchLoop:
             site=cols[:, 4].astype(np.int64), ready=cols[:, 5], promised=cols[:, 6], size=cols[:, 7].astype(np.int64),
             service_pick=cols[:, 8], service_drop=cols[:, 9], placed=cols[:, 10], pinned=pinned,
         )  # fmt: skip
-        rc = np.array(snap.riders, dtype=np.float64).reshape(m, 7)
+        rc = table_rows(snap.riders, 7, pace)
         riders = RiderTable.build(
             x=rc[:, 0], y=rc[:, 1], avail=np.full(m, now), shift_start=rc[:, 2], shift_end=rc[:, 3],
             capacity=rc[:, 4].astype(np.int64), speed=rc[:, 5], online=rc[:, 6].astype(bool),
         )  # fmt: skip
         width = max(2 * policy.params.max_orders_per_rider + 2, max((len(x) for x in snap.stops), default=0))
-        routes = Routes.from_lists(snap.stops, width, snap.frozen)
+        routes = routes_from_stops(snap.stops, width, snap.frozen, pace)
         pend = np.array(snap.pending, dtype=np.int64)
         if m == 0 or (pend.size == 0 and not any(snap.stops)):
             res = None
@@ -265,26 +353,33 @@ class DispatchLoop:
             left = np.array(sorted(reasons), dtype=np.int64)
             try:
                 self.promise.set_params(s.promise)
-                self.promise.update(orders, riders, out_routes, now, pending=left)
+                ends = self._route_end if res is not None else None  # (from the worker, for the final routes)
+                self.promise.update(orders, riders, out_routes, now, pending=left, route_end=ends)
             except Exception:
                 log.exception("promise engine update failed")
+        t_promise = time.perf_counter()
         dt = time.perf_counter() - t0
         with s.lock:
             s.ticks += 1
             s.last_tick_at = now
             s.last_tick_s = dt
             s.at_risk = at_risk
-        phases = {"snapshot": t_snap - t0, "policy": t_policy - t_snap, "apply": t_apply - t_policy}
+        phases = {"snapshot": t_snap - t0, "policy": t_policy - t_snap, "apply": t_apply - t_policy,
+                  "promise": t_promise - t_apply}  # fmt: skip
+        if res is not None:  # the policy's own phases (in the worker), for the tick's log line
+            phases.update({f"policy_{k}": v / 1e3 for k, v in getattr(res, "timings_ms", {}).items()})
         return TickStats(now, dt, n, m, assigned, dropped, events, at_risk, phases)
 
     def _call(self, policy: Policy, snap: Snapshot, now: float) -> Any:
+        self._route_end = None
         if self.remote is not None:
             try:
-                return self.remote.tick(self.policy_name, policy.params, snap, now)
+                res, self._route_end = self.remote.tick_ends(self.policy_name, policy.params, snap, now)
+                return res
             except BrokenProcessPool:
                 log.error("the policy worker died; starting a new one (this tick is skipped)")
                 self.remote.close()
-                self.remote = PolicyProcess()
+                self.remote = PolicyProcess(self.store.cfg.policy_nice)
                 raise
         return policy.tick(snap, now)
 
@@ -335,12 +430,20 @@ class DispatchLoop:
         ends_a = np.cumsum(length)
         rr = np.repeat(changed, length)
         kk = np.arange(rr.size) - np.repeat(ends_a - length, length)
-        orders, kinds = out.order[rr, kk].tolist(), out.kind[rr, kk].tolist()
+        pace = self._pace
+        pace()
+        orders = out.order[rr, kk].tolist()
+        pace()
+        kinds = out.kind[rr, kk].tolist()
+        pace()
         etas = arrive[rr, kk].tolist() if arrive.size else [math.nan] * rr.size
+        pace()
         ends = ends_a.tolist()
         frozen = out.frozen[changed].tolist()
         start = 0
         for j, r in enumerate(changed.tolist()):
+            if j % 128 == 127:
+                pace()
             rid = snap.rider_ids[r]
             end = ends[j]
             seq = list(zip(orders[start:end], kinds[start:end], strict=True))
@@ -374,7 +477,9 @@ class DispatchLoop:
         at = pb.AssignmentEvent().at
         ts(now, at)
         ASSIGNED_K, UPDATED_K = pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, pb.ASSIGNMENT_EVENT_KIND_ROUTE_UPDATED
+        pace = self._pace
         for c in range(0, len(proposals), CHUNK):
+            pace()
             chunk = proposals[c : c + CHUNK]
             with s.lock:
                 batch = pb.WatchAssignmentsResponse()
@@ -415,23 +520,26 @@ class DispatchLoop:
             keep[list(changed)] = False
             rows = np.flatnonzero(keep)
             lens = out_routes.length[rows].tolist()
-            vals = etas[rows].tolist()
             rows_l = rows.tolist()
-            for c in range(0, len(rows_l), 8 * CHUNK):
+            step = 4 * CHUNK
+            for c in range(0, len(rows_l), step):
+                pace()
+                vals = etas[rows[c : c + step]].tolist()  # (one block at a time: a long C call holds the GIL)
                 with s.lock:
-                    for i in range(c, min(c + 8 * CHUNK, len(rows_l))):
+                    for i in range(c, min(c + step, len(rows_l))):
                         rid = snap.rider_ids[rows_l[i]]
                         if rid in s.dirty_riders:
                             continue
                         rec = s.riders.get(rid)
                         if rec is not None and len(rec.stops) == lens[i]:
-                            rec.etas = vals[i][: lens[i]]
+                            rec.etas = vals[i - c][: lens[i]]
         unassigned = pb.ASSIGNMENT_EVENT_KIND_UNASSIGNED
         items = list(reasons.items())
-        for c in range(0, len(items), 8 * CHUNK):
+        for c in range(0, len(items), 4 * CHUNK):
+            pace()
             with s.lock:
                 events = []
-                for o, why in items[c : c + 8 * CHUNK]:
+                for o, why in items[c : c + 4 * CHUNK]:
                     oid = ids[o]
                     rec_o = s.orders[oid]
                     if rec_o.state == PENDING and rec_o.reason != why:

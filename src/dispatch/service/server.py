@@ -2,7 +2,8 @@
 
 Startup replays the journal into a fresh store (pending orders, routes, the assignment sequence and the parameters
 come back as acknowledged), then starts the journal writer, the dispatch loop, the metrics endpoint and the gRPC
-server with the health and reflection services. ``stop`` is graceful: no new calls, calls in progress get ``grace``
+server with the health and reflection services (``grpc_server``: the asyncio front end of ``dispatch.service.aio``,
+or grpc's threaded server). ``stop`` is graceful: no new calls, calls in progress get ``grace``
 seconds, the tick in progress finishes, the journal is flushed and closed.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -42,7 +44,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DispatchService"].full_name
 class RunningServer:
     """A started server and its parts."""
 
-    server: grpc.Server
+    server: Any  # a grpc.Server, or an aio.AioServer (the same stop/wait)
     port: int
     metrics_port: int | None
     config: ServiceConfig
@@ -99,6 +101,28 @@ def _promise_engine(store: Store) -> Any:
     return PromiseEngine(sites, zones, travel_arrays(store.cfg.travel, store.cfg.utc_offset_s), store.promise)
 
 
+def warm_promise(store: Store) -> float:
+    """Run the promise engine's update once on a throwaway engine over the store's sites (one rider at the first
+    site with one order on its route), so that its kernels are loaded before the first tick: loading them in the
+    first tick held the server's GIL for 0.4 to 1 s. Returns the seconds it took (0 when there is no engine)."""
+    t0 = time.perf_counter()
+    engine = _promise_engine(store)
+    if engine is None:
+        return 0.0
+    from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+
+    site = store.sites[0]
+    now = time.time()
+    orders = OrderTable.build(
+        pick_x=[site.x], pick_y=[site.y], drop_x=[site.x + 500.0], drop_y=[site.y], site=[0], ready=[now],
+        promised=[now + 3600.0], service_pick=[site.spec.service_s], service_drop=[60.0], placed=[now],
+    )  # fmt: skip
+    riders = RiderTable.build(x=[site.x], y=[site.y], avail=[now], shift_end=[now + 3600.0], capacity=[4])
+    routes = Routes.from_lists([[(0, PICKUP), (0, DROPOFF)]], 4)
+    engine.update(orders, riders, routes, now, pending=np.zeros(0, dtype=np.int64))
+    return time.perf_counter() - t0
+
+
 def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
     """Replay the journal, start everything, and return the running server (see the module docstring)."""
     t0 = time.perf_counter()
@@ -120,20 +144,27 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
     promise = _promise_engine(store)
     servicer = Servicer(store, journal, hub, metrics, promise)
 
-    interceptors = [AuthInterceptor(cfg.tokens)] if cfg.tokens else []
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.limits.workers, thread_name_prefix="rpc"),
-        interceptors=interceptors,
-        maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs,
-        options=[
-            ("grpc.max_receive_message_length", 4 * cfg.limits.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
+    options = [("grpc.max_receive_message_length", 4 * cfg.limits.max_message_bytes), ("grpc.so_reuseport", 0)]
+    server: Any
+    if cfg.grpc_server == "aio":
+        from dispatch.service.aio import AioAuthInterceptor, AioServer, AioServicer
+
+        servicer = AioServicer(store, journal, hub, metrics, promise)
+        auth = [AioAuthInterceptor(AuthInterceptor(cfg.tokens))] if cfg.tokens else []
+        server = AioServer(cfg.limits.workers, auth, cfg.limits.max_concurrent_rpcs, options)
+        reflect_on = server.server
+    else:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.limits.workers, thread_name_prefix="rpc"),
+            interceptors=[AuthInterceptor(cfg.tokens)] if cfg.tokens else [],
+            maximum_concurrent_rpcs=cfg.limits.max_concurrent_rpcs,
+            options=options,
+        )
+        reflect_on = server
     pbg.add_DispatchServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), reflect_on)
     if cfg.insecure:
         port = server.add_insecure_port(cfg.listen)
     else:
@@ -164,6 +195,10 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
     except Exception:  # a broken warm-up must not keep the server down: the first tick will say what is wrong
         log.exception("policy warm-up failed")
         warm_s = float("nan")
+    try:
+        warm_s += warm_promise(store)
+    except Exception:  # the same for the promise engine
+        log.exception("promise engine warm-up failed")
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if start_loop:

@@ -1,6 +1,7 @@
 """The gRPC servicer: proto <-> model, thin. Each call checks its input (``validate``), calls the store, waits for
 its journal ticket and answers; a refusal becomes the status it names (or, in a stream, a Rejection), anything
-unexpected becomes INTERNAL without taking the server down."""
+unexpected becomes INTERNAL without taking the server down. ``dispatch.service.aio`` runs the hot calls of this
+servicer as coroutines under the asyncio front end (the default); the other calls run these handlers there too."""
 
 from __future__ import annotations
 
@@ -88,6 +89,48 @@ def _guard_stream(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[An
                 self.metrics.requests.labels(name, code).inc()
 
     return wrapper
+
+
+class RiderEventsCall:
+    """One ReportRiderEvents call's progress, message by message (shared by the threaded and the asyncio handlers):
+    ``take`` checks and applies a message (a RefusalError fails the whole call, naming the earlier events
+    accepted), ``ticket`` is the journal ticket to wait for before answering, ``response`` the answer."""
+
+    def __init__(self, servicer: Servicer) -> None:
+        self.s = servicer
+        self.accepted = 0
+        self.index = 0
+        self.ticket = 0
+        self.out = pb.ReportRiderEventsResponse()
+
+    def take(self, msg: pb.ReportRiderEventsRequest) -> None:
+        limits = self.s.limits
+        try:
+            v.message_size(msg, limits.max_message_bytes, "events")
+            if len(msg.events) > limits.max_events_per_message:
+                raise v.invalid(
+                    "events", f"{len(msg.events)} events in one message; at most {limits.max_events_per_message}"
+                )
+        except v.RefusalError as exc:
+            where = f"message at event index {self.index}; {self.accepted} earlier events accepted"
+            raise v.invalid("events", f"{exc.message} ({where})") from None
+        items, bad = v.rider_events(msg.events, self.index)
+        self.index += len(msg.events)
+        if items:
+            n, refused, t = self.s.store.rider_events(items, time.time(), None if bad else msg)
+            self.accepted += n
+            self.ticket = max(self.ticket, t)
+            bad.extend(refused)
+        for idx, rid, err in bad:
+            self.out.rejections.add(index=idx, rider_id=rid, rejection=err.rejection())
+
+    def response(self) -> pb.ReportRiderEventsResponse:
+        out = self.out
+        out.accepted = self.accepted
+        rej = sorted(out.rejections, key=lambda r: r.index)
+        del out.rejections[:]
+        out.rejections.extend(rej)
+        return out
 
 
 class Servicer(pbg.DispatchServiceServicer):
@@ -211,40 +254,17 @@ class Servicer(pbg.DispatchServiceServicer):
     def ReportRiderEvents(  # noqa: N802
         self, request_iterator: Iterator[pb.ReportRiderEventsRequest], context: grpc.ServicerContext
     ) -> pb.ReportRiderEventsResponse:
-        accepted = 0
-        out = pb.ReportRiderEventsResponse()
-        index = 0
-        ticket = 0
+        call = RiderEventsCall(self)
         for msg in request_iterator:
             try:
-                v.message_size(msg, self.limits.max_message_bytes, "events")
-                if len(msg.events) > self.limits.max_events_per_message:
-                    raise v.invalid(
-                        "events",
-                        f"{len(msg.events)} events in one message; at most {self.limits.max_events_per_message}",
-                    )
-            except v.RefusalError as exc:  # the whole call fails; say what the earlier messages achieved
-                if ticket:
-                    self.journal.wait(ticket)
-                raise v.invalid(
-                    "events", f"{exc.message} (message at event index {index}; {accepted} earlier events accepted)"
-                ) from None
-            items, bad = v.rider_events(msg.events, index)
-            index += len(msg.events)
-            if items:
-                n, refused, t = self.store.rider_events(items, time.time(), None if bad else msg)
-                accepted += n
-                ticket = max(ticket, t)
-                bad.extend(refused)
-            for idx, rid, err in bad:
-                out.rejections.add(index=idx, rider_id=rid, rejection=err.rejection())
-        if ticket:
-            self.journal.wait(ticket)
-        out.accepted = accepted
-        rej = sorted(out.rejections, key=lambda r: r.index)
-        del out.rejections[:]
-        out.rejections.extend(rej)
-        return out
+                call.take(msg)
+            except v.RefusalError:  # the whole call fails; what the earlier messages achieved stands
+                if call.ticket:
+                    self.journal.wait(call.ticket)
+                raise
+        if call.ticket:
+            self.journal.wait(call.ticket)
+        return call.response()
 
     @_guard
     def GetRider(  # noqa: N802
@@ -264,6 +284,11 @@ class Servicer(pbg.DispatchServiceServicer):
     def WatchAssignments(  # noqa: N802
         self, request: pb.WatchAssignmentsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchAssignmentsResponse]:
+        # Set when the call ends (``is_active`` is missing under the asyncio server; there ``add_callback`` returns
+        # None rather than whether the call is still going).
+        ended = threading.Event()
+        if context.add_callback(ended.set) is False:
+            return
         sub, live_from = self.hub.subscribe()
         try:
             start = int(request.from_sequence)
@@ -278,7 +303,7 @@ class Servicer(pbg.DispatchServiceServicer):
                 for batch in self.hub.catch_up(nxt, live_from):
                     yield batch
                     nxt = batch.events[-1].sequence + 1
-            while context.is_active() and not self._stopping.is_set():
+            while not ended.is_set() and not self._stopping.is_set():
                 live = sub.get(0.5)
                 if live is None:
                     continue

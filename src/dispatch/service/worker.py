@@ -6,10 +6,16 @@ loop sends the tick's snapshot (numpy arrays: a few MB at 40,000 orders) to one 
 result there, leaving the server's interpreter free; on a 2-core machine the policy and the requests then run on
 different cores. The worker keeps one policy object between ticks (rebuilt when the parameters change), exactly
 like the in-process path.
+
+The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 10): on a machine
+whose cores are all busy, the kernel then gives the server's request threads the CPU first and the policy what is
+left, so that a long tick delays assignments rather than acknowledgements (measured: benchmarks/RESULTS.md,
+"Service, session 5").
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -17,7 +23,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy, warm_up
+from dispatch.state import Routes
 
 _policy: Policy | None = None
 _key: tuple[str, DispatchParams] | None = None
@@ -33,6 +44,37 @@ def _policy_for(name: str, params: DispatchParams) -> Policy:
 
 def _tick(name: str, params: DispatchParams, snap: Snapshot, now: float) -> TickResult:
     return _policy_for(name, params).tick(snap, now)
+
+
+def _init(parent: int, nice: int) -> None:
+    """The worker's start: lower its priority by ``nice`` (before any thread starts, so that they inherit it),
+    then watch the parent."""
+    if nice:
+        with contextlib.suppress(OSError):  # not allowed here: run at the parent's priority
+            os.nice(nice)
+    _watch_parent(parent)
+
+
+def route_ends(snap: Snapshot, routes: Routes, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """float64[m]: when each of the snapshot's riders leaves the last stop of its route in ``routes`` (m rows), as
+    ``kernels.route.evaluate_routes`` gives it (``tot[0]``; times do not depend on the cost weights or deadlines);
+    NaN for an empty route. The promise engine's ``update`` takes these as ``route_end`` instead of evaluating
+    every route again in the server's process (a Numba call of ~0.1-0.2 s at 40,000 riders, holding its GIL)."""
+    out = np.full(routes.length.shape[0], np.nan)
+    rows = np.flatnonzero(routes.length > 0)
+    if rows.size:
+        sub_riders = tuple(a[rows] for a in snap.riders.as_tuple())
+        sub_routes = tuple(a[rows] for a in routes.as_tuple())
+        ev = evaluate_routes(snap.orders.as_tuple(), sub_riders, sub_routes, snap.travel, weights, MIXED)
+        out[rows] = ev[1][0]
+    return out
+
+
+def _tick_ends(
+    name: str, params: DispatchParams, snap: Snapshot, now: float
+) -> tuple[TickResult, npt.NDArray[np.float64]]:
+    res = _policy_for(name, params).tick(snap, now)
+    return res, route_ends(snap, res.routes, params.weights)
 
 
 def _watch_parent(parent: int) -> None:
@@ -51,14 +93,18 @@ def _warm(name: str, params: DispatchParams) -> float:
 
 
 class PolicyProcess:
-    """One worker process running ``policy.tick``; ``tick`` blocks until the result is back."""
+    """One worker process running ``policy.tick``; ``tick`` blocks until the result is back. ``nice``: how much
+    lower than the server's its scheduling priority is (0 to 19)."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice: must be in [0, 19], got {nice}")
+        self.nice = nice
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_watch_parent,
-            initargs=(os.getpid(),),
+            initializer=_init,
+            initargs=(os.getpid(), nice),
         )
 
     def warm(self, name: str, params: DispatchParams) -> float:
@@ -67,6 +113,17 @@ class PolicyProcess:
 
     def tick(self, name: str, params: DispatchParams, snap: Snapshot, now: float) -> Any:
         return self._pool.submit(_tick, name, params, snap, now).result()
+
+    def tick_ends(
+        self, name: str, params: DispatchParams, snap: Snapshot, now: float
+    ) -> tuple[TickResult, npt.NDArray[np.float64]]:
+        """``tick`` and the result's ``route_ends`` (float64[m]), both computed in the worker."""
+        res, ends = self._pool.submit(_tick_ends, name, params, snap, now).result()
+        return res, ends
+
+    def pid(self) -> int:
+        """The worker's process id (it is started on first use)."""
+        return int(self._pool.submit(os.getpid).result())
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
