@@ -1,4 +1,4 @@
-"""Both gRPC front ends (``grpc_server = "aio"``, the default, and ``"threads"``) answer the hot calls alike:
+"""Both gRPC front ends (``grpc_server = "threads"``, the default, and ``"aio"``) answer the hot calls alike:
 acknowledgements after the journal, statuses and per-item rejections, the assignment stream; and the journal's
 asyncio wait."""
 
