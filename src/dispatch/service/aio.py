@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from dispatch.service import validate as v
-from dispatch.service.auth import AuthInterceptor
+from dispatch.service.auth import AuthInterceptor, handler_like
 from dispatch.service.journal import JournalError
 from dispatch.service.servicer import _STREAM_WINDOW, RiderEventsCall, Servicer, _status
 from dispatch.v1 import dispatch_pb2 as pb
@@ -154,15 +154,7 @@ def _refuse_async(handler: Any, code: grpc.StatusCode, message: str) -> Any:
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
-    if handler is None:
-        return None
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(streaming)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(streaming)
-    return grpc.unary_unary_rpc_method_handler(unary)
+    return handler_like(handler, unary, streaming)
 
 
 class AioAuthInterceptor(grpc.aio.ServerInterceptor):

@@ -44,6 +44,12 @@ def _refuse(handler: Any, code: grpc.StatusCode, message: str) -> Any:
         context.abort(code, message)
         yield  # pragma: no cover - makes this a generator
 
+    return handler_like(handler, unary, streaming)
+
+
+def handler_like(handler: Any, unary: Any, streaming: Any) -> Any:
+    """A method handler of the same shape as ``handler`` (None: None) that answers with ``unary`` (unary
+    responses) or ``streaming`` (streamed responses): how both front ends' interceptors refuse a call."""
     if handler is None:
         return None
     if handler.request_streaming and handler.response_streaming:
