@@ -136,7 +136,7 @@ def run_shard(
     tick_ms: list[float] = []
     now = day.start
     homing = Homing(riders, day.travel)
-    offer = _Offer(orders, day.rider_site, policy, params)
+    offer = _Offer(orders, day.rider_site, policy)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
     while now <= horizon:
@@ -279,9 +279,9 @@ class _Offer:
     """The riders a tick offers the policy (``dispatch.sim.offer``), with the sites' positions taken from their
     orders' pickups once."""
 
-    def __init__(self, orders: OrderTable, rider_site: I64 | None, policy: Policy, params: DispatchParams) -> None:
+    def __init__(self, orders: OrderTable, rider_site: I64 | None, policy: Policy) -> None:
         self.rider_site = rider_site
-        self.params = params
+        self.params = params = policy.params  # as the policy plans
         # Only these policies leave a route alone when its site has nothing pending (see dispatch.sim.offer).
         self.all_busy = not isinstance(policy, KernelPolicy | GreedyPolicy) or params.ortools_every_ticks > 0
         top = int(orders.site.max(initial=-1))
