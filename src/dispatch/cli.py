@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dispatch.argtypes import positive_int
+from dispatch.heap import keep_heap
 from dispatch.policy import DispatchParams, ParamsError, Reason, make_policy
 
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_heap()  # every command's ticks reuse heap pages (dispatch.heap); forked workers inherit it
     try:
         return int(args.func(args))
     except (ParamsError, ValueError) as e:

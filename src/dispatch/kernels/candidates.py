@@ -37,7 +37,7 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 
 @device
 def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
-    """Index of rider r's visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
+    """Index of rider r's first visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
     ``buckets`` by rider)."""
     for a in range(rv_ptr[r], rv_ptr[r + 1]):
         v = rv_idx[a]
@@ -202,6 +202,18 @@ def expand_groups(
     row = np.empty(cap)
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
+    # The order side's estimates, kept per group (member x pool rider) for the rider side: a rider in a group's
+    # pool would compute the same numbers again. ``pos[t * S + s]``: rider t's column in the pool of its s-th
+    # nearest group, or -1.
+    e_off = np.zeros(G + 1, dtype=np.int64)
+    for g in range(G):
+        n_vis_g = np.searchsorted(vis_site, group_site[g], side="right") - np.searchsorted(vis_site, group_site[g])
+        e_off[g + 1] = e_off[g] + (group_ptr[g + 1] - group_ptr[g]) * (K + n_vis_g)
+    est = np.empty(e_off[G] if k_rider > 0 else 0)
+    pool_n = np.zeros(G, dtype=np.int64)
+    pos = np.full(n_ok * S, -1, dtype=np.int64)
+    gs_ptr, gs_idx = buckets(rider_sites.ravel(), G + 1)
+    slot = np.full(n_riders, -1, dtype=np.int64)
     for g in range(G):
         size = group_ptr[g + 1] - group_ptr[g]
         base = group_ptr[g]
@@ -227,7 +239,8 @@ def expand_groups(
             a = seen[rr]
             if a >= 0:
                 score[a] = min(score[a], sc)
-                vix[a] = q
+                if vix[a] < 0:
+                    vix[a] = q
             else:
                 rid[c] = rr
                 score[c] = sc
@@ -253,6 +266,15 @@ def expand_groups(
                 arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
                 p_arr[n_pool] = arrive if arrive <= shift_end[r] else np.inf
                 n_pool += 1
+        if k_rider > 0:
+            pool_n[g] = n_pool
+            for b in range(n_pool):
+                slot[p_r[b]] = b
+            for a in range(gs_ptr[g], gs_ptr[g + 1]):
+                e_ = gs_idx[a]
+                pos[e_] = slot[ok_idx[e_ // S]]
+            for b in range(n_pool):
+                slot[p_r[b]] = -1
         ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
         nr = ranked.shape[0]
         # Order side: each member's k cheapest estimates, plus a window along the ranking (a rider of its own).
@@ -268,6 +290,8 @@ def expand_groups(
                     e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv], drop_x,
                                             drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
                 row[b] = e
+            if k_rider > 0:
+                est[e_off[g] + q * n_pool : e_off[g] + (q + 1) * n_pool] = row[:n_pool]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
             for b in range(nb):
                 out_key[w] = o * n_riders + best_i[b]
@@ -292,6 +316,14 @@ def expand_groups(
                 if g >= G:
                     break
                 base = group_ptr[g]
+                b = pos[t * S + s_]
+                if b >= 0:  # in the group's pool: the order side's numbers
+                    np_ = pool_n[g]
+                    for q in range(group_ptr[g + 1] - base):
+                        vals[n] = est[e_off[g] + q * np_ + b]
+                        ids[n] = base + q
+                        n += 1
+                    continue
                 o0 = members[base]
                 px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
                 m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)

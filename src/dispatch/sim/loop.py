@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dispatch.heap import keep_heap
 from dispatch.kernels.compact import compact_routes, scatter_routes
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot
 from dispatch.sim.evalcache import EvalCache
@@ -104,6 +105,7 @@ def run_shard(
     """Replay ``day`` through ``policy``; ``progress(k)`` is called with the number of orders newly placed;
     ``at_end(orders, riders, routes, pending, now)`` sees the state the day ends in (the quote benchmark loads it)."""
     t_wall = time.perf_counter()
+    keep_heap()  # a tick's arrays reuse the pages of the last one's (dispatch.heap)
     orders = day.orders
     riders = day.riders
     n, m = orders.n, riders.m
