@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.kernels.compact import compact_routes, scatter_routes
+from dispatch.kernels.compact import compact_routes, scatter_routes, take_prefix
 from dispatch.state import DROPOFF, PICKUP, Routes
 
 
@@ -52,3 +52,18 @@ def test_compact_then_scatter_round_trips(seed: int, m: int, n: int) -> None:
         assert np.all(back.order[r, L:] == -1)
     others = np.setdiff1d(np.arange(m), act_r)
     assert np.all(back.length[others] == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 30), width=st.integers(1, 8), q=st.integers(0, 40))
+def test_take_prefix_copies_each_rows_stops(seed: int, m: int, width: int, q: int) -> None:
+    """Each taken row equals the source row up to that rider's route length (for float and int arrays alike)."""
+    rng = np.random.default_rng(seed)
+    length = rng.integers(0, width + 1, m).astype(np.int64)
+    idx = rng.integers(0, m, q).astype(np.int64)  # repeats allowed
+    for a in (rng.random((m, width)), rng.integers(-5, 5, (m, width)).astype(np.int64)):
+        out = take_prefix(a, idx, length)
+        assert out.shape == (q, width) and out.dtype == a.dtype
+        for row, r in enumerate(idx.tolist()):
+            n = int(length[r])
+            assert np.array_equal(out[row, :n], a[r, :n])

@@ -88,3 +88,17 @@ def scatter_routes(routes, act_r, act_o, sub):
                 kind[r, s] = 0
         changed[a] = diff
     return changed
+
+
+@kernel
+def take_prefix(a, idx, length):
+    """Rows ``idx`` (int64[q]) of ``a`` (2-D, m rows), each only up to its route length (``length`` int64[m]):
+    the other entries of the result (same dtype, q x a.shape[1]) are left unset. For per-stop arrays whose
+    entries past a route's end are never read (an evaluation's), this reads and writes only the stops there are:
+    an idle rider's row costs nothing."""
+    out = np.empty((idx.shape[0], a.shape[1]), dtype=a.dtype)
+    for q in range(idx.shape[0]):
+        r = idx[q]
+        for s in range(length[r]):
+            out[q, s] = a[r, s]
+    return out

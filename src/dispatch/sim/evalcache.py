@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dispatch.kernels.compact import take_prefix
 from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams
 from dispatch.state import OrderTable, RiderTable, Routes
@@ -64,6 +65,10 @@ class EvalCache:
                             self._mode, todo, self.ev, self.tot)  # fmt: skip
             self.dirty[todo] = False
 
-    def rows(self, idx: I64) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """Copies of rows ``idx`` (int64[q]), as ``Snapshot.evaluation`` takes them (call ``refresh`` first)."""
-        return tuple(a[idx] for a in self.ev), tuple(a[idx] for a in self.tot)
+    def rows(self, idx: I64, length: I64) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """Copies of rows ``idx`` (int64[q]), as ``Snapshot.evaluation`` takes them (call ``refresh`` first). Of
+        the per-stop arrays only the stops of each route are copied (``length``: int64[m], the routes' lengths);
+        the entries past a route's end, which no kernel reads, are left unset: on a full peak-day shard (58,000
+        riders offered, most of them idle) the copy took 4x less time (benchmarks/RESULTS.md, "Simulator,
+        session 6")."""
+        return tuple(take_prefix(a, idx, length) for a in self.ev), tuple(a[idx] for a in self.tot)

@@ -261,7 +261,8 @@ def _dispatch(
     rows, and the riders whose routes it changes are marked for re-evaluation)."""
     act_o, *sub, local_pending = compact_routes(routes.as_tuple(), act_r, pending, scratch)
     cache.refresh(routes, act_r)
-    snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel, cache.rows(act_r))
+    evaluation = cache.rows(act_r, routes.length)
+    snap = Snapshot(orders.take(act_o), riders.take(act_r), Routes(*sub), local_pending, travel, evaluation)
     res = policy.tick(snap, now)
     out = res.routes
     if out.width > routes.width:
