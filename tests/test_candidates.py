@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from conftest import NOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -142,6 +143,14 @@ def test_busy_site_matching_with_k_one() -> None:
     assert matching_size(pending.tolist(), pairs_by_order(cand), 20) == 10
 
 
+def test_rider_side_must_be_positive() -> None:
+    rng = np.random.default_rng(1)
+    orders, riders = world(rng, 2, 3, 1, 100.0)
+    with pytest.raises(ValueError, match="rider_side"):
+        candidate_pairs(orders, riders, np.arange(2), riders.x, riders.y, riders.avail, np.ones(3, bool), NOW, 2, 1e4,
+                        4.5, rider_side=0)  # fmt: skip
+
+
 def test_no_pending_no_riders() -> None:
     rng = np.random.default_rng(0)
     orders, riders = world(rng, 4, 3, 2, 3000.0)
@@ -220,6 +229,11 @@ def test_rider_side_keeps_each_orders_cheapest_proposals(seed: int, m: int, k: i
     got = set(rider_only.pair_r.tolist())
     assert len(got) <= k + cap < m
     assert cheapest <= got
+    # A smaller rider side keeps fewer: its own cheapest proposals (plus the order's k of its own).
+    small = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, 1e6, 4.5, window=0, rider_side=2)
+    got2 = set(small.pair_r.tolist())
+    assert len(got2) <= k + 2 * k
+    assert set(np.argsort(est, kind="stable")[: 2 * k].tolist()) <= got2
 
 
 @settings(max_examples=40, deadline=None)

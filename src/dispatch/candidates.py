@@ -12,7 +12,8 @@ are:
 - **rider side**: each rider's ``k`` cheapest orders among the sites whose pools hold it. Without this side a
   cheap rider is claimed by every order of its neighbourhood and the rest starve: on the generated 2,000 x 2,000
   city, order-side alone at k = 16 leaves the single-round optimum 15% dearer, both sides 0.7% (benchmarks/RESULTS.md).
-  Each order then keeps at most ``RIDER_SIDE_PER_ORDER x k`` of these proposals, its cheapest: at a quiet site
+  Each order then keeps at most ``rider_side x k`` of these proposals (``DispatchParams.candidate_rider_side``,
+  default ``RIDER_SIDE_PER_ORDER``), its cheapest: at a quiet site
   (hundreds of riders, a few orders) every rider proposes every order, and the pairs would be dense (500 a pending
   order on a peak_day sample; 100 with the cap, which leaves the city benchmark's objective unchanged);
 - **a window**: ``window`` riders along the site's ranking by when they can be at the site, starting at the
@@ -106,6 +107,7 @@ def candidate_pairs(
     free_loc: I64 | None = None,
     k_rider: int | None = None,
     window: int = 2,
+    rider_side: int = RIDER_SIDE_PER_ORDER,
 ) -> Candidates:
     """Candidate riders for the ``pending`` order indices (int64[n]); see the module docstring for the rule.
 
@@ -113,13 +115,16 @@ def candidate_pairs(
     current route ends; ``accepting``: bool[m], riders that may take another order now (online, in shift, below
     the order limit). ``travel`` (a ``TravelTime.arrays()`` tuple; default straight lines at
     ``reference_speed_mps``) and ``weights`` (float64[3] per second, per metre, per second late; default 1, 0, 20)
-    price the estimates; ``k_rider`` defaults to ``k``. A pinned order's only candidate is its rider (when
+    price the estimates; ``k_rider`` defaults to ``k``; an order keeps at most ``rider_side * k`` rider-side
+    proposals. A pinned order's only candidate is its rider (when
     accepting)."""
     vis = visits if visits is not None else Visits.none()
     tr = travel if travel is not None else _constant_travel(reference_speed_mps)
     wts = weights if weights is not None else np.array([1.0, 0.0, 20.0])
     floc = free_loc if free_loc is not None else np.full(riders.m, -1, dtype=np.int64)
     kr = k if k_rider is None else k_rider
+    if rider_side < 1:
+        raise ValueError(f"rider_side: must be >= 1, got {rider_side}")
     n = int(pending.shape[0])
     in_reach = np.zeros(n, dtype=bool)
     if n == 0:
@@ -167,7 +172,7 @@ def candidate_pairs(
         po, pr, reached = expand_groups(
             orders.as_tuple(), tr, wts, nbr, dist, ok_idx, rider_sites, free_x, free_y, floc, free_at, riders.speed,
             riders.shift_end, float(now), float(reference_speed_mps), group_ptr, members, sites.astype(np.int64),
-            vis_t, accepting, int(k), int(kr), int(window), int(riders.m), int(max(1, RIDER_SIDE_PER_ORDER * k)),
+            vis_t, accepting, int(k), int(kr), int(window), int(riders.m), int(max(1, rider_side * k)),
         )  # fmt: skip
         po_parts.append(po)
         pr_parts.append(pr)

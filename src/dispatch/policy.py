@@ -84,6 +84,10 @@ class DispatchParams:
             no order waits for ever.
         candidate_k: candidate riders per order and candidate orders per rider, the cheapest by a cost estimate
             (see ``dispatch.candidates``).
+        candidate_rider_side: each order keeps at most this many times ``candidate_k`` of the riders' own
+            proposals (the rider side of the candidate rule), its cheapest by the estimate: 8 keeps the generated
+            city's single-round gap within 0.01 (4 gives 0.0113); on peak-day samples 4 keeps as many promises
+            for fewer km and less CPU (benchmarks/RESULTS.md, "Simulator, session 6"), so peak_day.toml sets it.
         candidate_window: more candidates per order, along the site's ranking of riders, so that a busy site's
             orders each have a rider of their own (3: the generated city's single-round gap to the dense optimum
             is 0.0099 against 0.0102 at 2, for 2% more pairs; benchmarks/RESULTS.md).
@@ -107,6 +111,7 @@ class DispatchParams:
     promise_margin_s: float = 180.0
     unassigned_cost: float = 3600.0
     candidate_k: int = 12
+    candidate_rider_side: int = 8
     candidate_window: int = 3
     max_reach_m: float = 8000.0
     reference_speed_mps: float = 4.5
@@ -132,6 +137,7 @@ class DispatchParams:
         for name, lo in (
             ("max_orders_per_rider", 1),
             ("candidate_k", 1),
+            ("candidate_rider_side", 1),
             ("candidate_window", 0),
             ("rounds", 0),
             ("local_search_passes", 0),
@@ -309,6 +315,7 @@ class KernelPolicy:
             snap.orders, snap.riders, eligible, fx, fy, fat, accepting, now,
             p.candidate_k, p.max_reach_m, p.reference_speed_mps, route_visits(snap.orders, routes, ev),
             travel=snap.travel, weights=weights, free_loc=floc, window=p.candidate_window,
+            rider_side=p.candidate_rider_side,
         )  # fmt: skip
         timings["candidates"] = (time.perf_counter() - t0) * 1e3
 

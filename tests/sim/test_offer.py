@@ -47,6 +47,8 @@ def test_quota_only_where_orders_wait() -> None:
     q = idle_quota(np.array([2, 2, 0], dtype=np.int64), 4, 12)
     extra = (RIDER_SIDE_PER_ORDER + 1) * 12
     assert q.tolist() == [IDLE_PER_PENDING + extra, 0, 2 * IDLE_PER_PENDING + extra, 0]
+    q4 = idle_quota(np.array([2, 2, 0], dtype=np.int64), 4, 12, rider_side=4)
+    assert q4.tolist() == [IDLE_PER_PENDING + 5 * 12, 0, 2 * IDLE_PER_PENDING + 5 * 12, 0]
 
 
 def test_mean_drop_distance_per_site() -> None:

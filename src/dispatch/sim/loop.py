@@ -301,7 +301,7 @@ class _Offer:
             return np.flatnonzero(riders.online | busy).astype(np.int64)
         p = self.params
         ps = orders.site[pending]
-        quota = idle_quota(ps, self.site_x.shape[0], p.candidate_k)
+        quota = idle_quota(ps, self.site_x.shape[0], p.candidate_k, p.candidate_rider_side)
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
         return offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,

@@ -4,9 +4,9 @@ the idle riders that a site's pending orders could want.
 At a site, idle riders wait at or ride back to their start positions, and most of the fleet is idle most of the
 day (78% of the riders online in an average tick of the peak-day sample). A tick's cost grows with the riders it
 sees, yet the candidate rule (``dispatch.candidates``) lets an order consider at most ``k`` riders of its own and
-``RIDER_SIDE_PER_ORDER * k`` riders' proposals, its cheapest by an estimate, and a tick assigns at most as many
-idle riders as the site has pending orders. So each site with ``P`` pending orders is offered the
-``IDLE_PER_PENDING * P + (RIDER_SIDE_PER_ORDER + 1) * k`` idle riders that the same kind of estimate finds
+``rider_side * k`` riders' proposals (``DispatchParams.candidate_rider_side``), its cheapest by an estimate, and
+a tick assigns at most as many idle riders as the site has pending orders. So each site with ``P`` pending orders
+is offered the ``IDLE_PER_PENDING * P + (rider_side + 1) * k`` idle riders that the same kind of estimate finds
 cheapest for a typical order of the site: the rider's time to ride to the site and on to the pending orders' mean
 drop-off distance (at the reference speed times its speed factor; the travel model's hour and detour are the same
 for all of them at one moment), plus the distance cost of the ride to the site. A site with nothing pending is
@@ -34,12 +34,11 @@ I64 = npt.NDArray[np.int64]
 IDLE_PER_PENDING = 2
 
 
-def idle_quota(pending_site: I64, n_sites: int, k: int) -> I64:
-    """Idle riders to offer per site (int64[n_sites]): ``IDLE_PER_PENDING * P + (RIDER_SIDE_PER_ORDER + 1) * k``
-    where ``P`` > 0 orders of the site are pending (``pending_site``: int64[q], the pending orders' sites), else
-    0."""
+def idle_quota(pending_site: I64, n_sites: int, k: int, rider_side: int = RIDER_SIDE_PER_ORDER) -> I64:
+    """Idle riders to offer per site (int64[n_sites]): ``IDLE_PER_PENDING * P + (rider_side + 1) * k`` where
+    ``P`` > 0 orders of the site are pending (``pending_site``: int64[q], the pending orders' sites), else 0."""
     p = np.bincount(pending_site, minlength=n_sites)[:n_sites].astype(np.int64)
-    return np.where(p > 0, IDLE_PER_PENDING * p + (RIDER_SIDE_PER_ORDER + 1) * k, 0).astype(np.int64)
+    return np.where(p > 0, IDLE_PER_PENDING * p + (rider_side + 1) * k, 0).astype(np.int64)
 
 
 def mean_drop_m(pending_site: I64, drop_x: F64, drop_y: F64, site_x: F64, site_y: F64) -> F64:
