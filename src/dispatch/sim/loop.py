@@ -28,11 +28,12 @@ import numpy.typing as npt
 
 from dispatch.heap import keep_heap
 from dispatch.kernels.compact import compact_routes, scatter_routes
+from dispatch.kernels.movement import advance_riders
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot
 from dispatch.sim.evalcache import EvalCache
 from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
-from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
+from dispatch.state import OrderTable, RiderTable, Routes
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -209,9 +210,10 @@ def run_shard(
         rows = np.flatnonzero(routes.length > 0)
         if rows.size:
             cache.refresh(routes, rows)
-            length0, frozen0 = routes.length[rows], routes.frozen[rows]
-            _advance(orders, riders, routes, cache.ev, rows, t_next, picked_at, delivered_at, metres, delivered)
-            cache.dirty[rows[(routes.length[rows] != length0) | (routes.frozen[rows] != frozen0)]] = True
+            ev = cache.ev
+            moved = advance_riders(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), ev[0], ev[1], ev[5], rows,
+                                   t_next, picked_at, delivered_at, metres, delivered)  # fmt: skip
+            cache.dirty[rows[moved]] = True
             homing.start(riders, rows[routes.length[rows] == 0])
         now = t_next
 
@@ -306,59 +308,6 @@ class _Offer:
         return offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
                               p.weight_distance / max(p.weight_time, 1e-9), self.all_busy)  # fmt: skip
-
-
-def _advance(
-    orders: OrderTable,
-    riders: RiderTable,
-    routes: Routes,
-    ev: tuple[npt.NDArray[Any], ...],
-    rows: I64,
-    t_next: float,
-    picked_at: F64,
-    delivered_at: F64,
-    metres: F64,
-    delivered: I64,
-) -> None:
-    """For riders ``rows`` (int64[q], evaluated in ``ev``): complete every stop whose service ends by ``t_next``,
-    move the riders there, and freeze the stop each heads to next."""
-    arrive, depart = ev[0][rows], ev[1][rows]
-    cum_metres = ev[5][rows]
-    width = routes.width
-    length = routes.length[rows]
-    order = routes.order[rows]
-    kind = routes.kind[rows]
-    pos = np.arange(width)[None, :]
-    done = (pos < length[:, None]) & (depart <= t_next)
-    n_done = done.sum(axis=1)
-    moved = np.flatnonzero(n_done)
-    if moved.size:
-        qq, ss = np.nonzero(done)
-        o = order[qq, ss]
-        k = kind[qq, ss]
-        pick = k == PICKUP
-        picked_at[o[pick]] = np.maximum(arrive[qq, ss][pick], orders.ready[o[pick]])
-        drop = ~pick
-        delivered_at[o[drop]] = arrive[qq, ss][drop]
-        np.add.at(delivered, rows[qq[drop]], 1)
-        last = n_done[moved] - 1
-        lo = order[moved, last]
-        lk = kind[moved, last]
-        r = rows[moved]
-        metres[r] += cum_metres[moved, last]
-        riders.x[r] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-        riders.y[r] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
-        riders.loc[r] = np.where(lk == PICKUP, orders.pick_loc[lo], orders.drop_loc[lo])
-        riders.avail[r] = depart[moved, last]
-        # Shift the remaining stops to the front.
-        src = np.minimum(pos + n_done[moved, None], width - 1)
-        keep = pos < (length[moved] - n_done[moved])[:, None]
-        routes.order[r] = np.where(keep, np.take_along_axis(order[moved], src, axis=1), -1)
-        routes.kind[r] = np.where(keep, np.take_along_axis(kind[moved], src, axis=1), 0)
-        routes.length[r] -= n_done[moved]
-        routes.frozen[r] = np.maximum(routes.frozen[r] - n_done[moved], 0)
-    # A rider with stops left is on its way to the first one: committed.
-    routes.frozen[rows] = np.where(routes.length[rows] > 0, np.maximum(routes.frozen[rows], 1), 0)
 
 
 class Homing:
