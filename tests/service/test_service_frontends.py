@@ -94,3 +94,17 @@ def test_journal_wait_async_fails_when_the_journal_cannot_write(tmp_path: Path):
     with pytest.raises(JournalError):
         journal.wait_async(10**9)
     journal.close()
+
+
+@pytest.mark.parametrize("front", ["aio", "threads"])
+def test_the_server_side_ack_time_is_observed_once_per_accepted_order(tmp_path: Path, front: str):
+    with running(make_config(tmp_path, grpc_server=front)) as (srv, stub):
+        stub.SubmitOrder(pb.SubmitOrderRequest(order=order("m-1")))
+        reqs = [pb.SubmitOrdersRequest(order=order(f"m-s{i}", site="nowhere" if i == 1 else "s1")) for i in range(4)]
+        assert len(list(stub.SubmitOrders(iter(reqs)))) == 4
+        with pytest.raises(grpc.RpcError):
+            stub.SubmitOrder(pb.SubmitOrderRequest(order=order("m-2", site="nowhere")))
+        count = srv.metrics.registry.get_sample_value("dispatch_ack_seconds_count")
+        total = srv.metrics.registry.get_sample_value("dispatch_ack_seconds_sum")
+        assert count == 4  # 1 unary + 3 of the stream's 4 (the refused ones are not acks)
+        assert total is not None and 0.0 < total < 30.0

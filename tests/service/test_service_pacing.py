@@ -106,10 +106,10 @@ def test_policy_worker_refuses_a_bad_nice():
 def test_a_paced_tick_assigns_like_an_unpaced_one(tmp_path: Path):
     """The same orders and riders, one tick paced at every step and one not: the same assignments."""
     got = []
+    now = time.time()  # one clock for both (travel times depend on the time of day: near-ties could flip)
     for k, (slice_s, pause_s) in enumerate([(0.0, 0.0001), (0.0, 0.0)]):
         cfg = make_config(tmp_path / str(k))
         with running(cfg, start_loop=False) as (srv, stub):
-            now = time.time()
             report(stub, *[online(f"r{i}", lat=31.2320 + 0.001 * i, now=now) for i in range(4)])
             for i in range(6):
                 stub.SubmitOrder(pb.SubmitOrderRequest(order=order(f"o{i}", lat=31.2400 + 0.002 * i, now=now)))

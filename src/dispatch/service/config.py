@@ -11,7 +11,7 @@ Every key is optional except where a site source is needed. The layout (top leve
     policy = "kernel"               # the dispatch policy (dispatch.policy.POLICIES)
     policy_process = true           # run the policy in a worker process (Numba holds the GIL while it runs)
     policy_nice = 10                # the worker's niceness (0-19): requests win a saturated CPU over the policy
-    grpc_server = "threads"         # "threads" (grpc's thread pool) or "aio" (asyncio hot paths; experimental, README)
+    grpc_server = "threads"         # "threads" (grpc's thread pool) or "aio" (asyncio, dispatch.service.aio)
     tick_pause_ms = 1.0             # the tick's work in the server pauses this long after every 2 ms (0: no pauses)
     utc_offset_h = 8                # local time minus UTC, for the travel model's time of day
     log_level = "info"              # debug, info, warning, error

@@ -6,7 +6,8 @@ policy outside the lock, then applies the result under the lock in chunks of rid
 rider whose route changed while the policy ran (a pickup, a delivery, a rejection, going offline, a cancel of one of
 its orders) keeps its current route: the tick's proposal for it is dropped, and its new orders stay pending for the
 next tick. Every applied change becomes an assignment event with the next sequence number, journaled and, once
-committed, published to watchers.
+committed, published to watchers. The events' Route messages come ready-made from the policy worker
+(``routemsg.route_messages``) when there is one; the apply only parses them, outside the lock.
 
 An order that a rider rejected is never left on that rider's route: it is taken out of the tick's proposal (the
 rest of the route stays as proposed) and waits for the next tick.
@@ -76,7 +77,7 @@ class Pacer:
 
 
 def table_rows(rows: list[tuple[Any, ...]], k: int, pace: Callable[[], None]) -> npt.NDArray[np.float64]:
-    """Rows of ``k`` numbers each (order rows: ``OrderRec.row``, 11; rider rows, 7) as float64[n, k], converted
+    """Rows of ``k`` numbers each (order rows: ``OrderRec.row``, 15; rider rows, 7) as float64[n, k], converted
     ``BLOCK`` rows at a time with ``pace()`` between blocks (one conversion of 100,000 rows holds the GIL for
     ~0.1 s)."""
     n = len(rows)
@@ -162,6 +163,7 @@ class DispatchLoop:
         self.slice_s, self.pause_s = SLICE_S, store.cfg.tick_pause_ms / 1e3
         self._pace = Pacer(self.slice_s, self.pause_s)
         self._route_end: F64 | None = None  # the last policy call's route ends (``worker.route_ends``), if remote
+        self._msgs: dict[int, bytes] = {}  # the last policy call's Route messages by rider row (``_call``), if remote
         self._frozen_ticks = 0
 
     def start(self) -> None:
@@ -313,7 +315,8 @@ class DispatchLoop:
             return None
         t_snap = time.perf_counter()
         n, m = len(snap.rows), len(snap.riders)
-        cols = table_rows(snap.rows, 11, pace)
+        cols = table_rows(snap.rows, 15, pace)
+        latlng = np.ascontiguousarray(cols[:, 11:15])  # the stops' positions in degrees (for the Route messages)
         pinned = np.full(n, -1, dtype=np.int64)
         for i, r in snap.pinned.items():
             pinned[i] = r
@@ -333,13 +336,13 @@ class DispatchLoop:
         if m == 0 or (pend.size == 0 and not any(snap.stops)):
             res = None
         else:
-            res = self._run_policy(policy, snap, orders, riders, routes, pend, now)
+            res = self._run_policy(policy, snap, orders, riders, routes, pend, now, latlng)
         t_policy = time.perf_counter()
         reasons: dict[int, int] = dict.fromkeys(snap.pinned_out, int(Reason.PINNED_RIDER_UNAVAILABLE))
         if res is None:
             for i in snap.pending:
                 reasons[i] = int(Reason.NO_RIDER_IN_REACH)
-            proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]] = []
+            proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]] = []
             etas: F64 = np.zeros((0, 0))
             out_routes = routes
         else:
@@ -370,10 +373,22 @@ class DispatchLoop:
             phases.update({f"policy_{k}": v / 1e3 for k, v in getattr(res, "timings_ms", {}).items()})
         return TickStats(now, dt, n, m, assigned, dropped, events, at_risk, phases)
 
-    def _call(self, policy: Policy, snap: Snapshot, now: float) -> Any:
+    def _call(
+        self, policy: Policy, snap: Snapshot, now: float, order_ids: list[str] | None = None,
+        latlng: F64 | None = None,
+    ) -> Any:  # fmt: skip
+        """The policy's tick, in the worker when there is one. With ``order_ids`` and ``latlng`` (float64[n, 4]) the
+        worker also builds the changed riders' Route messages (``self._msgs``: rider row -> serialized Route)."""
         self._route_end = None
+        self._msgs = {}
         if self.remote is not None:
             try:
+                if order_ids is not None and latlng is not None:
+                    res, self._route_end, rows, msgs = self.remote.tick_routes(
+                        self.policy_name, policy.params, snap, now, order_ids, latlng
+                    )
+                    self._msgs = dict(zip(rows.tolist(), msgs, strict=True))
+                    return res
                 res, self._route_end = self.remote.tick_ends(self.policy_name, policy.params, snap, now)
                 return res
             except BrokenProcessPool:
@@ -392,12 +407,14 @@ class DispatchLoop:
         routes: Routes,
         pend: npt.NDArray[np.int64],
         now: float,
+        latlng: F64,
     ) -> Any:
         """The policy's tick; orders that some rider rejected are dispatched in a second pass on the first pass's
-        routes with the riders who rejected them taken offline, so that they go to someone else."""
+        routes with the riders who rejected them taken offline, so that they go to someone else (then the server
+        builds the Route messages itself)."""
         banned = np.array([i in snap.banned for i in pend.tolist()], dtype=bool)
         if not banned.any():
-            return self._call(policy, Snapshot(orders, riders, routes, pend, self.travel), now)
+            return self._call(policy, Snapshot(orders, riders, routes, pend, self.travel), now, snap.order_ids, latlng)
         first = self._call(policy, Snapshot(orders, riders, routes, pend[~banned], self.travel), now)
         who = {rid for i in pend[banned].tolist() for rid in snap.banned[i]}
         online = riders.online.copy()
@@ -405,6 +422,7 @@ class DispatchLoop:
         second = self._call(
             policy, Snapshot(orders, replace(riders, online=online), first.routes, pend[banned], self.travel), now
         )
+        self._msgs = {}
         return replace(
             second,
             assigned_order=np.concatenate([first.assigned_order, second.assigned_order]),
@@ -416,8 +434,9 @@ class DispatchLoop:
 
     def _proposals(
         self, snap: _Snap, res: Any, reasons: dict[int, int]
-    ) -> tuple[list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]], F64, Routes]:
-        """Per changed rider: (rider, new stops, their ETAs, frozen, new orders), banned pairs taken out."""
+    ) -> tuple[list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]], F64, Routes]:
+        """Per changed rider: (rider, new stops, their ETAs, frozen, new orders, its Route message from the worker
+        or None), banned pairs taken out."""
         out = res.routes
         arrive = res.arrive
         new_by_rider: dict[int, list[int]] = {}
@@ -451,20 +470,22 @@ class DispatchLoop:
             start = end
             new = new_by_rider.get(r, [])
             bad = [o for o in new if rid in snap.banned.get(o, ())]
+            msg = self._msgs.get(r)
             if bad:
+                msg = None  # (the worker built the route with them)
                 keep = [k for k in range(len(seq)) if seq[k][0] not in bad]
                 seq = [seq[k] for k in keep]
                 eta = [eta[k] for k in keep]
                 new = [o for o in new if o not in bad]
                 for o in bad:
                     reasons[o] = int(Reason.RIDERS_BUSY)
-            proposals.append((r, seq, eta, min(frozen[j], len(seq)), new))
+            proposals.append((r, seq, eta, min(frozen[j], len(seq)), new, msg))
         return proposals, arrive, out
 
     def _apply(
         self,
         snap: _Snap,
-        proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int]]],
+        proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]],
         reasons: dict[int, int],
         etas: F64,
         out_routes: Routes,
@@ -480,11 +501,19 @@ class DispatchLoop:
         pace = self._pace
         for c in range(0, len(proposals), CHUNK):
             pace()
-            chunk = proposals[c : c + CHUNK]
+            # The new routes and their messages are built before the lock is taken (they read only what never
+            # changes in an order), so that requests wait for the lock only while the chunk is checked and applied.
+            chunk = []
+            for r, seq, eta, frozen, new, msg in proposals[c : c + CHUNK]:
+                stops = [(ids[o], k) for o, k in seq]
+                fz = max(frozen, 1) if seq else 0
+                route = pb.Route.FromString(msg) if msg is not None else s.route_of(stops, eta, fz)
+                chunk.append((r, stops, eta, fz, new, route))
+            pace()
             with s.lock:
                 batch = pb.WatchAssignmentsResponse()
                 add = batch.events.add
-                for r, seq, eta, frozen, new in chunk:
+                for r, stops, eta, fz, new, route in chunk:
                     rid = snap.rider_ids[r]
                     rec = s.riders.get(rid)
                     new_ids = [ids[o] for o in new]
@@ -493,10 +522,9 @@ class DispatchLoop:
                         for o in new:
                             reasons.setdefault(o, int(Reason.RIDERS_BUSY))
                         continue
-                    rec.stops = [(ids[o], k) for o, k in seq]
+                    rec.stops = stops
                     rec.etas = eta
-                    rec.frozen = max(frozen, 1) if seq else 0
-                    route = s.route_proto(rec)  # once per rider, copied into each of its events
+                    rec.frozen = fz
                     for oid in new_ids:
                         orec = s.orders[oid]
                         s._set_state(orec, ASSIGNED)

@@ -6,7 +6,10 @@
 - ``dispatch_orders{state}`` (gauge): orders by life-cycle state;
 - ``dispatch_orders_at_risk`` (gauge): orders estimated to be delivered after their promise;
 - ``dispatch_riders_online`` (gauge); ``dispatch_assignment_sequence`` (gauge): the last sequence;
-- ``dispatch_requests_total{method,code}`` (counter): finished RPCs by status.
+- ``dispatch_requests_total{method,code}`` (counter): finished RPCs by status;
+- ``dispatch_ack_seconds`` (histogram): an accepted order's time in the server, from its message read to its ack
+  ready to send (after the journal commit): the server's share of the ack latency a client sees, without the
+  network or the client's own delays.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class Metrics:
         self.riders = Gauge("dispatch_riders_online", "Riders online", registry=r)
         self.sequence = Gauge("dispatch_assignment_sequence", "Last assignment sequence", registry=r)
         self.requests = Counter("dispatch_requests_total", "Finished RPCs", ["method", "code"], registry=r)
+        self.ack = Histogram(
+            "dispatch_ack_seconds", "Accepted order: message read to ack ready (after the journal commit)", registry=r,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+        )  # fmt: skip
         self._server: Any = None
         self.port = 0
 

@@ -146,13 +146,16 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
 
     options = [("grpc.max_receive_message_length", 4 * cfg.limits.max_message_bytes), ("grpc.so_reuseport", 0)]
     server: Any
+    health_servicer: Any  # set(name, status) and enter_graceful_shutdown(), from any thread
     if cfg.grpc_server == "aio":
-        from dispatch.service.aio import AioAuthInterceptor, AioServer, AioServicer
+        from dispatch.service.aio import AioAuthInterceptor, AioHealth, AioServer, AioServicer
 
         servicer = AioServicer(store, journal, hub, metrics, promise)
         auth = [AioAuthInterceptor(AuthInterceptor(cfg.tokens))] if cfg.tokens else []
         server = AioServer(cfg.limits.workers, auth, cfg.limits.max_concurrent_rpcs, options)
-        reflect_on = server.server
+        reflect_on = server.server  # a grpc.aio server: reflection takes its asyncio servicer
+        health_servicer = AioHealth(server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server)
     else:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.limits.workers, thread_name_prefix="rpc"),
@@ -161,9 +164,9 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
             options=options,
         )
         reflect_on = server
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     pbg.add_DispatchServiceServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), reflect_on)
     if cfg.insecure:
         port = server.add_insecure_port(cfg.listen)

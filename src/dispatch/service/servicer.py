@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from dispatch.service import validate as v
-from dispatch.service.hub import Hub, SlowWatcherError
+from dispatch.service.hub import Hub, SlowWatcherError, Subscription
 from dispatch.service.journal import Journal, JournalError
 from dispatch.service.metrics import Metrics
 from dispatch.service.params import from_proto, merged, to_proto
@@ -147,7 +147,9 @@ class Servicer(pbg.DispatchServiceServicer):
         self._stopping = threading.Event()
 
     def stop_watchers(self) -> None:
+        """End the WatchAssignments streams (a stop): each one returns when woken."""
         self._stopping.set()
+        self.hub.wake_all()
 
     # -- orders -------------------------------------------------------------------------------------------------
 
@@ -165,9 +167,16 @@ class Servicer(pbg.DispatchServiceServicer):
     def SubmitOrder(  # noqa: N802
         self, request: pb.SubmitOrderRequest, context: grpc.ServicerContext
     ) -> pb.SubmitOrderResponse:
+        t0 = time.perf_counter()
         rec, dup, ticket = self._submit(request)
         self.journal.wait(ticket)
+        self._acked(t0)
         return pb.SubmitOrderResponse(order=self.store.order_proto(rec), duplicate=dup)
+
+    def _acked(self, t0: float) -> None:
+        """An accepted order's time in the server since ``t0`` (perf_counter), for ``dispatch_ack_seconds``."""
+        if self.metrics is not None:
+            self.metrics.ack.observe(time.perf_counter() - t0)
 
     def SubmitOrders(  # noqa: N802
         self, request_iterator: Iterator[pb.SubmitOrdersRequest], context: grpc.ServicerContext
@@ -189,11 +198,12 @@ class Servicer(pbg.DispatchServiceServicer):
         def reader() -> None:
             try:
                 for req in request_iterator:
+                    t0 = time.perf_counter()
                     try:
                         rec, dup, ticket = self._submit(req)
-                        item: Any = (req.order.id, rec, dup, ticket, None)
+                        item: Any = (req.order.id, rec, dup, ticket, None, t0)
                     except v.RefusalError as exc:
-                        item = (req.order.id, None, False, 0, exc)
+                        item = (req.order.id, None, False, 0, exc, t0)
                     if not put(item):
                         return
             except Exception as exc:  # the client went away, or an unexpected failure: end the stream
@@ -211,7 +221,7 @@ class Servicer(pbg.DispatchServiceServicer):
                 if not isinstance(item, grpc.RpcError):
                     log.warning("SubmitOrders stream ended: %s", item)
                 break
-            oid, rec, dup, ticket, err = item
+            oid, rec, dup, ticket, err, t0 = item
             if err is not None:
                 n_bad += 1
                 yield pb.SubmitOrdersResponse(order_id=oid, rejection=err.rejection())
@@ -226,6 +236,7 @@ class Servicer(pbg.DispatchServiceServicer):
             ok.order.CopyFrom(rec.proto)
             ok.order.state = rec.state
             ok.duplicate = dup
+            self._acked(t0)
             yield resp
         if self.metrics is not None:
             self.metrics.requests.labels("SubmitOrders", "OK").inc()
@@ -280,25 +291,31 @@ class Servicer(pbg.DispatchServiceServicer):
 
     # -- assignments --------------------------------------------------------------------------------------------
 
+    def _watch_start(self, request: pb.WatchAssignmentsRequest) -> tuple[Subscription, int, int]:
+        """A watcher's live subscription, the first sequence it wants and the last one published before it
+        subscribed (it reads up to there from the journal). Raises RefusalError (the subscription closed) for a
+        sequence older than the journal holds."""
+        sub, live_from = self.hub.subscribe()
+        start = int(request.from_sequence)
+        if start:
+            first = self.journal.first_sequence()
+            if start < first:
+                sub.close()
+                raise v.RefusalError(
+                    v.OUT_OF_RANGE, "from_sequence", f"{start} is older than the oldest sequence held ({first})"
+                )
+        return sub, (live_from + 1 if start == 0 else start), live_from
+
     @_guard_stream
     def WatchAssignments(  # noqa: N802
         self, request: pb.WatchAssignmentsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchAssignmentsResponse]:
-        # Set when the call ends (``is_active`` is missing under the asyncio server; there ``add_callback`` returns
-        # None rather than whether the call is still going).
-        ended = threading.Event()
+        # The threaded front end's handler (the asyncio one has a coroutine: ``aio.AioServicer.WatchAssignments``).
+        ended = threading.Event()  # set when the call ends
         if context.add_callback(ended.set) is False:
             return
-        sub, live_from = self.hub.subscribe()
+        sub, nxt, live_from = self._watch_start(request)
         try:
-            start = int(request.from_sequence)
-            nxt = live_from + 1 if start == 0 else start
-            if start:
-                first = self.journal.first_sequence()
-                if start < first:
-                    raise v.RefusalError(
-                        v.OUT_OF_RANGE, "from_sequence", f"{start} is older than the oldest sequence held ({first})"
-                    )
             if nxt <= live_from:
                 for batch in self.hub.catch_up(nxt, live_from):
                     yield batch

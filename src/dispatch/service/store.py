@@ -119,7 +119,8 @@ class OrderRec:
     banned: set[str] | None = None
     ticket: int = 0
     # The dispatch tables' row: pick_x, pick_y, drop_x, drop_y, site, ready, promised, size, service_pick,
-    # service_drop, placed.
+    # service_drop, placed; then the stops' positions in degrees for the Route messages: pick_lat, pick_lng,
+    # drop_lat, drop_lng.
     row: tuple[float, ...] = ()
 
 
@@ -345,7 +346,7 @@ class Store:
             oi.service_drop, oi.pinned,
         )  # fmt: skip
         rec.row = (site.x, site.y, dx, dy, float(si), oi.ready, oi.promised, float(oi.size), site.spec.service_s,
-                   oi.service_drop, oi.placed)  # fmt: skip
+                   oi.service_drop, oi.placed, site.spec.lat, site.spec.lng, oi.lat, oi.lng)  # fmt: skip
         return rec
 
     def cancel(self, order_id: str, reason: str, now: float) -> tuple[OrderRec, int]:
@@ -598,10 +599,18 @@ class Store:
     # -- assignment events --------------------------------------------------------------------------------------
 
     def route_proto(self, r: RiderRec, out: pb.Route | None = None) -> pb.Route:
+        return self.route_of(r.stops, r.etas, r.frozen, out)
+
+    def route_of(
+        self, stops: list[tuple[str, int]], etas: list[float], frozen: int, out: pb.Route | None = None
+    ) -> pb.Route:
+        """The Route message of a route given by its parts (a rider's ``stops``, ``etas`` and ``frozen``). It reads
+        only what never changes once an order is in the store (its site and drop-off), so the dispatch loop builds
+        these outside the lock."""
         route = pb.Route() if out is None else out
         add = route.stops.add
-        orders, sites, etas, n_eta, frozen = self.orders, self.sites, r.etas, len(r.etas), r.frozen
-        for s, (oid, k) in enumerate(r.stops):
+        orders, sites, n_eta = self.orders, self.sites, len(etas)
+        for s, (oid, k) in enumerate(stops):
             o = orders[oid]
             st = add(kind=_KIND_TO_PB[k], order_id=oid, frozen=s < frozen)
             pos = st.position

@@ -5,7 +5,8 @@ stall every request thread for as long (ack latency = tick time). With ``policy_
 loop sends the tick's snapshot (numpy arrays: a few MB at 40,000 orders) to one worker process and waits for the
 result there, leaving the server's interpreter free; on a 2-core machine the policy and the requests then run on
 different cores. The worker keeps one policy object between ticks (rebuilt when the parameters change), exactly
-like the in-process path.
+like the in-process path. Beside the policy it computes when each route ends (``route_ends``) and the changed
+riders' Route messages (``tick_routes``), work that would otherwise hold the server's GIL.
 
 The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 10): on a machine
 whose cores are all busy, the kernel then gives the server's request threads the CPU first and the policy what is
@@ -26,8 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dispatch.heap import keep_heap
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy, warm_up
+from dispatch.service.routemsg import route_messages
 from dispatch.state import Routes
 
 _policy: Policy | None = None
@@ -47,8 +50,10 @@ def _tick(name: str, params: DispatchParams, snap: Snapshot, now: float) -> Tick
 
 
 def _init(parent: int, nice: int) -> None:
-    """The worker's start: lower its priority by ``nice`` (before any thread starts, so that they inherit it),
-    then watch the parent."""
+    """The worker's start: keep freed heap pages (``dispatch.heap``: a spawned process does not inherit the
+    server's setting), lower its priority by ``nice`` (before any thread starts, so that they inherit it), then
+    watch the parent."""
+    keep_heap()
     if nice:
         with contextlib.suppress(OSError):  # not allowed here: run at the parent's priority
             os.nice(nice)
@@ -75,6 +80,15 @@ def _tick_ends(
 ) -> tuple[TickResult, npt.NDArray[np.float64]]:
     res = _policy_for(name, params).tick(snap, now)
     return res, route_ends(snap, res.routes, params.weights)
+
+
+def _tick_routes(
+    name: str, params: DispatchParams, snap: Snapshot, now: float, order_ids: list[str],
+    latlng: npt.NDArray[np.float64],
+) -> tuple[TickResult, npt.NDArray[np.float64], npt.NDArray[np.int64], list[bytes]]:  # fmt: skip
+    res, ends = _tick_ends(name, params, snap, now)
+    rows = np.union1d(res.changed, res.assigned_rider).astype(np.int64)
+    return res, ends, rows, route_messages(order_ids, latlng, res.routes, res.arrive, rows)
 
 
 def _watch_parent(parent: int) -> None:
@@ -120,6 +134,16 @@ class PolicyProcess:
         """``tick`` and the result's ``route_ends`` (float64[m]), both computed in the worker."""
         res, ends = self._pool.submit(_tick_ends, name, params, snap, now).result()
         return res, ends
+
+    def tick_routes(
+        self, name: str, params: DispatchParams, snap: Snapshot, now: float, order_ids: list[str],
+        latlng: npt.NDArray[np.float64],
+    ) -> tuple[TickResult, npt.NDArray[np.float64], npt.NDArray[np.int64], list[bytes]]:  # fmt: skip
+        """``tick_ends``, and the serialized Route messages of the riders the result changed (or gave orders to):
+        ``routemsg.route_messages`` for the rows returned (int64[k], sorted), ``order_ids`` (n) and ``latlng``
+        (float64[n, 4]) describing the snapshot's orders."""
+        res, ends, rows, msgs = self._pool.submit(_tick_routes, name, params, snap, now, order_ids, latlng).result()
+        return res, ends, rows, msgs
 
     def pid(self) -> int:
         """The worker's process id (it is started on first use)."""
