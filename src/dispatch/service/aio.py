@@ -31,7 +31,7 @@ from grpc_health.v1 import health
 
 from dispatch.service import validate as v
 from dispatch.service.auth import AuthInterceptor, handler_like
-from dispatch.service.hub import SlowWatcherError
+from dispatch.service.hub import SlowWatcherError, fresh_events
 from dispatch.service.journal import JournalError
 from dispatch.service.servicer import _STREAM_WINDOW, RiderEventsCall, Servicer, _status
 from dispatch.v1 import dispatch_pb2 as pb
@@ -184,13 +184,9 @@ class AioServicer(Servicer):
                     yield batch
                 nxt = page[-1].events[-1].sequence + 1
             while not self._stopping.is_set():
-                live = await sub.get_async(0.5)
-                if live is None:
-                    continue
-                keep = [e for e in live.events if e.sequence >= nxt]
-                if keep:
-                    yield pb.WatchAssignmentsResponse(events=keep)
-                    nxt = keep[-1].sequence + 1
+                out, nxt = fresh_events(await sub.get_async(0.5), nxt)
+                if out is not None:
+                    yield out
         except Exception as exc:
             await self._fail("WatchAssignments", context, exc)
             raise  # (abort raised already)

@@ -171,3 +171,14 @@ class Hub:
                 out.append(pb.WatchAssignmentsResponse(events=keep))
                 nxt = keep[-1].sequence + 1
         return out
+
+
+def fresh_events(live: pb.WatchAssignmentsResponse | None, nxt: int) -> tuple[pb.WatchAssignmentsResponse | None, int]:
+    """A live batch cut to the events a watcher has not seen (sequence >= ``nxt``): the response to send (None when
+    nothing is new) and the watcher's next sequence number. Both front ends' WatchAssignments use it."""
+    if live is None:
+        return None, nxt
+    keep = [e for e in live.events if e.sequence >= nxt]
+    if not keep:
+        return None, nxt
+    return pb.WatchAssignmentsResponse(events=keep), keep[-1].sequence + 1

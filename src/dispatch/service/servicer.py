@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from dispatch.service import validate as v
-from dispatch.service.hub import Hub, SlowWatcherError, Subscription
+from dispatch.service.hub import Hub, SlowWatcherError, Subscription, fresh_events
 from dispatch.service.journal import Journal, JournalError
 from dispatch.service.metrics import Metrics
 from dispatch.service.params import from_proto, merged, to_proto
@@ -321,13 +321,9 @@ class Servicer(pbg.DispatchServiceServicer):
                     yield batch
                     nxt = batch.events[-1].sequence + 1
             while not ended.is_set() and not self._stopping.is_set():
-                live = sub.get(0.5)
-                if live is None:
-                    continue
-                keep = [e for e in live.events if e.sequence >= nxt]
-                if keep:
-                    yield pb.WatchAssignmentsResponse(events=keep)
-                    nxt = keep[-1].sequence + 1
+                out, nxt = fresh_events(sub.get(0.5), nxt)
+                if out is not None:
+                    yield out
         finally:
             sub.close()
 
