@@ -28,7 +28,7 @@ MIB = 1 << 20
 _applied: tuple[int, int, int] | None = None
 
 
-def keep_heap(mmap_threshold: int = 32 * MIB, trim_threshold: int = 512 * MIB, top_pad: int = 64 * MIB) -> bool:
+def keep_heap(mmap_threshold: int = 32 * MIB, trim_threshold: int = 256 * MIB, top_pad: int = 64 * MIB) -> bool:
     """Set glibc's mmap threshold, trim threshold and top pad (bytes) for this process; True when applied, False
     where the C library is not glibc. Idempotent; a forked child inherits the setting."""
     global _applied

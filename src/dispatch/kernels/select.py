@@ -30,7 +30,8 @@ def buckets(bucket, n_buckets):
 def cheapest_per_group(group, key, quota, n_groups):
     """int64[k], ascending: the items (indices into ``group``, int64[n] with values in [0, n_groups), and ``key``,
     float64[n]) that are among the ``quota[g]`` (int64[n_groups]) smallest keys of their group ``g``, ties to
-    the lower index. A group within its quota keeps every item without sorting."""
+    the lower index. A group within its quota keeps every item; a larger one is cut at its q-th smallest key
+    found by partition, in time linear in its size."""
     n = group.shape[0]
     start, members = buckets(group, n_groups)
     keep = np.zeros(n, dtype=np.bool_)
@@ -43,8 +44,21 @@ def cheapest_per_group(group, key, quota, n_groups):
             for j in range(a, b):
                 keep[members[j]] = True
             continue
-        seg = members[a:b].copy()
-        order = np.argsort(key[seg], kind="mergesort")
-        for j in range(q):
-            keep[seg[order[j]]] = True
+        # The q-th smallest key by partition (linear), then every item below it and, in index order (the bucket
+        # keeps it), as many at it as the quota still takes: no sort of the group.
+        vals = np.empty(b - a)
+        for j in range(a, b):
+            vals[j - a] = key[members[j]]
+        kth = np.partition(vals, q - 1)[q - 1]
+        taken = 0
+        for j in range(a, b):
+            if key[members[j]] < kth:
+                keep[members[j]] = True
+                taken += 1
+        for j in range(a, b):
+            if taken >= q:
+                break
+            if key[members[j]] == kth:
+                keep[members[j]] = True
+                taken += 1
     return np.flatnonzero(keep).astype(np.int64)
