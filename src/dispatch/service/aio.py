@@ -101,13 +101,9 @@ class AioServicer(Servicer):
         async def reader() -> None:
             try:
                 async for req in request_iterator:
-                    t0 = time.perf_counter()
-                    try:
-                        rec, dup, ticket = self._submit(req)
-                        item: Any = (req.order.id, rec, dup, ticket, None, t0)
-                    except v.RefusalError as exc:
-                        item = (req.order.id, None, False, 0, exc, t0)
-                    await acks.put(item)  # bounded: a client that stops reading its acks stops this reader too
+                    await acks.put(
+                        self._stream_item(req)
+                    )  # bounded: a client that stops reading its acks stops this reader too
             except Exception as exc:  # the client went away, or an unexpected failure: end the stream
                 await acks.put(exc)
             await acks.put(done)

@@ -163,6 +163,16 @@ class Servicer(pbg.DispatchServiceServicer):
             self.promise.admit(rec.site)  # the site's queue grows for quotes until the next tick's update
         return rec, dup, ticket
 
+    def _stream_item(self, req: pb.SubmitOrdersRequest) -> tuple[Any, ...]:
+        """One SubmitOrders message taken in, for its ack: ``(order id, record, duplicate, journal ticket, refusal,
+        start time)``, the record None and the refusal set when it was refused. Both front ends' readers use it."""
+        t0 = time.perf_counter()
+        try:
+            rec, dup, ticket = self._submit(req)
+            return (req.order.id, rec, dup, ticket, None, t0)
+        except v.RefusalError as exc:
+            return (req.order.id, None, False, 0, exc, t0)
+
     @_guard
     def SubmitOrder(  # noqa: N802
         self, request: pb.SubmitOrderRequest, context: grpc.ServicerContext
@@ -198,13 +208,7 @@ class Servicer(pbg.DispatchServiceServicer):
         def reader() -> None:
             try:
                 for req in request_iterator:
-                    t0 = time.perf_counter()
-                    try:
-                        rec, dup, ticket = self._submit(req)
-                        item: Any = (req.order.id, rec, dup, ticket, None, t0)
-                    except v.RefusalError as exc:
-                        item = (req.order.id, None, False, 0, exc, t0)
-                    if not put(item):
+                    if not put(self._stream_item(req)):
                         return
             except Exception as exc:  # the client went away, or an unexpected failure: end the stream
                 put(exc)
