@@ -101,9 +101,8 @@ class AioServicer(Servicer):
         async def reader() -> None:
             try:
                 async for req in request_iterator:
-                    await acks.put(
-                        self._stream_item(req)
-                    )  # bounded: a client that stops reading its acks stops this reader too
+                    # bounded: a client that stops reading its acks stops this reader too
+                    await acks.put(self._stream_item(req))
             except Exception as exc:  # the client went away, or an unexpected failure: end the stream
                 await acks.put(exc)
             await acks.put(done)
@@ -126,13 +125,7 @@ class AioServicer(Servicer):
                     await self._committed(ticket)
                 except JournalError as exc:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
-                resp = pb.SubmitOrdersResponse(order_id=oid)
-                ok = resp.accepted
-                ok.order.CopyFrom(rec.proto)
-                ok.order.state = rec.state
-                ok.duplicate = dup
-                self._acked(t0)
-                yield resp
+                yield self._accepted(oid, rec, dup, t0)
         finally:
             task.cancel()
         self._count("SubmitOrders", "OK")

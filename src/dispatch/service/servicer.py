@@ -173,6 +173,17 @@ class Servicer(pbg.DispatchServiceServicer):
         except v.RefusalError as exc:
             return (req.order.id, None, False, 0, exc, t0)
 
+    def _accepted(self, oid: str, rec: Any, dup: bool, t0: float) -> pb.SubmitOrdersResponse:
+        """The ack of an accepted SubmitOrders message, once its record is in the journal (``t0``: when the message
+        was read, for the ack-time histogram)."""
+        resp = pb.SubmitOrdersResponse(order_id=oid)  # built in place: no copy of a copy of the order
+        ok = resp.accepted
+        ok.order.CopyFrom(rec.proto)
+        ok.order.state = rec.state
+        ok.duplicate = dup
+        self._acked(t0)
+        return resp
+
     @_guard
     def SubmitOrder(  # noqa: N802
         self, request: pb.SubmitOrderRequest, context: grpc.ServicerContext
@@ -235,13 +246,7 @@ class Servicer(pbg.DispatchServiceServicer):
             except JournalError as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
             n_ok += 1
-            resp = pb.SubmitOrdersResponse(order_id=oid)  # built in place: no copy of a copy of the order
-            ok = resp.accepted
-            ok.order.CopyFrom(rec.proto)
-            ok.order.state = rec.state
-            ok.duplicate = dup
-            self._acked(t0)
-            yield resp
+            yield self._accepted(oid, rec, dup, t0)
         if self.metrics is not None:
             self.metrics.requests.labels("SubmitOrders", "OK").inc()
 
