@@ -267,7 +267,7 @@ def random_instance(
     shift: tuple[float, float] = (900.0, 7200.0),
 ) -> Instance:
     """Orders at ``n_sites`` sites within a few km, riders around them; ``kind`` of travel: constant, profile
-    (the default e-bike day, time-dependent) or matrix."""
+    (the default e-bike day, time-dependent), short_bins (5-minute bins of random speeds) or matrix."""
     from dispatch.geo import MatrixTravelTime, ProfileTravelTime, SpeedProfile
 
     sx = rng.uniform(-2000.0, 2000.0, n_sites)
@@ -311,6 +311,11 @@ def random_instance(
     if kind == "profile":
         provider = ProfileTravelTime()
         model = ProfileTravel(provider.profile.speed_mps, provider.profile.bin_seconds, 1.3, 8 * 3600.0)
+        return Instance(orders, riders, model, provider.arrays())
+    if kind == "short_bins":  # 5-minute bins of varied speeds: legs often cross a bin, and delays move them
+        speeds = tuple(float(v) for v in rng.uniform(3.0, 6.0, 288))
+        provider = ProfileTravelTime(profile=SpeedProfile(speeds, bin_seconds=300.0))
+        model = ProfileTravel(speeds, 300.0, 1.3, 8 * 3600.0)
         return Instance(orders, riders, model, provider.arrays())
     if kind == "matrix":
         px = np.concatenate([sx, drop_x, rx])

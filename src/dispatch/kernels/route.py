@@ -48,13 +48,18 @@ def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):
     nx, ny, nloc = stop_point(orders, o, k)
     metres = leg_metres(travel, x, y, loc, nx, ny, nloc)
     arrive = t + leg_seconds(travel, x, y, loc, nx, ny, nloc, t, speed)
+    return nx, ny, nloc, arrive, departure(orders, arrive, prev_o, prev_k, o, k), metres
+
+
+@device
+def departure(orders, arrive, prev_o, prev_k, o, k):
+    """When a rider arriving at stop (o, k) at ``arrive`` after stop (prev_o, prev_k) leaves it: a pickup waits for
+    the order's ready time and costs no service time straight after a pickup at the same site."""
     if k == PICKUP:
         start = max(arrive, orders[7][o])
         same_bag = prev_k == PICKUP and prev_o >= 0 and orders[6][prev_o] == orders[6][o]
-        depart = start if same_bag else start + orders[10][o]
-    else:
-        depart = arrive + orders[11][o]
-    return nx, ny, nloc, arrive, depart, metres
+        return start if same_bag else start + orders[10][o]
+    return arrive + orders[11][o]
 
 
 @device

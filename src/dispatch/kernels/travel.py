@@ -72,6 +72,28 @@ def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):
     return profile_seconds(params, travel[1], metres, depart, speed_factor)
 
 
+@device
+def shifted_arrival(travel, depart_old, arrive_old, depart):
+    """Arrival at the end of an evaluated leg (left at ``depart_old``, reached at ``arrive_old``) when it is left
+    at ``depart`` instead, without recomputing the leg: its duration stays the same in matrix mode, and in profile
+    mode when the old and the new leg both lie within one speed bin (with a millisecond to spare). Otherwise NaN:
+    the caller then rides the leg with ``leg_seconds``. The result equals the recomputed arrival to a few units in
+    the last place (the duration is taken from the two evaluated times)."""
+    dur = arrive_old - depart_old
+    params = travel[0]
+    if params[P_USE_MATRIX] != 0.0:
+        return depart + dur
+    bin_s = params[P_BIN]
+    offset = params[P_UTC_OFFSET]
+    k = math.floor((depart_old + offset) / bin_s)
+    start = k * bin_s - offset
+    end = start + bin_s - 1e-3
+    arrive = depart + dur
+    if depart >= start and arrive_old <= end and arrive <= end:
+        return arrive
+    return math.nan
+
+
 @kernel
 def pairwise_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):
     """Element-wise leg seconds for arrays of equal length n (float64[n] x/y/depart/speed, int64[n] loc)."""
