@@ -11,8 +11,8 @@ import numpy as np
 
 from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
-from dispatch.kernels.select import buckets
-from dispatch.kernels.travel import leg_metres, leg_seconds
+from dispatch.kernels.select import buckets, cheapest_per_group
+from dispatch.kernels.travel import P_USE_MATRIX, leg_metres, leg_seconds, profile_seconds
 
 
 @device
@@ -23,15 +23,28 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
     the stop's slack) the candidates were worse (benchmarks/RESULTS.md), as the exact insertion prices it anyway."""
     dx, dy, dloc = orders[3][o], orders[4][o], orders[5][o]
     bx, by, bloc = orders[0][o], orders[1][o], orders[2][o]
-    best = np.inf
-    for q in range(q0, q1):
-        d = leg_metres(travel, drop_x[q], drop_y[q], drop_loc[q], dx, dy, dloc)
-        if d < best:
-            best = d
-            bx, by, bloc = drop_x[q], drop_y[q], drop_loc[q]
-    if q1 == q0:
-        best = leg_metres(travel, bx, by, bloc, dx, dy, dloc)
-    delay = max(0.0, orders[7][o] - at) + 2.0 * leg_seconds(travel, bx, by, bloc, dx, dy, dloc, at, speed)
+    params = travel[0]
+    if params[P_USE_MATRIX] != 0.0:
+        best = np.inf
+        for q in range(q0, q1):
+            d = leg_metres(travel, drop_x[q], drop_y[q], drop_loc[q], dx, dy, dloc)
+            if d < best:
+                best = d
+                bx, by, bloc = drop_x[q], drop_y[q], drop_loc[q]
+        if q1 == q0:
+            best = leg_metres(travel, bx, by, bloc, dx, dy, dloc)
+        seconds = leg_seconds(travel, bx, by, bloc, dx, dy, dloc, at, speed)
+    else:
+        # Straight lines: the nearest by squared distance, then one square root (as ``leg_metres`` takes it).
+        best_sq = np.inf
+        for q in range(q0, q1):
+            d2 = (dx - drop_x[q]) * (dx - drop_x[q]) + (dy - drop_y[q]) * (dy - drop_y[q])
+            if d2 < best_sq:
+                best_sq = d2
+                bx, by = drop_x[q], drop_y[q]
+        best = leg_metres(travel, bx, by, -1, dx, dy, -1)
+        seconds = profile_seconds(params, travel[1], best, at, speed)
+    delay = max(0.0, orders[7][o] - at) + 2.0 * seconds
     return weights[W_TIME] * (delay + orders[11][o]) + weights[W_DIST] * 2.0 * best
 
 
@@ -68,25 +81,6 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
         out_val[b] = v
         out_id[b] = ids[a]
     return c
-
-
-@device
-def _offer(vals, ids, count, t, k, v, i):
-    """Offer value v (id i) to row t of the sorted best-k lists ``vals``/``ids`` (``count[t]`` of them filled)."""
-    c = count[t]
-    if c < k:
-        b = c
-        count[t] = c + 1
-    elif v < vals[t, c - 1]:
-        b = c - 1
-    else:
-        return
-    while b > 0 and vals[t, b - 1] > v:
-        vals[t, b] = vals[t, b - 1]
-        ids[t, b] = ids[t, b - 1]
-        b -= 1
-    vals[t, b] = v
-    ids[t, b] = i
 
 
 @kernel
@@ -304,9 +298,10 @@ def expand_groups(
         rv_ptr, rv_idx = buckets(vis_rider, n_riders)
         vals = np.empty(S * max_size)
         ids = np.empty(S * max_size, dtype=np.int64)
-        side_v = np.empty((n_members, per_order))
-        side_r = np.empty((n_members, per_order), dtype=np.int64)
-        side_n = np.zeros(n_members, dtype=np.int64)
+        prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
+        prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
+        prop_v = np.empty(n_ok * k_rider)
+        n_prop = 0
         for t in range(n_ok):
             r = ok_idx[t]
             fat = max(free_at[r], now)
@@ -342,13 +337,17 @@ def expand_groups(
                     n += 1
             nb = _keep_best(vals, ids, n, k_rider, best_v, best_i)
             for b in range(nb):
-                _offer(side_v, side_r, side_n, best_i[b], per_order, best_v[b], r)
-        # Each order keeps its per_order cheapest proposals: riders far outnumbering orders (a quiet site) would
-        # otherwise make the pairs dense (every rider proposes to every order).
-        for i in range(n_members):
-            for b in range(side_n[i]):
-                out_key[w] = members[i] * n_riders + side_r[i, b]
-                w += 1
+                prop_i[n_prop] = best_i[b]
+                prop_r[n_prop] = r
+                prop_v[n_prop] = best_v[b]
+                n_prop += 1
+        # Each order keeps its per_order cheapest proposals (ties: the earlier proposal): riders far outnumbering
+        # orders (a quiet site) would otherwise make the pairs dense (every rider proposes to every order).
+        kept = cheapest_per_group(prop_i[:n_prop], prop_v[:n_prop], np.full(n_members, per_order), n_members)
+        for a in range(kept.shape[0]):
+            q = kept[a]
+            out_key[w] = members[prop_i[q]] * n_riders + prop_r[q]
+            w += 1
     pair_o, pair_r = _sorted_unique(out_key[:w], n_riders, members)
     return pair_o, pair_r, reached
 
@@ -359,7 +358,7 @@ def _sorted_unique(keys, n_riders, members):
     duplicates: a counting sort by order (linear), then a small insertion sort within each order."""
     n_members = members.shape[0]
     by_id = np.argsort(members)
-    rank = {}
+    rank = np.empty(members.max() + 1 if n_members else 0, dtype=np.int64)
     for i in range(n_members):
         rank[members[by_id[i]]] = i
     slot = np.empty(keys.shape[0], dtype=np.int64)
