@@ -29,8 +29,13 @@ from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from([SINGLE_SITE, MIXED]), passes=st.integers(1, 3))
-def test_improve_route_never_worse_and_keeps_structure(seed: int, mode: int, passes: int) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mode=st.sampled_from([SINGLE_SITE, MIXED]),
+    passes=st.integers(1, 3),
+    pairs=st.booleans(),
+)
+def test_improve_route_never_worse_and_keeps_structure(seed: int, mode: int, passes: int, pairs: bool) -> None:
     rng = np.random.default_rng(seed)
     m = int(rng.integers(1, 4))
     inst = random_instance(rng, 4 * m, m, kind="constant", capacity=(2, 9))
@@ -46,7 +51,9 @@ def test_improve_route_never_worse_and_keeps_structure(seed: int, mode: int, pas
         sim0 = simulate(
             inst.orders, inst.riders, r, old, travel=inst.travel, n_frozen=F, mode=mode, max_orders=max_orders
         )
-        before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, max_orders, r, passes)
+        before, after = improve_route(
+            ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, max_orders, r, passes, pairs
+        )
         new = routes.stops(r)
         assert int(routes.length[r]) == len(old) and int(routes.frozen[r]) == F
         if not sim0.feasible:
@@ -88,7 +95,7 @@ def test_improve_route_untangles_a_zigzag(mode: int) -> None:
     seq = [(0, DROPOFF), (2, DROPOFF), (1, DROPOFF), (3, DROPOFF)]  # 1, 3, 2, 4 km: 6 km ridden
     routes = Routes.from_lists([seq], 4)
     before, after = improve_route(
-        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, mode, 5, 0, 3
+        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, mode, 5, 0, 3, False
     )
     assert routes.stops(0) == [(0, DROPOFF), (1, DROPOFF), (2, DROPOFF), (3, DROPOFF)]  # 4 km
     # 2 km less at 5 m/s: 400 s and 100 m-cost units saved.
@@ -102,7 +109,7 @@ def test_improve_route_keeps_the_frozen_stop_first() -> None:
     orders, riders, travel = zigzag()
     seq = [(2, DROPOFF), (0, DROPOFF), (3, DROPOFF), (1, DROPOFF)]
     routes = Routes.from_lists([seq], 4, [1])
-    improve_route(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, SINGLE_SITE, 5, 0, 3)
+    improve_route(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, SINGLE_SITE, 5, 0, 3, True)
     assert routes.stops(0) == [(2, DROPOFF), (3, DROPOFF), (1, DROPOFF), (0, DROPOFF)]
     assert int(routes.frozen[0]) == 1
 
@@ -124,14 +131,14 @@ def test_improve_route_moves_a_pickup_and_drop_off_pair() -> None:
     seq = [(0, PICKUP), (0, DROPOFF), (1, PICKUP), (1, DROPOFF)]
     routes = Routes.from_lists([seq], 4)
     before, after = improve_route(
-        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, MIXED, 5, 0, 3
+        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, MIXED, 5, 0, 3, True
     )
     assert routes.stops(0) == [(0, PICKUP), (1, PICKUP), (1, DROPOFF), (0, DROPOFF)]  # 4 km in mixed mode
     assert after < before
     # In single-site mode that interleaving is not allowed, and the route is already the best allowed.
     routes = Routes.from_lists([seq], 4)
     before, after = improve_route(
-        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, SINGLE_SITE, 5, 0, 3
+        orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel, WEIGHTS, SINGLE_SITE, 5, 0, 3, True
     )
     assert routes.stops(0) == seq and after == before
 
@@ -149,7 +156,7 @@ def test_improve_routes_gain_is_the_sum_of_route_gains(seed: int, mode: int) -> 
         simulate(inst.orders, inst.riders, r, seqs[r], travel=inst.travel, n_frozen=frozen[r], mode=mode).cost
         for r in range(3)
     ]
-    gain = improve_routes(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 5, which, 2)
+    gain = improve_routes(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 5, which, 2, True)
     assert routes.stops(1) == seqs[1]  # not in ``which``
     want = 0.0
     for r in (0, 2):
@@ -160,9 +167,10 @@ def test_improve_routes_gain_is_the_sum_of_route_gains(seed: int, mode: int) -> 
     assert gain == pytest.approx(want, abs=1e-5)
 
 
-def plain_search(inst, rider, seq, F, mode, max_orders, passes):  # type: ignore[no-untyped-def]
-    """The same moves in the same order, each priced by ``sequence_cost`` of the whole sequence: the oracle for
-    the kernel's priced-from-the-change, stop-early version. Returns (final sequence, cost)."""
+def plain_search(inst, rider, seq, F, mode, max_orders, passes, pairs):  # type: ignore[no-untyped-def]
+    """The same moves in the same order (pair relocation when ``pairs``), each priced by ``sequence_cost`` of the
+    whole sequence: the oracle for the kernel's priced-from-the-change, stop-early version. Returns (final
+    sequence, cost)."""
 
     def cost(s: list[tuple[int, int]]) -> float:
         o = np.array([a for a, _ in s], dtype=np.int64)
@@ -196,7 +204,7 @@ def plain_search(inst, rider, seq, F, mode, max_orders, passes):  # type: ignore
         for a in range(F, n - 1):
             for b in range(a + 1, n):
                 improved |= offer(cur[:a] + cur[a : b + 1][::-1] + cur[b + 1 :])
-        for p in range(F, n):
+        for p in range(F, n if pairs else F):
             o, k = cur[p]
             if k != PICKUP or (o, DROPOFF) not in cur:
                 continue
@@ -216,8 +224,9 @@ def plain_search(inst, rider, seq, F, mode, max_orders, passes):  # type: ignore
     seed=st.integers(0, 2**32 - 1),
     mode=st.sampled_from([SINGLE_SITE, MIXED]),
     kind=st.sampled_from(["constant", "profile", "matrix"]),
+    pairs=st.booleans(),
 )
-def test_improve_route_equals_the_plain_search(seed: int, mode: int, kind: str) -> None:
+def test_improve_route_equals_the_plain_search(seed: int, mode: int, kind: str, pairs: bool) -> None:
     """Same moves accepted as pricing every candidate sequence whole: same final route, same costs."""
     rng = np.random.default_rng(seed)
     m = int(rng.integers(1, 3))
@@ -228,7 +237,27 @@ def test_improve_route_equals_the_plain_search(seed: int, mode: int, kind: str) 
     ot, rt = inst.orders.as_tuple(), inst.riders.as_tuple()
     for r in range(m):
         rider = (rt[0][r], rt[1][r], rt[2][r], rt[3][r], rt[5][r], rt[6][r], rt[7][r])
-        want_seq, want_cost = plain_search(inst, rider, seqs[r], frozen[r], mode, max_orders, 2)
-        _before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, max_orders, r, 2)
+        want_seq, want_cost = plain_search(inst, rider, seqs[r], frozen[r], mode, max_orders, 2, pairs)
+        _before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, max_orders, r, 2, pairs)
         assert routes.stops(r) == want_seq
         assert after == want_cost or (after == np.inf and want_cost == np.inf)
+
+
+@pytest.mark.parametrize(("seed", "mode"), [(32, SINGLE_SITE), (301, MIXED)])
+def test_pair_relocation_only_when_asked(seed: int, mode: int) -> None:
+    """Random one-rider routes (found by a search over seeds) where only pair relocation reaches the better
+    route: the kernel finds it with ``pairs`` and, like the oracle, not without."""
+    rng = np.random.default_rng(seed)
+    inst = random_instance(rng, 5, 1, kind="constant", capacity=(6, 12))
+    seqs, frozen = random_routes(rng, inst, list(range(inst.orders.n)), mode=mode, feasible_only=True, max_len=10)
+    ot, rt = inst.orders.as_tuple(), inst.riders.as_tuple()
+    rider = (rt[0][0], rt[1][0], rt[2][0], rt[3][0], rt[5][0], rt[6][0], rt[7][0])
+    costs = {}
+    for pairs in (True, False):
+        want_seq, want_cost = plain_search(inst, rider, seqs[0], frozen[0], mode, 6, 2, pairs)
+        routes = routes_of(seqs, frozen, 10)
+        _before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 6, 0, 2, pairs)
+        assert routes.stops(0) == want_seq
+        assert after == want_cost
+        costs[pairs] = after
+    assert costs[True] < costs[False] - 1.0

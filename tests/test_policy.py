@@ -67,6 +67,7 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("ortools_time_limit_s", 0.0),
     ("ortools_min_stops", 1),
     ("parallel", 1),
+    ("local_search_pairs", 1),
     ("parallel", "yes"),
 ]
 

@@ -95,6 +95,10 @@ class DispatchParams:
         reference_speed_mps: speed used to rank candidates by arrival estimate.
         rounds: assignment rounds per tick (each gives a rider at most one more order); 0 = max_orders_per_rider.
         local_search_passes: improvement passes over each changed route (0 = off).
+        local_search_pairs: local search also moves an order's pickup and drop-off together (pair relocation). Off
+            by default: it took 35-38% of local search's time on both bench instances and improved no route
+            there, and without it a 1% peak-day sample kept as many promises for the same km (benchmarks/RESULTS.md,
+            "Dispatch tick, session 7").
         trip_mode: "single_site" (one site's bag delivered before the next) or "mixed" (interleaved sites).
         ortools_every_ticks: every this many ticks OR-Tools re-optimises dense sites' riders (0 = never).
         ortools_time_limit_s: OR-Tools time limit per re-optimisation.
@@ -117,6 +121,7 @@ class DispatchParams:
     reference_speed_mps: float = 4.5
     rounds: int = 0
     local_search_passes: int = 2
+    local_search_pairs: bool = False
     trip_mode: str = "single_site"
     ortools_every_ticks: int = 0
     ortools_time_limit_s: float = 0.5
@@ -149,8 +154,9 @@ class DispatchParams:
                 raise ParamsError(name, f"must be an integer >= {lo}, got {v!r}")
         if self.trip_mode not in TRIP_MODES:
             raise ParamsError("trip_mode", f"must be one of {sorted(TRIP_MODES)}, got {self.trip_mode!r}")
-        if not isinstance(self.parallel, bool):
-            raise ParamsError("parallel", f"must be true or false, got {self.parallel!r}")
+        for name in ("local_search_pairs", "parallel"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParamsError(name, f"must be true or false, got {getattr(self, name)!r}")
 
     @property
     def weights(self) -> F64:
@@ -365,7 +371,7 @@ class KernelPolicy:
         t3 = time.perf_counter()
         changed = np.flatnonzero(changed_mask).astype(np.int64)
         if p.local_search_passes and changed.size:
-            improve_routes(*args, changed, p.local_search_passes)
+            improve_routes(*args, changed, p.local_search_passes, p.local_search_pairs)
             evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, changed, ev, tot)
         self._ticks += 1
         if p.ortools_every_ticks and self._ticks % p.ortools_every_ticks == 0:

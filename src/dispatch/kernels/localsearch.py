@@ -1,4 +1,4 @@
-"""Intra-route local search: relocate, or-opt, 2-opt and pair relocation, first improvement.
+"""Intra-route local search: relocate, or-opt, 2-opt and (optionally) pair relocation, first improvement.
 
 Every move keeps the frozen prefix in place and is accepted only when the cost of the new sequence (as
 ``sequence_cost`` gives it) is finite (precedence, capacity, shift end, trip mode and the order limit hold) and
@@ -156,9 +156,10 @@ def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, 
 
 
 @kernel
-def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes):
-    """Improve rider r's route in place. Returns ``(cost_before, cost_after)`` (both as ``sequence_cost`` gives
-    them)."""
+def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes, pairs):
+    """Improve rider r's route in place; ``pairs``: also try pair relocation (an order's pickup and drop-off taken
+    out together and put back at their best places). Returns ``(cost_before, cost_after)`` (both as
+    ``sequence_cost`` gives them)."""
     length, frozen, order, kind = routes
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
     rider = (rx[r], ry[r], rloc[r], avail[r], shift_end[r], capacity[r], speed[r])
@@ -220,7 +221,7 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
                     _mates(cur_o, n, mate)
                     improved = True
         # Pair relocation: take an order's pickup and drop-off out together and put them back at the best place.
-        for p in range(F, n):
+        for p in range(F, n if pairs else F):
             if cur_k[p] != PICKUP:
                 continue
             o = cur_o[p]
@@ -288,11 +289,11 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
 
 
 @kernel
-def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes):
+def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes, pairs):
     """``improve_route`` for each rider in ``which`` (int64[q]); returns the summed cost gain (float64)."""
     gain = 0.0
     for q in range(which.shape[0]):
-        b, a = improve_route(orders, riders, routes, travel, weights, mode, max_orders, which[q], max_passes)
+        b, a = improve_route(orders, riders, routes, travel, weights, mode, max_orders, which[q], max_passes, pairs)
         if b < np.inf:
             gain += b - a
     return gain
