@@ -16,7 +16,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from dispatch.bench.dense import dense_insertion_matrix, dense_round
-from dispatch.kernels.assignment import sparse_assignment
+from dispatch.kernels.assignment import DENSE_DEGREE, sparse_assignment
 from dispatch.policy import DispatchParams, KernelPolicy, Snapshot
 from dispatch.synthetic import NOW, site_snapshot
 
@@ -73,7 +73,7 @@ def bench_assignment_sparse_kernel(benchmark) -> None:  # type: ignore[no-untype
     row_ptr = np.arange(0, n * m + 1, m, dtype=np.int64)
     cols = np.tile(np.arange(m, dtype=np.int64), n)
     flat = C.ravel().copy()
-    sparse_assignment(n, m, row_ptr, cols, flat, U)
+    sparse_assignment(n, m, row_ptr, cols, flat, U, flat.shape[0] >= DENSE_DEGREE * n)
     _, obj = benchmark(sparse_assignment, n, m, row_ptr, cols, flat, U)
     D = np.hstack([C, np.where(np.eye(n, dtype=bool), U[:, None], 1e18)])
     r, c = linear_sum_assignment(D)

@@ -25,8 +25,9 @@ def dense_optimum(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], 
     return total
 
 
-def solve(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassigned: np.ndarray):  # type: ignore[no-untyped-def]
-    """Build the CSR arrays (rows in order, columns shuffled within a row) and call the kernel."""
+def solve(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassigned: np.ndarray, reduce: bool = True):  # type: ignore[no-untyped-def]
+    """Build the CSR arrays (rows in order, columns shuffled within a row) and call the kernel (with the row
+    reduction first when ``reduce``)."""
     row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
     col_idx: list[int] = []
     cost: list[float] = []
@@ -37,12 +38,15 @@ def solve(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassign
         cost += [cand[(i, j)] for j in cols]
         row_ptr[i + 1] = len(col_idx)
     return sparse_assignment(
-        n_rows, n_cols, row_ptr, np.array(col_idx, dtype=np.int64), np.array(cost, dtype=np.float64), unassigned
-    )
+        n_rows, n_cols, row_ptr, np.array(col_idx, dtype=np.int64), np.array(cost, dtype=np.float64), unassigned,
+        reduce,
+    )  # fmt: skip
 
 
-def check(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassigned: np.ndarray) -> np.ndarray:
-    match, total = solve(n_rows, n_cols, cand, unassigned)
+def check(
+    n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassigned: np.ndarray, reduce: bool = True
+) -> np.ndarray:
+    match, total = solve(n_rows, n_cols, cand, unassigned, reduce)
     assert match.shape == (n_rows,) and match.dtype == np.int64
     # Every match is a candidate, every rider used at most once, the objective is the matching's own.
     used = match[match >= 0]
@@ -69,12 +73,13 @@ def check(n_rows: int, n_cols: int, cand: dict[tuple[int, int], float], unassign
     density=st.sampled_from([0.0, 0.2, 0.5, 1.0]),
     integer=st.booleans(),
     negative=st.booleans(),
+    reduce=st.booleans(),
 )
 def test_sparse_assignment_equals_scipy(
-    seed: int, n_rows: int, n_cols: int, density: float, integer: bool, negative: bool
+    seed: int, n_rows: int, n_cols: int, density: float, integer: bool, negative: bool, reduce: bool
 ) -> None:
     """Random sparse candidate sets: ties (small integer costs), negative costs, rows without candidates,
-    more rows than riders and the other way round."""
+    more rows than riders and the other way round; with and without the row reduction first."""
     rng = np.random.default_rng(seed)
     lo = -50.0 if negative else 0.0
     cand: dict[tuple[int, int], float] = {}
@@ -83,7 +88,7 @@ def test_sparse_assignment_equals_scipy(
             if rng.random() < density:
                 cand[(i, j)] = float(rng.integers(int(lo) // 10, 6)) if integer else float(rng.uniform(lo, 100.0))
     unassigned = rng.integers(0, 8, n_rows).astype(np.float64) if integer else rng.uniform(0.0, 120.0, n_rows)
-    check(n_rows, n_cols, cand, unassigned)
+    check(n_rows, n_cols, cand, unassigned, reduce)
 
 
 def test_rows_without_candidates_stay_unassigned() -> None:
@@ -119,7 +124,7 @@ def test_negative_costs_and_full_ties() -> None:
 
 def test_empty_problem() -> None:
     match, total = sparse_assignment(
-        0, 3, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        0, 3, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), False
     )
     assert match.shape == (0,) and total == 0.0
 

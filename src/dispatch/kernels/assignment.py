@@ -8,9 +8,10 @@ column per row, so a full row matching always exists and the optimum is the same
 candidate set).
 
 The solver is the shortest-augmenting-path method (as in Jonker-Volgenant and scipy's LSAP) with Dijkstra on the
-sparse graph: one augmentation per row (the rows with fewest candidates first), a binary heap over the columns
-reached, and reduced costs kept non-negative by column potentials. Work per augmentation is bounded by the part of
-the graph it reaches, so the usual case (a free column among the candidates) costs O(k log k).
+sparse graph (after Jonker-Volgenant's augmenting row reduction when the graph is dense): one augmentation per
+row (the rows with fewest candidates first), a binary heap over the columns reached, and reduced costs kept
+non-negative by column potentials. Work per augmentation is bounded by the part of the graph it reaches, so the
+usual case (a free column among the candidates) costs O(k log k).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
+
+# ``assignment_round`` runs the augmenting row reduction first only when rows average at least this many
+# candidates. On the dense 300 x 400 benchmark it halves the solve (0.59 against 1.09 ms); on the dispatch ticks'
+# sparse rounds (20 to 27 candidates a row) the shortest paths alone are 5-25% faster, with the same optimum
+# (benchmarks/RESULTS.md, "Dispatch tick, session 7").
+DENSE_DEGREE = 64
 
 
 @device
@@ -124,12 +131,13 @@ def _row_reduction(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, v, col_ro
 
 
 @kernel
-def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
+def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, row_reduction):
     """Solve the round's assignment.
 
     ``row_ptr`` int64[n_rows + 1], ``col_idx`` int64[E] (rider indices < n_cols), ``cost`` float64[E] (finite
-    entries only), ``unassigned`` float64[n_rows]. Returns ``row_to_col`` int64[n_rows] (a rider, or -1 when
-    the order stays unassigned) and the objective value (float64)."""
+    entries only), ``unassigned`` float64[n_rows]; ``row_reduction``: run the augmenting row reduction first (for
+    dense graphs: see ``DENSE_DEGREE``; the optimum is the same either way). Returns ``row_to_col``
+    int64[n_rows] (a rider, or -1 when the order stays unassigned) and the objective value (float64)."""
     N = n_cols + n_rows  # real columns then one dummy column per row
     v = np.zeros(N)  # column potentials
     col_row = np.full(N, -1, dtype=np.int64)
@@ -142,7 +150,8 @@ def sparse_assignment(n_rows, n_cols, row_ptr, col_idx, cost, unassigned):
     cap = 2 * (cost.shape[0] + n_rows) + 4
     hk = np.empty(cap)
     hv = np.empty(cap, dtype=np.int64)
-    _row_reduction(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, v, col_row, row_col)
+    if row_reduction:
+        _row_reduction(n_rows, n_cols, row_ptr, col_idx, cost, unassigned, v, col_row, row_col)
     # Row potentials: each row's cheapest reduced entry (its dummy included), so every reduced cost c - u - v is
     # non-negative, as Dijkstra needs; the reduction leaves each matched edge at its row's minimum (tight).
     u = np.empty(n_rows)
@@ -348,7 +357,7 @@ def assignment_round(pair_o, pair_r, cost, use, n_riders, reject):
             src[e] = p
             e += 1
         row_ptr[n_rows] = e
-    match, _obj = sparse_assignment(n_rows, n_cols, row_ptr, col, cst, unassigned)
+    match, _obj = sparse_assignment(n_rows, n_cols, row_ptr, col, cst, unassigned, n_e >= DENSE_DEGREE * n_rows)
     wins = np.empty(n_rows, dtype=np.int64)
     w = 0
     for i in range(n_rows):
