@@ -156,7 +156,7 @@ def test_improve_routes_gain_is_the_sum_of_route_gains(seed: int, mode: int) -> 
         simulate(inst.orders, inst.riders, r, seqs[r], travel=inst.travel, n_frozen=frozen[r], mode=mode).cost
         for r in range(3)
     ]
-    gain = improve_routes(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 5, which, 2, True)
+    gain, improved = improve_routes(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 5, which, 2, True)
     assert routes.stops(1) == seqs[1]  # not in ``which``
     want = 0.0
     for r in (0, 2):
@@ -165,6 +165,8 @@ def test_improve_routes_gain_is_the_sum_of_route_gains(seed: int, mode: int) -> 
             want += costs_before[r] - sim.cost
     assert gain >= -1e-9
     assert gain == pytest.approx(want, abs=1e-5)
+    # The riders reported improved are exactly those whose stops changed.
+    assert improved.tolist() == [r for r in (0, 2) if routes.stops(r) != seqs[r]]
 
 
 def plain_search(inst, rider, seq, F, mode, max_orders, passes, pairs):  # type: ignore[no-untyped-def]

@@ -371,8 +371,8 @@ class KernelPolicy:
         t3 = time.perf_counter()
         changed = np.flatnonzero(changed_mask).astype(np.int64)
         if p.local_search_passes and changed.size:
-            improve_routes(*args, changed, p.local_search_passes, p.local_search_pairs)
-            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, changed, ev, tot)
+            _gain, improved = improve_routes(*args, changed, p.local_search_passes, p.local_search_pairs)
+            evaluate_subset(orders_t, riders_t, rt, snap.travel, weights, mode, improved, ev, tot)
         self._ticks += 1
         if p.ortools_every_ticks and self._ticks % p.ortools_every_ticks == 0:
             changed = self._reoptimise(snap, routes, ev, tot, changed, now)

@@ -299,14 +299,19 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
 
 @kernel
 def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, which, max_passes, pairs):
-    """``improve_route`` for each rider in ``which`` (int64[q]); returns the summed cost gain (float64)."""
+    """``improve_route`` for each rider in ``which`` (int64[q]); returns the summed cost gain (float64) and the
+    riders whose routes it changed (int64, in ``which``'s order): only those need evaluating again."""
     gain = 0.0
     longest = 0
     for q in range(which.shape[0]):
         longest = max(longest, routes[0][which[q]])
     work = _work(longest)
+    improved = np.empty(which.shape[0], dtype=np.int64)
+    n_improved = 0
     for q in range(which.shape[0]):
         b, a = _improve(orders, riders, routes, travel, weights, mode, max_orders, which[q], max_passes, pairs, work)
-        if b < np.inf:
+        if a < b:
             gain += b - a
-    return gain
+            improved[n_improved] = which[q]
+            n_improved += 1
+    return gain, improved[:n_improved]
