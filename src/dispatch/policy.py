@@ -94,7 +94,9 @@ class DispatchParams:
         max_reach_m: riders whose next free point is farther from the pickup than this are not candidates.
         reference_speed_mps: speed used to rank candidates by arrival estimate.
         rounds: assignment rounds per tick (each gives a rider at most one more order); 0 = max_orders_per_rider.
-        local_search_passes: improvement passes over each changed route (0 = off).
+        local_search_passes: improvement passes over each changed route (0 = off). One: on the city benchmark a
+            second pass found 0.3% more of the gain for 28% more of local search's time, and a 1% peak-day sample
+            kept as many promises for the same km with one (benchmarks/RESULTS.md, "Dispatch tick, session 7").
         local_search_pairs: local search also moves an order's pickup and drop-off together (pair relocation). Off
             by default: it took 35-38% of local search's time on both bench instances and improved no route
             there, and without it a 1% peak-day sample kept as many promises for the same km (benchmarks/RESULTS.md,
@@ -120,7 +122,7 @@ class DispatchParams:
     max_reach_m: float = 8000.0
     reference_speed_mps: float = 4.5
     rounds: int = 0
-    local_search_passes: int = 2
+    local_search_passes: int = 1
     local_search_pairs: bool = False
     trip_mode: str = "single_site"
     ortools_every_ticks: int = 0
