@@ -307,8 +307,11 @@ class KernelPolicy:
         riders_t = snap.riders.as_tuple()
         weights = p.weights
         mode = p.mode
-        need = int(snap.routes.length.max(initial=0)) + 2 * p.n_rounds
-        routes = snap.routes.widened(max(need, 2 * p.max_orders_per_rider + 2))
+        # Room for the tick's insertions: a rider takes an order only below the order limit, so no route it changes
+        # grows past 2 x max_orders_per_rider stops; longer routes (a limit lowered since) only take none. At the
+        # simulator's width already (2 x limit + 2), so its evaluations are used as they are, not copied wider.
+        width = max(int(snap.routes.length.max(initial=0)), 2 * p.max_orders_per_rider) + 2
+        routes = snap.routes.widened(width)
         rt = routes.as_tuple()
         ev, tot = _evaluation(snap, routes, weights, mode)
         cost0 = tot[3].copy()
