@@ -43,4 +43,4 @@ pytest: $(STAMP_TEST)
 	$(VENV)/bin/pytest -q --benchmark-disable
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks src/dispatch/kernels/__pycache__

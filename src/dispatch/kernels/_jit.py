@@ -10,18 +10,69 @@
 Both cache their machine code on disk (``cache=True``) and use NumPy's error model (no Python exception checks on
 float division: a zero speed is rejected at the edge, never in a loop). Entry points release the GIL
 (``nogil=True``), so that a server thread running a dispatch tick does not stall the threads answering requests.
+
+The cache lives in a directory named after a digest of every kernel source file (``cache_dir``). Numba checks a
+cached function against its own file only: a kernel whose helper in *another* file changed would otherwise load
+its old machine code and run the old helper (it happened while this package was being developed: a deliberately
+broken helper passed the tests until the cache was deleted). A changed kernel file now means a fresh directory,
+so a fresh compile.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from numba import njit
+from numba.core import config as _config
 
+_HERE = Path(__file__).resolve().parent
+
+
+def sources_digest(folder: Path = _HERE) -> str:
+    """A short digest of the ``*.py`` files in ``folder`` (names and contents)."""
+    h = hashlib.sha1()
+    for f in sorted(folder.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> str:
+    """Where the kernels' machine code is cached: ``$NUMBA_CACHE_DIR`` if set, else this package's
+    ``__pycache__``, in a subdirectory per digest of the kernel sources."""
+    base = os.environ.get("NUMBA_CACHE_DIR") or str(_HERE / "__pycache__")
+    return os.path.join(base, f"dispatch-kernels-{sources_digest()}")
+
+
+_CACHE_DIR = cache_dir()
 _njit = cast(Any, njit)  # ``_nrt`` is a Numba target option that its type stubs do not list
-kernel: Any = _njit(cache=True, error_model="numpy", nogil=True)
-kernel_parallel: Any = _njit(cache=True, error_model="numpy", parallel=True, nogil=True)
-device: Any = _njit(cache=True, error_model="numpy", _nrt=False)
+
+
+def _cached(**options: Any) -> Callable[[Any], Any]:
+    """``njit(cache=True, **options)`` with its cache in ``_CACHE_DIR``. Numba picks a function's cache location
+    when it is decorated, from ``numba.config.CACHE_DIR``; the setting is restored at once, so that other
+    packages' caches stay where they were."""
+    jit = _njit(cache=True, **options)
+
+    def decorate(fn: Any) -> Any:
+        config = cast(Any, _config)  # its settings are set at import time, untyped
+        previous = config.CACHE_DIR
+        config.CACHE_DIR = _CACHE_DIR
+        try:
+            return jit(fn)
+        finally:
+            config.CACHE_DIR = previous
+
+    return decorate
+
+
+kernel: Any = _cached(error_model="numpy", nogil=True)
+kernel_parallel: Any = _cached(error_model="numpy", parallel=True, nogil=True)
+device: Any = _cached(error_model="numpy", _nrt=False)
 # A ``device`` helper inlined into its callers' Numba IR (not left to LLVM): for the one step of the route loops
 # that several pricing loops share (``route.stop_step``), so that sharing it costs nothing in the inner loop.
-device_inline: Any = _njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+device_inline: Any = _cached(error_model="numpy", _nrt=False, inline="always")

@@ -1,0 +1,45 @@
+"""Tests for dispatch.kernels._jit: the kernels' machine code is cached per version of the kernel sources, so a
+kernel never runs a stale copy of a helper that lives in another file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+import pytest
+
+from dispatch.kernels import _jit
+
+
+def test_digest_follows_every_source_file(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not a source\n")
+    first = _jit.sources_digest(tmp_path)
+    assert first == _jit.sources_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("changed, still not a source\n")
+    assert _jit.sources_digest(tmp_path) == first
+    (tmp_path / "b.py").write_text("y = 3\n")  # a helper's file changes: a new digest, so a new cache
+    second = _jit.sources_digest(tmp_path)
+    assert second != first
+    (tmp_path / "c.py").write_text("")
+    assert _jit.sources_digest(tmp_path) not in (first, second)
+
+
+def test_kernels_cache_in_the_digest_directory() -> None:
+    from dispatch.kernels.insertion import insertion_costs_into
+    from dispatch.kernels.route import evaluate_routes
+    from dispatch.kernels.travel import leg_seconds
+
+    want = _jit.cache_dir()
+    assert os.path.basename(want) == f"dispatch-kernels-{_jit.sources_digest()}"
+    for fn in (insertion_costs_into, evaluate_routes, leg_seconds):
+        assert fn._cache._cache_path.startswith(want + os.sep)
+    # The setting is Numba's global one only while a kernel is decorated: other packages' caches stay put.
+    assert os.environ.get("NUMBA_CACHE_DIR", "") == numba.config.CACHE_DIR
+
+
+def test_cache_dir_under_a_user_numba_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert _jit.cache_dir() == str(tmp_path / f"dispatch-kernels-{_jit.sources_digest()}")
