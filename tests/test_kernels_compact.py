@@ -54,6 +54,22 @@ def test_compact_then_scatter_round_trips(seed: int, m: int, n: int) -> None:
     assert np.all(back.length[others] == 0)
 
 
+def test_compact_orders_far_apart_are_sorted_too() -> None:
+    """Order indices spread thinly over a long range (an old order still waiting beside the day's new ones): the
+    kernel sorts them instead of reading the marks across the range; the result is the same kind."""
+    n = 200_000
+    routes = Routes.from_lists([[(150_000, PICKUP), (150_000, DROPOFF)], [(7, DROPOFF)], [(199_999, DROPOFF)]], 4)
+    pending = np.array([3, 120_000], dtype=np.int64)
+    scratch = np.full(n, -1, dtype=np.int64)
+    act_o, length, _frozen, order, _kind, local_pending = compact_routes(
+        routes.as_tuple(), np.arange(3, dtype=np.int64), pending, scratch
+    )
+    assert act_o.tolist() == [3, 7, 120_000, 150_000, 199_999]
+    assert np.all(scratch == -1)
+    assert act_o[local_pending].tolist() == [3, 120_000]
+    assert act_o[order[0, : length[0]]].tolist() == [150_000, 150_000]
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 30), width=st.integers(1, 8), q=st.integers(0, 40))
 def test_take_prefix_copies_each_rows_stops(seed: int, m: int, width: int, q: int) -> None:

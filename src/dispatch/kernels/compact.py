@@ -25,6 +25,8 @@ def compact_routes(routes, act_r, pending, scratch):
         n_max += length[act_r[a]]
     found = np.empty(n_max, dtype=np.int64)
     k = 0
+    lo = scratch.shape[0]
+    hi = -1
     for a in range(q):
         r = act_r[a]
         for s in range(length[r]):
@@ -33,15 +35,31 @@ def compact_routes(routes, act_r, pending, scratch):
                 scratch[o] = -2
                 found[k] = o
                 k += 1
+                lo = min(lo, o)
+                hi = max(hi, o)
     for i in range(pending.shape[0]):
         o = pending[i]
         if scratch[o] == -1:
             scratch[o] = -2
             found[k] = o
             k += 1
-    act_o = np.sort(found[:k])
-    for i in range(k):
-        scratch[act_o[i]] = i
+            lo = min(lo, o)
+            hi = max(hi, o)
+    # Sorted: the orders of a tick are mostly recent, so their indices span a narrow range, and reading the marks
+    # across it beats sorting them (on a Suzhou peak tick, 29,713 orders over a span of 53,572: the sort alone took
+    # 2.0 of compaction's 2.7 ms).
+    if hi - lo < 8 * k + 4096:
+        act_o = np.empty(k, dtype=np.int64)
+        i = 0
+        for o in range(lo, hi + 1):
+            if scratch[o] == -2:
+                act_o[i] = o
+                scratch[o] = i
+                i += 1
+    else:
+        act_o = np.sort(found[:k])
+        for i in range(k):
+            scratch[act_o[i]] = i
     sub_length = np.empty(q, dtype=np.int64)
     sub_frozen = np.empty(q, dtype=np.int64)
     sub_order = np.full((q, S), -1, dtype=np.int64)
