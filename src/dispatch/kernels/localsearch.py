@@ -167,7 +167,7 @@ def improve_route(orders, riders, routes, travel, weights, mode, max_orders, r, 
 @kernel
 def _work(n):
     """Scratch arrays for ``_improve`` on routes of up to n stops, allocated once for all the routes of a call
-    (allocating them per route took 9% of the city benchmark's local search)."""
+    (allocating them per route took 5-9% of the city benchmark's local search)."""
     ints = np.empty((8, n), dtype=np.int64)  # cur_o, cur_k, do, dk, ro, rk, eo, ek
     states = (np.empty((n + 1, 6)), np.empty((n + 1, 5), dtype=np.int64))
     pair_states = (np.empty((n + 1, 6)), np.empty((n + 1, 5), dtype=np.int64))
@@ -229,7 +229,8 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                     _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                     _mates(cur_o, n, mate)
                     improved = True
-        # Pair relocation: take an order's pickup and drop-off out together and put them back at the best place.
+        # Pair relocation (only with ``pairs``): take an order's pickup and drop-off out together and put them back
+        # at the best place.
         for p in range(F, n if pairs else F):
             if cur_k[p] != PICKUP:
                 continue
