@@ -12,7 +12,7 @@ import numpy as np
 from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
 from dispatch.kernels.select import buckets, cheapest_per_group
-from dispatch.kernels.travel import P_USE_MATRIX, leg_metres, leg_seconds, profile_seconds
+from dispatch.kernels.travel import P_DETOUR, P_USE_MATRIX, first_bin, leg_metres, leg_seconds, profile_seconds
 
 
 @device
@@ -128,6 +128,49 @@ def _estimate(orders, weights, o, m1, arrive, fat, m2, t2, speed):
     return weights[W_TIME] * (at_drop + orders[11][o] - fat) + weights[W_DIST] * (m1 + m2) + weights[W_LATE] * late
 
 
+@device
+def _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_r, p_v, p_m1, p_arr, p_fat, p_bv, p_reach, speed,
+                 visits, row):  # fmt: skip
+    """``row[b]``: order o's estimate with each pool rider b, in profile mode (straight legs), as ``_estimate`` and
+    ``bag_estimate`` give it, to the last bit. The order's fields are read once, and a visitor's speed bin at its
+    visit (``p_bv``, ``p_reach``: ``first_bin``) is found once per group, not once per order: the leg from the
+    bag is short and nearly always ends in that bin."""
+    _site, _rider, vis_at, vis_q0, vis_q1, drop_x, drop_y, _loc = visits
+    params, speed_mps = travel[0], travel[1]
+    detour = params[P_DETOUR]
+    px, py = orders[0][o], orders[1][o]
+    dx, dy = orders[3][o], orders[4][o]
+    ready, svc_drop = orders[7][o], orders[11][o]
+    w_time, w_dist = weights[W_TIME], weights[W_DIST]
+    for b in range(n_pool):
+        e = np.inf
+        if p_arr[b] < np.inf:
+            e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2, t2, speed[p_r[b]])
+        qv = p_v[b]
+        if qv >= 0:
+            q0, q1 = vis_q0[qv], vis_q1[qv]
+            if q1 > q0:
+                best_sq = np.inf
+                for q in range(q0, q1):
+                    d2 = (dx - drop_x[q]) * (dx - drop_x[q]) + (dy - drop_y[q]) * (dy - drop_y[q])
+                    if d2 < best_sq:
+                        best_sq = d2
+            else:
+                best_sq = (dx - px) * (dx - px) + (dy - py) * (dy - py)
+            best = math.sqrt(best_sq) * detour
+            at = vis_at[qv]
+            if best <= 0.0:
+                seconds = 0.0
+            elif p_reach[b] >= best:
+                seconds = best / p_bv[b]
+            else:
+                seconds = profile_seconds(params, speed_mps, best, at, speed[p_r[b]])
+            bag = w_time * (max(0.0, ready - at) + 2.0 * seconds + svc_drop) + w_dist * 2.0 * best
+            if bag < e:
+                e = bag
+        row[b] = e
+
+
 @kernel
 def expand_groups(
     orders,
@@ -194,6 +237,9 @@ def expand_groups(
     p_r = np.empty(cap, dtype=np.int64)
     p_v = np.empty(cap, dtype=np.int64)
     row = np.empty(cap)
+    p_bv = np.empty(cap)
+    p_reach = np.empty(cap)
+    matrix = travel[0][P_USE_MATRIX] != 0.0
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
     # The order side's estimates, kept per group (member x pool rider) for the rider side: a rider in a group's
@@ -271,19 +317,28 @@ def expand_groups(
                 slot[p_r[b]] = -1
         ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
         nr = ranked.shape[0]
+        if not matrix:
+            for b in range(n_pool):
+                qv = p_v[b]
+                if qv >= 0:
+                    p_bv[b], p_reach[b] = first_bin(travel[0], travel[1], vis_at[qv], speed[p_r[b]])
         # Order side: each member's k cheapest estimates, plus a window along the ranking (a rider of its own).
         for q in range(size):
             o = members[base + q]
-            for b in range(n_pool):
-                e = np.inf
-                if p_arr[b] < np.inf:
-                    e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2[base + q], t2[base + q],
-                                  speed[p_r[b]])  # fmt: skip
-                qv = p_v[b]
-                if qv >= 0:
-                    e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv], drop_x,
-                                            drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
-                row[b] = e
+            if matrix:
+                for b in range(n_pool):
+                    e = np.inf
+                    if p_arr[b] < np.inf:
+                        e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2[base + q], t2[base + q],
+                                      speed[p_r[b]])  # fmt: skip
+                    qv = p_v[b]
+                    if qv >= 0:
+                        e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
+                                                drop_x, drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
+                    row[b] = e
+            else:
+                _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_pool, p_r, p_v, p_m1, p_arr,
+                             p_fat, p_bv, p_reach, speed, visits, row)  # fmt: skip
             if k_rider > 0:
                 est[e_off[g] + q * n_pool : e_off[g] + (q + 1) * n_pool] = row[:n_pool]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)

@@ -63,6 +63,18 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):
 
 
 @device
+def first_bin(params, speed_mps, depart, speed_factor):
+    """``(v, reach)``: the speed (m/s) of the bin that a leg leaving at ``depart`` starts in, and the metres it
+    covers before that bin ends. A leg of at most ``reach`` metres takes ``metres / v`` seconds, exactly as
+    ``profile_seconds`` computes it."""
+    bin_s = params[P_BIN]
+    local = depart + params[P_UTC_OFFSET]
+    k = math.floor(local / bin_s)
+    v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
+    return v, v * ((k + 1.0) * bin_s - local)
+
+
+@device
 def leg_seconds(travel, xa, ya, la, xb, yb, lb, depart, speed_factor):
     """Seconds from point a to point b leaving at ``depart`` for a rider with ``speed_factor``."""
     params = travel[0]
