@@ -235,3 +235,22 @@ def test_by_rider_is_a_stable_grouping(seed: int, n: int, m: int) -> None:
     seq = ins.by_rider(pair_r, todo, m)
     want = sorted(np.flatnonzero(todo).tolist(), key=lambda p: (int(pair_r[p]), p))
     assert seq.tolist() == want
+
+
+def test_bag_mates_need_the_same_site_and_a_free_leg() -> None:
+    """Pickups are tried once per bag only when the leg between bag mates is free: the same site and point; in
+    matrix mode the diagonal must be zero too, or every position is priced."""
+    orders, _riders, travel = line_world()
+    ot = orders.as_tuple()
+    assert ins._bag_mates(ot, travel, 0, 1)
+    assert not ins._bag_mates(ot, travel, 0, 2)  # another site
+    locs = OrderTable.build(
+        pick_x=[0.0, 0.0], pick_y=[0.0, 0.0], drop_x=[1.0, 2.0], drop_y=[0.0, 0.0], site=[0, 0],
+        ready=[NOW, NOW], promised=[NOW + 3600.0] * 2, pick_loc=[0, 0], drop_loc=[1, 2],
+    ).as_tuple()  # fmt: skip
+    params = np.array([86_400.0, 1.0, 0.0, 1.0])
+    free = np.zeros((3, 3))
+    assert ins._bag_mates(locs, (params, np.ones(1), free, free), 0, 1)
+    slow = np.eye(3) * 20.0
+    assert not ins._bag_mates(locs, (params, np.ones(1), slow, free), 0, 1)
+    assert not ins._bag_mates(locs, (params, np.ones(1), free, slow), 0, 1)

@@ -23,6 +23,7 @@ from dispatch.kernels._jit import device, kernel, kernel_parallel
 from dispatch.kernels.route import (
     DROPOFF,
     PICKUP,
+    SINGLE_SITE,
     W_DIST,
     W_LATE,
     W_TIME,
@@ -32,7 +33,7 @@ from dispatch.kernels.route import (
     pickup_allowed,
     stop_point,
 )
-from dispatch.kernels.travel import shifted_arrival
+from dispatch.kernels.travel import leg_metres, leg_seconds, shifted_arrival
 
 OK = 0
 NO_CAPACITY = 1  # capacity or the per-rider order limit
@@ -85,6 +86,18 @@ def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y,
 
 
 @device
+def _bag_mates(orders, travel, a, b):
+    """Orders a and b are picked up at the same site, and the leg between their pickups takes no time and no
+    metres (the same point; in matrix mode a zero diagonal)."""
+    if orders[6][a] != orders[6][b]:
+        return False
+    xa, ya, la = orders[0][a], orders[1][a], orders[2][a]
+    xb, yb, lb = orders[0][b], orders[1][b], orders[2][b]
+    free = leg_metres(travel, xa, ya, la, xb, yb, lb) == 0.0
+    return free and leg_seconds(travel, xa, ya, la, xb, yb, lb, 0.0, 1.0) == 0.0
+
+
+@device
 def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):
     """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
     length, frozen, order, kind = routes
@@ -116,6 +129,20 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     saw_shift = False
     saw_mode = False
     for i in range(F, L + 1):
+        # In single-site mode a pickup between two pickups of its own bag prices as it does straight after the
+        # bag's first pickup: the bag leaves when its first pickup's service is done and every order is ready,
+        # whatever the order of the others, and the drop-off cannot come before the bag's last pickup. So only the
+        # first such position is tried (the one the search would keep on a tie anyway).
+        if (
+            mode == SINGLE_SITE
+            and i >= F + 1
+            and i >= 2
+            and kind[r, i - 1] == PICKUP
+            and kind[r, i - 2] == PICKUP
+            and _bag_mates(orders, travel, o, order[r, i - 1])
+            and _bag_mates(orders, travel, o, order[r, i - 2])
+        ):
+            continue
         # State just before position i.
         if i == 0:
             x, y, loc, t = rx[r], ry[r], rloc[r], avail[r]
