@@ -237,20 +237,18 @@ def test_by_rider_is_a_stable_grouping(seed: int, n: int, m: int) -> None:
     assert seq.tolist() == want
 
 
-def test_bag_mates_need_the_same_site_and_a_free_leg() -> None:
-    """Pickups are tried once per bag only when the leg between bag mates is free: the same site and point; in
-    matrix mode the diagonal must be zero too, or every position is priced."""
-    orders, _riders, travel = line_world()
-    ot = orders.as_tuple()
-    assert ins._bag_mates(ot, travel, 0, 1)
-    assert not ins._bag_mates(ot, travel, 0, 2)  # another site
-    locs = OrderTable.build(
-        pick_x=[0.0, 0.0], pick_y=[0.0, 0.0], drop_x=[1.0, 2.0], drop_y=[0.0, 0.0], site=[0, 0],
-        ready=[NOW, NOW], promised=[NOW + 3600.0] * 2, pick_loc=[0, 0], drop_loc=[1, 2],
-    ).as_tuple()  # fmt: skip
-    params = np.array([86_400.0, 1.0, 0.0, 1.0])
-    free = np.zeros((3, 3))
-    assert ins._bag_mates(locs, (params, np.ones(1), free, free), 0, 1)
-    slow = np.eye(3) * 20.0
-    assert not ins._bag_mates(locs, (params, np.ones(1), slow, free), 0, 1)
-    assert not ins._bag_mates(locs, (params, np.ones(1), free, slow), 0, 1)
+def test_insertion_tries_every_bag_position_when_the_shift_ends_within_the_bag() -> None:
+    """A bag of two at one site and a new order there that is ready only after the rider's shift end: picked up
+    straight after the bag's first order it would delay the second pickup past the shift end, so the only
+    feasible place is after the bag's last pickup, a position that is otherwise priced as the first."""
+    orders = OrderTable.build(
+        pick_x=[500.0] * 3, pick_y=[0.0] * 3, drop_x=[500.0] * 3, drop_y=[1000.0, 2000.0, 1500.0], site=[0] * 3,
+        ready=[NOW, NOW + 160.0, NOW + 450.0], promised=[NOW + 3600.0] * 3, service_pick=[60.0] * 3,
+        service_drop=[30.0] * 3,
+    )  # fmt: skip
+    riders = RiderTable.build(x=[0.0], y=[0.0], avail=[NOW], shift_end=[NOW + 400.0], capacity=[4])
+    travel = ProfileTravelTime(profile=SpeedProfile.constant(5.0), detour=1.0).arrays()
+    routes = Routes.from_lists([[(0, PICKUP), (1, PICKUP), (0, DROPOFF), (1, DROPOFF)]], 8, [0])
+    cost, i, j, _late, status = insert(orders, riders, travel, routes, 2)
+    assert status == ins.OK and np.isfinite(cost)
+    assert i == 2 and j >= 2

@@ -263,3 +263,24 @@ def test_pair_relocation_only_when_asked(seed: int, mode: int) -> None:
         assert after == want_cost
         costs[pairs] = after
     assert costs[True] < costs[False] - 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mode=st.sampled_from([SINGLE_SITE, MIXED]),
+    kind=st.sampled_from(["constant", "matrix"]),
+)
+def test_improve_route_equals_the_plain_search_on_one_sites_bags(seed: int, mode: int, kind: str) -> None:
+    """Routes of bags from one site (the moves that only reorder a bag's pickups after its first are skipped
+    unpriced): the same moves accepted as pricing every candidate sequence whole."""
+    rng = np.random.default_rng(seed)
+    inst = random_instance(rng, 7, 1, n_sites=1, kind=kind, capacity=(8, 12), shift=(600.0, 7200.0))
+    seqs, frozen = random_routes(rng, inst, list(range(7)), mode=mode, feasible_only=True, max_len=14, style="bags")
+    routes = routes_of(seqs, frozen, 14)
+    ot, rt = inst.orders.as_tuple(), inst.riders.as_tuple()
+    rider = (rt[0][0], rt[1][0], rt[2][0], rt[3][0], rt[5][0], rt[6][0], rt[7][0])
+    want_seq, want_cost = plain_search(inst, rider, seqs[0], frozen[0], mode, 7, 2, False)
+    _before, after = improve_route(ot, rt, routes.as_tuple(), inst.arrays, WEIGHTS, mode, 7, 0, 2, False)
+    assert routes.stops(0) == want_seq
+    assert after == want_cost or (after == np.inf and want_cost == np.inf)

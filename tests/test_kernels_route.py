@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.geo import ProfileTravelTime, SpeedProfile
-from dispatch.kernels.route import evaluate_routes, evaluate_subset, sequence_cost
+from dispatch.kernels.route import bag_mates, evaluate_routes, evaluate_subset, sequence_cost
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 seeds = st.integers(0, 2**32 - 1)
@@ -347,3 +347,23 @@ def test_evaluate_routes_time_dependent_matches_geo_seconds(seed: int, mode: int
     routes = routes_of(seqs, frozen, 10)
     ev, tot = evaluate(inst, routes, mode)
     assert_matches_oracle(inst, routes, mode, ev, tot, travel=ProviderTravel(ProfileTravelTime()))
+
+
+def test_bag_mates_need_the_same_site_point_and_a_free_leg() -> None:
+    """Pickups count as one bag's (priced once per bag by the insertion, left unpermuted by local search) only
+    when the leg between them is free: the same site and point, and in matrix mode a zero diagonal."""
+    orders = OrderTable.build(
+        pick_x=[0.0, 0.0, 0.0, 5.0], pick_y=[0.0, 0.0, 0.0, 0.0], drop_x=[1.0, 2.0, 3.0, 4.0],
+        drop_y=[0.0, 0.0, 0.0, 0.0], site=[0, 0, 1, 0], ready=[NOW] * 4, promised=[NOW + 3600.0] * 4,
+        pick_loc=[0, 0, 0, 0], drop_loc=[1, 2, 3, 4],
+    ).as_tuple()  # fmt: skip
+    line = ProfileTravelTime(profile=SpeedProfile.constant(5.0), detour=1.3).arrays()
+    assert bag_mates(orders, line, 0, 1)
+    assert not bag_mates(orders, line, 0, 2)  # another site
+    assert not bag_mates(orders, line, 0, 3)  # the same site, another point
+    params = np.array([86_400.0, 1.0, 0.0, 1.0])
+    free = np.zeros((5, 5))
+    slow = np.eye(5) * 20.0
+    assert bag_mates(orders, (params, np.ones(1), free, free), 0, 1)
+    assert not bag_mates(orders, (params, np.ones(1), slow, free), 0, 1)
+    assert not bag_mates(orders, (params, np.ones(1), free, slow), 0, 1)

@@ -28,12 +28,13 @@ from dispatch.kernels.route import (
     W_LATE,
     W_TIME,
     advance,
+    bag_mates,
     departure,
     initial_load,
     pickup_allowed,
     stop_point,
 )
-from dispatch.kernels.travel import leg_metres, leg_seconds, shifted_arrival
+from dispatch.kernels.travel import shifted_arrival
 
 OK = 0
 NO_CAPACITY = 1  # capacity or the per-rider order limit
@@ -86,18 +87,6 @@ def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y,
 
 
 @device
-def _bag_mates(orders, travel, a, b):
-    """Orders a and b are picked up at the same site, and the leg between their pickups takes no time and no
-    metres (the same point; in matrix mode a zero diagonal)."""
-    if orders[6][a] != orders[6][b]:
-        return False
-    xa, ya, la = orders[0][a], orders[1][a], orders[2][a]
-    xb, yb, lb = orders[0][b], orders[1][b], orders[2][b]
-    free = leg_metres(travel, xa, ya, la, xb, yb, lb) == 0.0
-    return free and leg_seconds(travel, xa, ya, la, xb, yb, lb, 0.0, 1.0) == 0.0
-
-
-@device
 def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):
     """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
     length, frozen, order, kind = routes
@@ -132,15 +121,18 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
         # In single-site mode a pickup between two pickups of its own bag prices as it does straight after the
         # bag's first pickup: the bag leaves when its first pickup's service is done and every order is ready,
         # whatever the order of the others, and the drop-off cannot come before the bag's last pickup. So only the
-        # first such position is tried (the one the search would keep on a tie anyway).
+        # first such position is tried (the one the search would keep on a tie anyway). Unless the shift could
+        # end within the bag: picked up earlier, the order may delay a bag mate's pickup past it (while every
+        # pickup up to here is reached by ``max(depart_old[i - 1], ready)``, in any order, no pickup is late).
         if (
             mode == SINGLE_SITE
             and i >= F + 1
             and i >= 2
             and kind[r, i - 1] == PICKUP
             and kind[r, i - 2] == PICKUP
-            and _bag_mates(orders, travel, o, order[r, i - 1])
-            and _bag_mates(orders, travel, o, order[r, i - 2])
+            and max(depart_old[r, i - 1], orders[7][o]) <= se
+            and bag_mates(orders, travel, o, order[r, i - 1])
+            and bag_mates(orders, travel, o, order[r, i - 2])
         ):
             continue
         # State just before position i.
@@ -173,44 +165,48 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
         prev_o, prev_k = o, PICKUP
         # Walk j from i to L, carrying the order along old stops i..j-1.
         for j in range(i, L + 1):
-            # Try the drop-off before old stop j.
-            dx, dy, dloc, da, dt, dd = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF)
-            dlate = max(0.0, da - promised)
-            s_end, s_metres, s_late, ok = _suffix(
-                orders,
-                travel,
-                mode,
-                r,
-                routes,
-                ev,
-                tot,
-                sp,
-                se,
-                j,
-                dx,
-                dy,
-                dloc,
-                dt,
-                o,
-                DROPOFF,
-                cnt - 1,
-            )
-            if ok:
-                new_end = s_end
-                new_metres = metres + dd + s_metres
-                new_late = late + dlate + s_late
-                delta = (
-                    weights[W_TIME] * (new_end - end_old)
-                    + weights[W_DIST] * (new_metres - metres_old)
-                    + weights[W_LATE] * (new_late - late_old)
-                )
-                if delta < best:
-                    best = delta
-                    best_i = i
-                    best_j = j
-                    best_late = new_late - late_old
-            else:
+            # Try the drop-off before old stop j; not before a pickup that the trip mode forbids after it (the
+            # replay would stop at that pickup anyway).
+            if j < L and kind[r, j] == PICKUP and not pickup_allowed(orders, mode, cnt - 1, o, DROPOFF, order[r, j]):
                 saw_mode = True
+            else:
+                dx, dy, dloc, da, dt, dd = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF)
+                dlate = max(0.0, da - promised)
+                s_end, s_metres, s_late, ok = _suffix(
+                    orders,
+                    travel,
+                    mode,
+                    r,
+                    routes,
+                    ev,
+                    tot,
+                    sp,
+                    se,
+                    j,
+                    dx,
+                    dy,
+                    dloc,
+                    dt,
+                    o,
+                    DROPOFF,
+                    cnt - 1,
+                )
+                if ok:
+                    new_end = s_end
+                    new_metres = metres + dd + s_metres
+                    new_late = late + dlate + s_late
+                    delta = (
+                        weights[W_TIME] * (new_end - end_old)
+                        + weights[W_DIST] * (new_metres - metres_old)
+                        + weights[W_LATE] * (new_late - late_old)
+                    )
+                    if delta < best:
+                        best = delta
+                        best_i = i
+                        best_j = j
+                        best_late = new_late - late_old
+                else:
+                    saw_mode = True
             if j == L:
                 break
             # Carry on past old stop j with the order on board.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
-from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, sequence_cost, stop_step
+from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, bag_mates, sequence_cost, stop_step
 
 EPS = 1e-9
 
@@ -56,6 +56,18 @@ def _mates(seq_o, n, mate):
             if q != s and seq_o[q] == seq_o[s]:
                 mate[s] = q
                 break
+
+
+@device
+def _bag_runs(orders, travel, seq_o, seq_k, n, nc):
+    """``nc[s]`` (int64[n + 1]): how many of stops ``0..s-1`` are *not* a pickup straight after a bag mate's pickup
+    (``route.bag_mates``). A move that only reorders stops ``lo..hi`` with ``nc[hi + 1] == nc[lo]`` permutes a bag's
+    pickups after its first one: its cost is exactly the same, so it is never taken and need not be priced."""
+    nc[0] = 0
+    for s in range(n):
+        cont = s >= 1 and seq_k[s] == PICKUP and seq_k[s - 1] == PICKUP and bag_mates(orders, travel, seq_o[s - 1],
+                                                                                        seq_o[s])  # fmt: skip
+        nc[s + 1] = nc[s] + (0 if cont else 1)
 
 
 @device
@@ -171,7 +183,7 @@ def _work(n):
     ints = np.empty((8, n), dtype=np.int64)  # cur_o, cur_k, do, dk, ro, rk, eo, ek
     states = (np.empty((n + 1, 6)), np.empty((n + 1, 5), dtype=np.int64))
     pair_states = (np.empty((n + 1, 6)), np.empty((n + 1, 5), dtype=np.int64))
-    return ints, states, pair_states, np.empty(n, dtype=np.int64)
+    return ints, states, pair_states, np.empty(n, dtype=np.int64), np.empty(n + 1, dtype=np.int64)
 
 
 @kernel
@@ -182,7 +194,7 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
     rider = (rx[r], ry[r], rloc[r], avail[r], shift_end[r], capacity[r], speed[r])
     n = length[r]
     F = frozen[r]
-    ints, (st_f, st_i), (pr_f, pr_i), mate = work
+    ints, (st_f, st_i), (pr_f, pr_i), mate, nc = work
     cur_o, cur_k, do, dk, ro, rk, eo, ek = ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7]
     for s in range(n):
         cur_o[s] = order[r, s]
@@ -193,13 +205,16 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
         return before, best
     _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
     _mates(cur_o, n, mate)
+    _bag_runs(orders, travel, cur_o, cur_k, n, nc)
     for _ in range(max_passes):
         improved = False
         # Relocate (ln = 1) and or-opt (ln = 2, 3): move a segment elsewhere after the frozen prefix.
         for ln in range(1, 4):
             for a in range(F, n - ln + 1):
                 for b in range(F, n - ln + 1):
-                    if b == a or _segment_breaks_precedence(cur_k, mate, a, ln, b):
+                    if b == a or nc[max(a, b) + ln] == nc[min(a, b)]:
+                        continue  # the same stop, or a bag's pickups after its first in another order
+                    if _segment_breaks_precedence(cur_k, mate, a, ln, b):
                         continue
                     _segment_moved(cur_o, cur_k, n, a, ln, b, do, dk)
                     c = _tail_cost(orders, rider, travel, weights, mode, do, dk, n, F, min(a, b), st_f, st_i,
@@ -210,12 +225,15 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                         cur_k[:n] = dk[:n]
                         _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                         _mates(cur_o, n, mate)
+                        _bag_runs(orders, travel, cur_o, cur_k, n, nc)
                         improved = True
         # 2-opt: reverse a stretch of stops (never one that holds both stops of an order: a drop-off first).
         for a in range(F, n - 1):
             for b in range(a + 1, n):
                 if cur_k[b] == DROPOFF and a <= mate[b] < b:
                     break  # so does every longer stretch from a
+                if nc[b + 1] == nc[a]:
+                    continue  # a bag's pickups after its first, in another order
                 do[:n] = cur_o[:n]
                 dk[:n] = cur_k[:n]
                 for q in range(b - a + 1):
@@ -228,6 +246,7 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                     cur_k[:n] = dk[:n]
                     _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                     _mates(cur_o, n, mate)
+                    _bag_runs(orders, travel, cur_o, cur_k, n, nc)
                     improved = True
         # Pair relocation (only with ``pairs``): take an order's pickup and drop-off out together and put them back
         # at the best place.
@@ -288,6 +307,7 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                         cur_k[:n] = ek[:n]
                         _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                         _mates(cur_o, n, mate)
+                        _bag_runs(orders, travel, cur_o, cur_k, n, nc)
                         improved = True
             if improved:
                 break

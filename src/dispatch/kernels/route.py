@@ -70,6 +70,21 @@ def pickup_allowed(orders, mode, onboard, prev_o, prev_k, o):
     return prev_k == PICKUP and prev_o >= 0 and orders[6][prev_o] == orders[6][o]
 
 
+@device
+def bag_mates(orders, travel, a, b):
+    """Orders a and b are picked up at the same site and point, and a leg from that point to itself takes no time
+    and no metres (always with straight lines; in matrix mode the diagonal must be zero). Then pickups of bag mates
+    in a row cost nothing between them, and the bag leaves when its first pickup's service is done and every order
+    in it is ready, in whatever order the others are picked up."""
+    if orders[6][a] != orders[6][b]:
+        return False
+    x, y, loc = orders[0][a], orders[1][a], orders[2][a]
+    if x != orders[0][b] or y != orders[1][b] or loc != orders[2][b]:
+        return False
+    free = leg_metres(travel, x, y, loc, x, y, loc) == 0.0
+    return free and leg_seconds(travel, x, y, loc, x, y, loc, 0.0, 1.0) == 0.0
+
+
 @device_inline
 def stop_step(orders, travel, mode, speed, capacity, shift_end, planned, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k):
     """Ride from the previous stop (``prev_o``, ``prev_k``; at ``x, y, loc`` free at ``t``, ``ld`` units and
