@@ -1,12 +1,11 @@
 """Candidate riders for each pending order, through a spatial index, so work grows with (orders + riders) x k.
 
-Orders are grouped by pickup site (a site's orders share its pickup point). For each site, a k-d tree (scipy
-``cKDTree``) on the point where each accepting rider will next be free (its route's last stop, or where it is)
-gives the riders within ``max_reach_m``; riders whose routes already hold a pickup at the site to come
-("visitors": the cheapest way to batch) join them. Then, with a cheap *estimate* of each pair's insertion cost
-(the exact cost of appending the order after the rider's last stop; for a visitor, the lesser of that and joining
-its pickup there: the wait and a detour to the order's drop-off from the nearest later drop-off), the candidates
-are:
+Orders are grouped by pickup site (a site's orders share its pickup point). For each site, a grid on the point where
+each accepting rider will next be free (its route's last stop, or where it is; ``kernels.grid``) gives the nearest
+riders within ``max_reach_m`` (ties to the lower rider index); riders whose routes already hold a pickup at the site to
+come ("visitors": the cheapest way to batch) join them. Then, with a cheap *estimate* of each pair's insertion cost (the
+exact cost of appending the order after the rider's last stop; for a visitor, the lesser of that and joining its pickup
+there: the wait and a detour to the order's drop-off from the nearest later drop-off), the candidates are:
 
 - **order side**: each order's ``k`` cheapest riders among the ``3 k`` nearest and the visitors;
 - **rider side**: each rider's ``k`` cheapest orders among the sites whose pools hold it. Without this side a
@@ -33,6 +32,7 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from dispatch.kernels.candidates import expand_groups, nearest_groups
+from dispatch.kernels.grid import nearest_points
 from dispatch.kernels.summary import visits
 from dispatch.state import OrderTable, RiderTable, Routes
 
@@ -145,7 +145,6 @@ def candidate_pairs(
 
     free_rows = np.flatnonzero(~is_pinned)
     if ok_idx.size and free_rows.size:
-        tree = cKDTree(np.column_stack([free_x[ok_idx], free_y[ok_idx]]), balanced_tree=False, compact_nodes=False)
         ids = pending[free_rows]
         site = orders.site[ids]
         srt = np.lexsort((ids, orders.ready[ids], site))
@@ -154,12 +153,10 @@ def candidate_pairs(
         group_ptr = np.append(starts, members.shape[0]).astype(np.int64)
         centre = np.column_stack([orders.pick_x[members[starts]], orders.pick_y[members[starts]]])
         kmax = int(min(ok_idx.size, max(3 * k, k + window + int(counts.max()))))
-        dist, nbr = tree.query(centre, k=kmax, distance_upper_bound=max_reach_m)
-        dist = np.asarray(dist, dtype=np.float64).reshape(sites.shape[0], kmax)
-        nbr = np.asarray(nbr, dtype=np.int64).reshape(sites.shape[0], kmax)
+        cx, cy = np.ascontiguousarray(centre[:, 0]), np.ascontiguousarray(centre[:, 1])
+        dist, nbr = nearest_points(free_x[ok_idx], free_y[ok_idx], cx, cy, kmax, float(max_reach_m))
         n_site_nbrs = min(sites.shape[0], SITES_PER_RIDER)
         if sites.shape[0] <= BRUTE_FORCE_SITES:
-            cx, cy = np.ascontiguousarray(centre[:, 0]), np.ascontiguousarray(centre[:, 1])
             rider_sites = nearest_groups(free_x[ok_idx], free_y[ok_idx], cx, cy, n_site_nbrs, float(max_reach_m))
         else:
             _d, rider_sites = cKDTree(centre, balanced_tree=False, compact_nodes=False).query(

@@ -1,4 +1,4 @@
-"""Candidate pairs from k-d tree neighbourhoods: estimate costs, keep the cheapest both ways, add windows.
+"""Candidate pairs from the riders nearest each site: estimate costs, keep the cheapest both ways, add windows.
 
 See ``dispatch.candidates`` for the rule. Everything here takes and returns arrays.
 """
@@ -201,16 +201,15 @@ def expand_groups(
 ):
     """Candidate pairs for pickup groups (one group per site; see ``dispatch.candidates`` for the rule).
 
-    ``nbr``, ``nbr_dist``: int64/float64[G, K], each group's k-d tree neighbours nearest first (index
-    ``len(ok_idx)`` = none); ``ok_idx``: int64[n_ok], the rider behind each tree point; ``rider_sites``:
+    ``nbr``, ``nbr_dist``: int64/float64[G, K], each group's nearest riders, nearest first (index ``len(ok_idx)`` =
+    none; ``kernels.grid.nearest_points``); ``ok_idx``: int64[n_ok], the rider behind each point; ``rider_sites``:
     int64[n_ok, S], the groups nearest each of those riders (index G = none); ``free_*``: float64[m] (``free_loc``
-    int64[m]) where and when each route ends; ``speed``, ``shift_end``: float64[m]; ``group_ptr``: int64[G + 1]
-    into ``members`` (order ids, by ready time within a group); ``group_site``: int64[G]; ``visits`` = (site,
-    rider, at, q0, q1, drop_x, drop_y, drop_loc): V pickups riders make anyway, sorted by site, with the drop-off
-    points ``q0[v]:q1[v]`` that follow each; ``accepting``: bool[m]; ``per_order``: most rider-side pairs kept
-    per order (its cheapest). Returns ``pair_o``, ``pair_r`` (int64[P],
-    sorted by order then rider, no duplicates) and ``reached`` (bool[len(members)]: the member had a rider in
-    reach)."""
+    int64[m]) where and when each route ends; ``speed``, ``shift_end``: float64[m]; ``group_ptr``: int64[G + 1] into
+    ``members`` (order ids, by ready time within a group); ``group_site``: int64[G]; ``visits`` = (site, rider, at, q0,
+    q1, drop_x, drop_y, drop_loc): V pickups riders make anyway, sorted by site, with the drop-off points
+    ``q0[v]:q1[v]`` that follow each; ``accepting``: bool[m]; ``per_order``: most rider-side pairs kept per order (its
+    cheapest). Returns ``pair_o``, ``pair_r`` (int64[P], sorted by order then rider, no duplicates) and ``reached``
+    (bool[len(members)]: the member had a rider in reach)."""
     vis_site, vis_rider, vis_at, vis_q0, vis_q1, drop_x, drop_y, drop_loc = visits
     G = nbr.shape[0]
     K = nbr.shape[1]
