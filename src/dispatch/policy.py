@@ -370,6 +370,10 @@ class KernelPolicy:
             alive &= assigned_to[pair_o] < 0
             if rnd + 1 < p.n_rounds:  # re-price the pairs of riders whose routes just changed
                 todo = alive & touched[pair_r]
+                if not todo.any():
+                    # No pair left changed price, and every one of them was free to be taken this round with the
+                    # same riders: the next round's optimum is to take none (up to exact ties).
+                    break
                 fn(*args, ev, tot, online, pair_o, pair_r, todo, cost, pi, pj, late, status)
         timings["assignment"] = (time.perf_counter() - t2) * 1e3
 
