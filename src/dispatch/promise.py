@@ -261,18 +261,49 @@ class PromiseEngine:
         Returns:
             The new summary.
         """
-        p = self._params
         n_sites = self.sites.n
         m = riders.m
-        lookahead = now + 60.0 * p.shift_lookahead_min
-        starting = ~riders.online & (riders.shift_start > now) & (riders.shift_start <= lookahead)
-        idx = np.flatnonzero((riders.online | starting) & (riders.shift_end > now))  # the riders that count
+        idx, starting = self._counted(riders, now)
         in_route = np.zeros(orders.n if pending is None else 0, dtype=bool)
         if pending is None:
             rows = np.flatnonzero(routes.length[:m] > 0)
             live = np.arange(routes.width)[None, :] < routes.length[rows, None]
             in_route[routes.order[rows][live]] = True
         end_t, end_x, end_y = self._route_ends(orders, riders, routes, idx, now, route_end)
+        pend = np.flatnonzero(~in_route) if pending is None else np.asarray(pending, dtype=np.int64)
+        sites_of = orders.site[pend]
+        sites_of = sites_of[(sites_of >= 0) & (sites_of < n_sites)]
+        waiting = np.bincount(sites_of, minlength=n_sites).astype(np.int64)[:n_sites]
+        return self._rebuild(riders, idx, starting, end_t, end_x, end_y, waiting, now)
+
+    def update_from_ends(
+        self, riders: RiderTable, end_t: F64, end_x: F64, end_y: F64, waiting: I64, now: float
+    ) -> SiteSummary:
+        """``update`` from where and when every route ends, already known: ``end_t``, ``end_x``, ``end_y``
+        (float64[m]; an empty route ends at the rider's position at ``max(avail, now)``, as ``update`` takes it)
+        and the orders waiting per site (int64[n_sites]). The service's dispatch loop gets these from its policy
+        worker (``dispatch.service.mirror``), which holds the routes."""
+        n_sites = self.sites.n
+        if waiting.shape != (n_sites,):
+            raise ValueError(f"waiting: expected shape ({n_sites},), got {waiting.shape}")
+        idx, starting = self._counted(riders, now)
+        return self._rebuild(riders, idx, starting, end_t[idx], end_x[idx], end_y[idx], waiting.copy(), now)
+
+    def _counted(self, riders: RiderTable, now: float) -> tuple[I64, npt.NDArray[np.bool_]]:
+        """The rows of the riders that count (online, or starting within the lookahead, and in shift) and the
+        bool[m] mask of those starting later."""
+        lookahead = now + 60.0 * self._params.shift_lookahead_min
+        starting = ~riders.online & (riders.shift_start > now) & (riders.shift_start <= lookahead)
+        idx = np.flatnonzero((riders.online | starting) & (riders.shift_end > now))
+        return idx, starting
+
+    def _rebuild(
+        self, riders: RiderTable, idx: I64, starting: npt.NDArray[np.bool_], end_t: F64, end_x: F64, end_y: F64,
+        waiting: I64, now: float,
+    ) -> SiteSummary:  # fmt: skip
+        p = self._params
+        n_sites = self.sites.n
+        m = riders.m
         end_t = np.where(starting[idx], np.maximum(end_t, riders.shift_start[idx]), end_t)
         if self._site_tree is None or idx.size == 0:
             free_site = np.zeros(0, dtype=np.int64)
@@ -305,10 +336,6 @@ class PromiseEngine:
         if caps.size:
             manned = ptr[1:] > ptr[:-1]
             max_cap[manned] = np.maximum.reduceat(caps[order], ptr[:-1][manned])
-        pend = np.flatnonzero(~in_route) if pending is None else np.asarray(pending, dtype=np.int64)
-        sites_of = orders.site[pend]
-        sites_of = sites_of[(sites_of >= 0) & (sites_of < n_sites)]
-        waiting = np.bincount(sites_of, minlength=n_sites).astype(np.int64)[:n_sites]
         for a in (ptr, free_at, waiting, max_cap):
             a.setflags(write=False)
         summary = SiteSummary(float(now), ptr, free_at, waiting, max_cap, np.zeros(n_sites, dtype=np.int64))

@@ -1,4 +1,4 @@
-"""The dispatch loop's paced work (``Pacer``, the tables built block by block) and the policy worker's priority."""
+"""The dispatch loop's paced work (``Pacer``) and the policy worker's priority."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from svc_fixtures import make_config, online, order, report, running
 
 from dispatch.service import loop as lp
 from dispatch.service.worker import PolicyProcess
-from dispatch.state import Routes
 from dispatch.v1 import dispatch_pb2 as pb
 
 
@@ -41,50 +37,6 @@ def test_pacer_does_not_pause_within_a_slice_or_when_off():
 def test_pacer_refuses_bad_settings(slice_s, pause_s):
     with pytest.raises(ValueError, match="slice_s and pause_s"):
         lp.Pacer(slice_s, pause_s)
-
-
-rows_st = st.lists(st.tuples(*[st.floats(-1e7, 1e7, allow_nan=False) for _ in range(11)]), min_size=0, max_size=40)
-
-
-@settings(max_examples=40, deadline=None)
-@given(rows=rows_st, block=st.integers(1, 7))
-def test_order_rows_in_blocks_equal_one_conversion(rows, block):
-    old = lp.BLOCK
-    lp.BLOCK = block
-    try:
-        calls = []
-        got = lp.table_rows(rows, 11, lambda: calls.append(1))
-    finally:
-        lp.BLOCK = old
-    want = np.array(rows, dtype=np.float64).reshape(len(rows), 11)
-    np.testing.assert_array_equal(got, want)
-    assert len(calls) == -(-len(rows) // block)  # the pacer is asked once per block
-
-
-stops_st = st.lists(
-    st.lists(st.tuples(st.integers(0, 500), st.integers(0, 1)), min_size=0, max_size=9), min_size=0, max_size=30
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(stops=stops_st, block=st.integers(1, 7), width=st.integers(0, 12), data=st.data())
-def test_routes_in_blocks_equal_from_lists(stops, block, width, data):
-    frozen = [data.draw(st.integers(0, len(s))) for s in stops]
-    old = lp.BLOCK
-    lp.BLOCK = block
-    try:
-        got = lp.routes_from_stops(stops, width, frozen, lambda: None)
-    finally:
-        lp.BLOCK = old
-    want = Routes.from_lists(stops, width, frozen)
-    assert got.width == want.width
-    for name in ("length", "frozen", "order", "kind"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
-
-
-def test_routes_in_blocks_refuse_a_frozen_prefix_longer_than_the_route():
-    with pytest.raises(ValueError, match=r"routes\.frozen"):
-        lp.routes_from_stops([[(0, 0), (0, 1)]], 4, [3], lambda: None)
 
 
 def test_policy_worker_runs_at_a_lower_priority():

@@ -74,7 +74,9 @@ def test_a_tick_with_the_policy_in_its_worker_publishes_the_stores_routes(tmp_pa
             stub.SubmitOrder(pb.SubmitOrderRequest(order=order(f"w{i}", lat=31.2400 + 0.002 * i, now=now)))
         st_ = srv.loop.tick(now + 1.0)
         assert st_ is not None and st_.assigned == 8
-        assert srv.loop._msgs, "the worker built no Route messages"
+        last = srv.loop.last
+        assert last is not None and last.proposals
+        assert all(p[5] is not None for p in last.proposals), "the worker built no Route messages"
         last = stub.GetStats(pb.GetStatsRequest()).last_sequence
         events = []
         stream = stub.WatchAssignments(pb.WatchAssignmentsRequest(from_sequence=1), timeout=20)

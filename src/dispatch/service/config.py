@@ -13,6 +13,7 @@ Every key is optional except where a site source is needed. The layout (top leve
     policy_nice = 10                # the worker's niceness (0-19): requests win a saturated CPU over the policy
     grpc_server = "threads"         # "threads" (grpc's thread pool) or "aio" (asyncio, dispatch.service.aio)
     tick_pause_ms = 1.0             # the tick's work in the server pauses this long after every 2 ms (0: no pauses)
+    tick_slots = 15                 # each tick_s is cut into this many slots, one group of neighbouring sites each
     utc_offset_h = 8                # local time minus UTC, for the travel model's time of day
     log_level = "info"              # debug, info, warning, error
     log_format = "json"             # "json" (one object a line) or "text"
@@ -131,6 +132,7 @@ class ServiceConfig:
     policy_process: bool = True
     policy_nice: int = 10
     tick_pause_ms: float = 1.0
+    tick_slots: int = 15
     grpc_server: str = "threads"
     utc_offset_s: float = 8 * 3600.0
     travel: TravelModel = field(default_factory=TravelModel)
@@ -180,6 +182,8 @@ class ServiceConfig:
             raise ConfigError("grpc_server", f'must be "threads" or "aio", got {self.grpc_server!r}')
         if not (math.isfinite(self.tick_pause_ms) and 0.0 <= self.tick_pause_ms <= 100.0):
             raise ConfigError("tick_pause_ms", f"must be a number in [0, 100], got {self.tick_pause_ms}")
+        if not 1 <= self.tick_slots <= 3600:
+            raise ConfigError("tick_slots", f"must be in [1, 3600], got {self.tick_slots}")
         if not (math.isfinite(self.group_link_m) and self.group_link_m > 0):
             raise ConfigError("sites.group_link_m", f"must be a finite number > 0, got {self.group_link_m}")
         del port
@@ -365,8 +369,8 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str] = "."
     """A ServiceConfig from a parsed TOML document; relative paths are resolved against ``base_dir``."""
     base = Path(base_dir)
     top = {"listen", "journal", "journal_sync", "insecure", "metrics_port", "metrics_host", "policy",
-           "policy_process", "policy_nice", "tick_pause_ms", "grpc_server", "utc_offset_h", "log_level", "log_format",
-           "sites", "tls", "auth", "limits", "dispatch", "travel"}  # fmt: skip
+           "policy_process", "policy_nice", "tick_pause_ms", "tick_slots", "grpc_server", "utc_offset_h", "log_level",
+           "log_format", "sites", "tls", "auth", "limits", "dispatch", "travel"}  # fmt: skip
     _known(data, "", top)
     kw: dict[str, Any] = {}
     for key in ("listen", "policy", "log_level", "log_format", "journal_sync", "metrics_host", "grpc_server"):
@@ -380,6 +384,8 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str] = "."
         kw["policy_process"] = _bool(data["policy_process"], "policy_process")
     if "policy_nice" in data:
         kw["policy_nice"] = _int(data["policy_nice"], "policy_nice", 0)
+    if "tick_slots" in data:
+        kw["tick_slots"] = _int(data["tick_slots"], "tick_slots", 1)
     if "tick_pause_ms" in data:
         kw["tick_pause_ms"] = _num(data["tick_pause_ms"], "tick_pause_ms", 0.0)
     if "metrics_port" in data:

@@ -1,55 +1,60 @@
-"""The dispatch loop: every ``tick_s`` of wall clock, one policy tick over every owned site.
+"""The dispatch loop: every ``tick_s`` of wall clock, every owned site is dispatched once, in slots.
 
-A tick takes a snapshot: under the store's lock only the pending order ids and the rider records (and the dirty marks
-are cleared); the riders' fields, the order rows (immutable tuples) and the tables are read outside it. It runs the
-policy outside the lock, then applies the result under the lock in chunks of riders. A
-rider whose route changed while the policy ran (a pickup, a delivery, a rejection, going offline, a cancel of one of
-its orders) keeps its current route: the tick's proposal for it is dropped, and its new orders stay pending for the
-next tick. Every applied change becomes an assignment event with the next sequence number, journaled and, once
-committed, published to watchers. The events' Route messages come ready-made from the policy worker
-(``routemsg.route_messages``) when there is one; the apply only parses them, outside the lock.
+**Slots.** The owned sites are split into ``tick_slots`` groups of neighbours (``site_slots``), and every ``tick_s /
+slots`` seconds the next group's pending orders are dispatched. Each site is still dispatched once per ``tick_s``,
+but an order waits for its own site's turn plus one small dispatch, not for a whole city's: at the session 6 replay
+load one tick over a city took 2-10 s, so an order placed just after a tick started was assigned 17-25 s later
+(benchmarks/RESULTS.md, "Service, session 9"). The first slot of each cycle also refreshes every route's ETAs,
+the at-risk count and the promise engine.
 
-An order that a rider rejected is never left on that rider's route: it is taken out of the tick's proposal (the
-rest of the route stays as proposed) and waits for the next tick.
+**The mirror.** The policy keeps the dispatch state between calls (``dispatch.service.mirror``, in the policy
+worker when there is one), and each call sends only what changed (``_delta``): under the store's lock the pending
+order ids, the new rider records and the special orders are taken (and the dirty marks are cleared); outside it,
+every rider's position and, for the riders whose route or fields changed since the last call, their route and
+fields; the rows of orders the mirror has not seen. The mirror dispatches and answers with proposals: the changed
+riders' routes, their ETAs and ready-made Route messages (``routemsg.route_messages``), which the apply parses
+outside the lock. A rider whose route changed while the policy ran (a pickup, a delivery, a rejection, going
+offline, a cancel of one of its orders) keeps its current route: the proposal for it is dropped, and its new orders
+stay pending for the next turn of their site. Every applied change becomes an assignment event with the next
+sequence number, journaled and, once committed, published to watchers. The mirror never takes its own proposals:
+what the store kept comes back with the next delta.
 
-The tick's own Python work in the server (reading the state, building the tables, applying the result: seconds of
-interpreter time at 40,000 riders and 100,000 orders on routes) shares one GIL with the request threads. Held in
-long runs, it made every request wait: a thread that wants the GIL gets it only after the 5 ms switch interval, and
-an order needs several hand-overs, so during a tick the server took in orders far slower than they came. The loop
-therefore works in slices (``Pacer``): after each ``SLICE_S`` of work it sleeps ``tick_pause_ms`` (the service's
-configuration; 0 turns the pauses off), which lets the request threads run, and every lock hold covers at most
-``CHUNK`` riders. The tick takes longer in wall-clock time. Below the server's capacity this lowered the worst ack
-during a tick in all 5 measured pairs and its p99 in 4 (e.g. 23 against 72 ms); at capacity it does not help (the
-requests need the time the tick takes either way): benchmarks/RESULTS.md, "Service, session 5".
+An order that a rider rejected is never left on that rider's route: it is taken out of the proposal (the rest of
+the route stays as proposed) and waits for the next turn.
+
+**Pacing.** The loop's own Python work in the server (the delta, the apply) shares one GIL with the request
+threads. Held in long runs, it made every request wait: a thread that wants the GIL gets it only after the 5 ms
+switch interval, and an order needs several hand-overs. The loop therefore works in slices (``Pacer``): after each
+``SLICE_S`` of work it sleeps ``tick_pause_ms`` (the service's configuration; 0 turns the pauses off), which lets the
+request threads run, and every lock hold covers at most ``CHUNK`` riders (benchmarks/RESULTS.md, "Service, session
+5").
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.policy import Policy, Reason, Snapshot, make_policy, warm_up
-from dispatch.service.store import ASSIGNED, CANCELLED, DELIVERED, PENDING, Store, ts
+from dispatch.policy import Policy, Reason, make_policy, warm_up
+from dispatch.service.mirror import RIDER_FIELDS, ROW, Delta, Mirror, MirrorResult
+from dispatch.service.store import ASSIGNED, CANCELLED, DELIVERED, PENDING, RiderRec, Store, ts
 from dispatch.service.worker import PolicyProcess
 from dispatch.sim.shard import travel_arrays
-from dispatch.state import DROPOFF, OrderTable, RiderTable, Routes
 from dispatch.v1 import dispatch_pb2 as pb
 
 log = logging.getLogger("dispatch.service.loop")
 
-F64 = npt.NDArray[np.float64]
 CHUNK = 64  # riders applied per lock hold
-BLOCK = 2048  # riders (or order rows) converted between two checks of the pacer
+BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
 PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
 GC_UNFREEZE_TICKS = 240  # with freeze_gc, ticks between two hand-backs of the frozen objects (1 h at 15 s)
@@ -76,44 +81,6 @@ class Pacer:
             self._since = time.perf_counter()
 
 
-def table_rows(rows: list[tuple[Any, ...]], k: int, pace: Callable[[], None]) -> npt.NDArray[np.float64]:
-    """Rows of ``k`` numbers each (order rows: ``OrderRec.row``, 15; rider rows, 7) as float64[n, k], converted
-    ``BLOCK`` rows at a time with ``pace()`` between blocks (one conversion of 100,000 rows holds the GIL for
-    ~0.1 s)."""
-    n = len(rows)
-    cols = np.empty((n, k), dtype=np.float64)
-    for b in range(0, n, BLOCK):
-        cols[b : b + BLOCK] = rows[b : b + BLOCK]
-        pace()
-    return cols
-
-
-def routes_from_stops(
-    stops: list[list[tuple[int, int]]], width: int, frozen: list[int], pace: Callable[[], None]
-) -> Routes:
-    """``Routes.from_lists`` converted ``BLOCK`` riders at a time (whole blocks as arrays), with ``pace()`` between
-    blocks. ``stops``: per rider ``(order index, kind)`` pairs; ``frozen``: per rider, at most its route length."""
-    m = len(stops)
-    length = np.fromiter((len(x) for x in stops), dtype=np.int64, count=m)
-    r = Routes.empty(m, max(width, int(length.max(initial=0))))
-    r.length[:] = length
-    for b in range(0, m, BLOCK):
-        e = min(m, b + BLOCK)
-        flat = [pair for seq in stops[b:e] for pair in seq]
-        if flat:
-            pairs = np.array(flat, dtype=np.int64).reshape(-1, 2)
-            lens = length[b:e]
-            rows = np.repeat(np.arange(b, e, dtype=np.int64), lens)
-            cols = np.arange(rows.size, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-            r.order[rows, cols] = pairs[:, 0]
-            r.kind[rows, cols] = pairs[:, 1]
-        pace()
-    r.frozen[:] = np.asarray(frozen, dtype=np.int64)
-    if np.any(r.frozen > r.length) or np.any(r.frozen < 0):
-        raise ValueError("routes.frozen: must be between 0 and the route length")
-    return r
-
-
 @dataclass
 class TickStats:
     """What one tick did (for metrics and logs)."""
@@ -126,26 +93,20 @@ class TickStats:
     dropped_riders: int
     events: int
     at_risk: int
-    # seconds: snapshot, policy (with tables), apply, promise (the engine's update), policy_* (the policy's phases)
+    # seconds: snapshot (the delta), policy (the mirror's call), apply, promise (the engine's update), mirror_* and
+    # policy_* (the mirror's and the policy's own phases)
     phases: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Snap:
-    order_ids: list[str]
-    rows: list[tuple[Any, ...]]
-    pending: list[int]
-    rider_ids: list[str]
-    riders: list[tuple[Any, ...]]
-    stops: list[list[tuple[int, int]]]
-    frozen: list[int]
-    banned: dict[int, set[str]]
-    pinned_out: list[int]
-    pinned: dict[int, int]
+    slot: int = -1  # the slot dispatched (``DispatchLoop.slots``), -1 for every site
 
 
 class DispatchLoop:
-    """Runs ticks on a thread of its own until ``stop`` (which lets the tick in progress finish)."""
+    """Runs ticks on a thread of its own until ``stop`` (which lets the tick in progress finish).
+
+    The thread cuts each tick into *slots* (``ServiceConfig.tick_slots``): the owned sites are split into that
+    many groups of neighbours, and every ``tick_s / slots`` seconds one group's pending orders are dispatched,
+    so that each site is still dispatched once per ``tick_s`` but an order waits for its own site's turn plus one
+    small dispatch, not for a whole city's. ``tick(now)`` (the tests' and tools' call) dispatches every site at
+    once."""
 
     def __init__(self, store: Store, on_tick: Callable[[TickStats], None] | None = None, promise: Any = None) -> None:
         self.store = store
@@ -158,13 +119,21 @@ class DispatchLoop:
         self._thread: threading.Thread | None = None
         self._on_tick = on_tick
         self.remote = PolicyProcess(store.cfg.policy_nice) if store.cfg.policy_process else None
+        self.mirror = Mirror() if self.remote is None else None  # (in the worker otherwise)
         self.freeze_gc = False  # see ``_gc_after_tick``; ``serve`` turns it on for its own process
         # The tick's pacing (``Pacer``); pause_s 0 turns it off.
         self.slice_s, self.pause_s = SLICE_S, store.cfg.tick_pause_ms / 1e3
         self._pace = Pacer(self.slice_s, self.pause_s)
-        self._route_end: F64 | None = None  # the last policy call's route ends (``worker.route_ends``), if remote
-        self._msgs: dict[int, bytes] = {}  # the last policy call's Route messages by rider row (``_call``), if remote
         self._frozen_ticks = 0
+        self.slots = site_slots(store, store.cfg.tick_slots)
+        # What the mirror holds (``_delta``): riders by row, each one's last sent fields, the orders it knows.
+        self._recs: list[RiderRec] = []
+        self._row: dict[str, int] = {}
+        self._sent: list[tuple[Any, ...] | None] = []
+        self._known: set[str] = set()
+        self._epoch: int | None = None
+        self._reset = True
+        self.last: MirrorResult | None = None  # the last call's answer (for tests and debugging)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dispatch-loop", daemon=True)
@@ -187,17 +156,21 @@ class DispatchLoop:
 
     def _run(self) -> None:
         next_at = time.monotonic()
+        k = 0
         while not self._stop.is_set():
+            n = len(self.slots)
             try:
-                st = self.tick(time.time())
+                st = self.tick(time.time(), slot=k % n)
                 if self._on_tick is not None and st is not None:
                     self._on_tick(st)
             except Exception:  # never let one bad tick stop dispatching
                 log.exception("dispatch tick failed")
-            self._gc_after_tick()
-            next_at += self.store.params.tick_s
+            k = (k + 1) % n
+            if k == 0:
+                self._gc_after_tick()
+            next_at += self.store.params.tick_s / n
             now = time.monotonic()
-            if next_at < now:  # a tick longer than tick_s: start the next one at once, do not pile up
+            if next_at < now:  # a slot longer than its share of tick_s: start the next one at once, do not pile up
                 next_at = now
             self._stop.wait(next_at - now)
 
@@ -227,15 +200,25 @@ class DispatchLoop:
 
     # -- one tick -----------------------------------------------------------------------------------------------
 
-    def _snapshot(self) -> _Snap | None:
-        """Under the lock only references are taken (route lists are replaced, never changed in place, and order
-        rows are immutable tuples); the tables are indexed outside it."""
+    def _add_riders(self, recs: list[RiderRec]) -> None:
+        for r in recs:
+            self._row[r.id] = len(self._recs)
+            self._recs.append(r)
+            self._sent.append(None)
+
+    def _delta(self, sites: npt.NDArray[np.bool_] | None, full: bool) -> Delta:
+        """What the mirror needs since the last call. Under the store's lock only the pending order ids, the new
+        rider records and the special orders are taken (and the dirty marks are cleared); the riders' fields are
+        read outside it: a rider whose route or state changes from here on is marked dirty (routes are replaced,
+        never changed in place), so the tick's proposal for it is dropped; a position newer than the delta is
+        harmless. Everything from here on is paced (see the module docstring)."""
         s = self.store
         with s.lock:
             s.dirty_riders.clear()
             s.dirty_orders.clear()
-            recs = list(s.riders.values())
-            order_ids: list[str] = list(s.pending)
+            if len(s.riders) > len(self._recs):
+                self._add_riders(list(s.riders.values())[len(self._recs) :])
+            pending: list[str] = list(s.pending)
             special: dict[str, tuple[str, set[str]]] = {}
             for oid in list(s.special):
                 o = s.orders[oid]
@@ -243,121 +226,131 @@ class DispatchLoop:
                     s.special.discard(oid)
                 else:
                     special[oid] = (o.pinned, set(o.banned or ()))
-        # The riders' fields are read outside the lock: a rider whose route or state changes from here on is marked
-        # dirty (routes are replaced, never changed in place), so the tick's proposal for it is dropped; a position
-        # newer than the snapshot is harmless. Everything from here on is paced (see the module docstring).
+        reset = self._reset
+        if reset:
+            self._known = set()
+            self._sent = [None] * len(self._recs)
         pace = self._pace
-        active: list[tuple[str, list[tuple[str, int]], int, tuple[Any, ...]]] = []
-        for b in range(0, len(recs), BLOCK):
-            active.extend(
-                (r.id, r.stops, r.frozen, (r.x, r.y, r.shift_start, r.shift_end, r.capacity, r.speed, r.online))
-                for r in recs[b : b + BLOCK]
-                if r.online or r.stops
-            )
+        recs = self._recs
+        m = len(recs)
+        sent = self._sent
+        xs: list[float] = []
+        ys: list[float] = []
+        rows: list[int] = []
+        keys: list[tuple[Any, ...]] = []
+        for b in range(0, m, BLOCK):
+            block = recs[b : b + BLOCK]
+            xs.extend([r.x for r in block])
+            ys.extend([r.y for r in block])
+            now_keys = [(r.stops, r.frozen, r.online, r.shift_start, r.shift_end, r.capacity, r.speed) for r in block]
+            for j, key in enumerate(now_keys):
+                if key != sent[b + j]:
+                    rows.append(b + j)
+                    keys.append(key)
             pace()
-        if not order_ids and not active:
-            return None  # (online riders with nothing to do still make a tick: the promise engine needs them)
-        n_pending = len(order_ids)
-        index = {oid: i for i, oid in enumerate(order_ids)}
+        known = self._known
+        new_ids = [oid for oid in pending if oid not in known]
+        seen = set(new_ids)
+        for key in keys:
+            for oid, _k in key[0]:
+                if oid not in known and oid not in seen:
+                    seen.add(oid)
+                    new_ids.append(oid)
         pace()
-        stops: list[list[tuple[int, int]]] = []
-        for j, (_rid, route, _f, _row) in enumerate(active):
-            seq = []
-            for oid, k in route:
-                i = index.get(oid)
-                if i is None:
-                    i = index[oid] = len(order_ids)
-                    order_ids.append(oid)
-                seq.append((i, k))
-            stops.append(seq)
-            if j % 256 == 255:
-                pace()
-        rider_ids = [a[0] for a in active]
-        rider_pos = {rid: i for i, rid in enumerate(rider_ids)}
-        riders = [a[3] for a in active]
-        frozen = [min(a[2], len(a[1])) for a in active]
         orders = s.orders  # a dict read without the lock: entries are only ever added
-        rows: list[tuple[Any, ...]] = []
-        for b in range(0, len(order_ids), BLOCK):
-            rows.extend(orders[oid].row for oid in order_ids[b : b + BLOCK])
+        new_rows: list[tuple[Any, ...]] = []
+        for b in range(0, len(new_ids), BLOCK):
+            new_rows.extend(orders[oid].row for oid in new_ids[b : b + BLOCK])
             pace()
-        banned: dict[int, set[str]] = {}
-        pinned: dict[int, int] = {}
-        pinned_out: list[int] = []
+        fields = np.array([(k[3], k[4], k[5], k[6], 1.0 if k[2] else 0.0) for k in keys], dtype=np.float64)
+        pinned: dict[str, int] = {}
+        banned: dict[str, list[int]] = {}
         for oid, (pin_id, bans) in special.items():
-            i = index.get(oid, -1)
-            if i < 0:
-                continue
-            if bans:
-                banned[i] = bans
             if pin_id:
-                pin = rider_pos.get(pin_id, -1)
-                pinned[i] = pin
-                if pin < 0 and i < n_pending:
-                    pinned_out.append(i)
-        out_set = set(pinned_out)
-        pending = [i for i in range(n_pending) if i not in out_set] if out_set else list(range(n_pending))
-        return _Snap(order_ids, rows, pending, rider_ids, riders, stops, frozen, banned, pinned_out, pinned)
+                pinned[oid] = self._row.get(pin_id, -1)
+            if bans:
+                banned[oid] = [self._row[rid] for rid in bans if rid in self._row]
+        self._pending_delta = (rows, keys, new_ids)
+        return Delta(
+            reset=reset,
+            order_ids=new_ids,
+            order_rows=np.array(new_rows, dtype=np.float64).reshape(len(new_rows), ROW),
+            n_riders=m,
+            rider_rows=np.array(rows, dtype=np.int64),
+            rider_fields=fields.reshape(len(keys), RIDER_FIELDS),
+            rider_stops=[list(k[0]) for k in keys],
+            rider_frozen=[min(k[1], len(k[0])) for k in keys],
+            x=np.array(xs, dtype=np.float64),
+            y=np.array(ys, dtype=np.float64),
+            pending=pending,
+            n_sites=len(s.sites),
+            sites=sites,
+            pinned=pinned,
+            banned=banned,
+            full=full,
+        )
 
-    def tick(self, now: float) -> TickStats | None:
-        """One tick at ``now`` (epoch seconds); None when there was nothing to dispatch."""
+    def _call(self, policy: Policy, delta: Delta, now: float) -> MirrorResult:
+        """The mirror's tick (in the worker when there is one). Any failure makes the next call send everything
+        again; so does an answer from a mirror that is not the one the loop fed (a new worker)."""
+        try:
+            if self.remote is not None:
+                try:
+                    res = self.remote.mirror_tick(self.policy_name, policy.params, delta, now, self.travel)
+                except BrokenProcessPool:
+                    log.error("the policy worker died; starting a new one (this tick is skipped)")
+                    self.remote.close()
+                    self.remote = PolicyProcess(self.store.cfg.policy_nice)
+                    raise
+            else:
+                assert self.mirror is not None
+                res = self.mirror.tick(self.policy_name, policy.params, delta, now, self.travel)
+        except Exception:
+            self._reset = True
+            raise
+        if not delta.reset and res.epoch != self._epoch:
+            self._reset = True
+            raise RuntimeError("the policy's state was lost (a new worker): this tick is skipped, the next resends it")
+        self._epoch = res.epoch
+        self._reset = False
+        rows, keys, new_ids = self._pending_delta
+        for r, key in zip(rows, keys, strict=True):
+            self._sent[r] = key
+        self._known.update(new_ids)
+        self._known.difference_update(res.forgotten)
+        return res
+
+    def tick(self, now: float, slot: int | None = None) -> TickStats | None:
+        """One tick at ``now`` (epoch seconds): every site's pending orders, or with ``slot`` (0 .. slots - 1)
+        those of the sites of ``self.slots[slot]`` (slot 0 also refreshes every route's ETAs, the at-risk count
+        and the promise engine). None when there was nothing to dispatch."""
         t0 = time.perf_counter()
-        self._pace = pace = Pacer(self.slice_s, self.pause_s)
+        self._pace = Pacer(self.slice_s, self.pause_s)
         policy = self._policy_now()
-        snap = self._snapshot()
         s = self.store
-        if snap is None:
-            with s.lock:
+        full = slot is None or slot == 0
+        with s.lock:
+            nothing = not s.pending and (not full or not s.riders)
+            if nothing and full:
                 s.ticks += 1
                 s.last_tick_at = now
                 s.last_tick_s = time.perf_counter() - t0
                 s.at_risk = 0
-            return None
+        if nothing:
+            return None  # (a slot with nothing pending anywhere: its positions go with the next call)
+        delta = self._delta(None if slot is None else self.slots[slot], full)
         t_snap = time.perf_counter()
-        n, m = len(snap.rows), len(snap.riders)
-        cols = table_rows(snap.rows, 15, pace)
-        latlng = np.ascontiguousarray(cols[:, 11:15])  # the stops' positions in degrees (for the Route messages)
-        pinned = np.full(n, -1, dtype=np.int64)
-        for i, r in snap.pinned.items():
-            pinned[i] = r
-        orders = OrderTable.build(
-            pick_x=cols[:, 0], pick_y=cols[:, 1], drop_x=cols[:, 2], drop_y=cols[:, 3],
-            site=cols[:, 4].astype(np.int64), ready=cols[:, 5], promised=cols[:, 6], size=cols[:, 7].astype(np.int64),
-            service_pick=cols[:, 8], service_drop=cols[:, 9], placed=cols[:, 10], pinned=pinned,
-        )  # fmt: skip
-        rc = table_rows(snap.riders, 7, pace)
-        riders = RiderTable.build(
-            x=rc[:, 0], y=rc[:, 1], avail=np.full(m, now), shift_start=rc[:, 2], shift_end=rc[:, 3],
-            capacity=rc[:, 4].astype(np.int64), speed=rc[:, 5], online=rc[:, 6].astype(bool),
-        )  # fmt: skip
-        width = max(2 * policy.params.max_orders_per_rider + 2, max((len(x) for x in snap.stops), default=0))
-        routes = routes_from_stops(snap.stops, width, snap.frozen, pace)
-        pend = np.array(snap.pending, dtype=np.int64)
-        if m == 0 or (pend.size == 0 and not any(snap.stops)):
-            res = None
-        else:
-            res = self._run_policy(policy, snap, orders, riders, routes, pend, now, latlng)
+        res = self._call(policy, delta, now)
+        self.last = res
         t_policy = time.perf_counter()
-        reasons: dict[int, int] = dict.fromkeys(snap.pinned_out, int(Reason.PINNED_RIDER_UNAVAILABLE))
-        if res is None:
-            for i in snap.pending:
-                reasons[i] = int(Reason.NO_RIDER_IN_REACH)
-            proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]] = []
-            etas: F64 = np.zeros((0, 0))
-            out_routes = routes
-        else:
-            for o, why in zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True):
-                reasons[o] = int(why)
-            proposals, etas, out_routes = self._proposals(snap, res, reasons)
-        at_risk = self._at_risk(orders, out_routes, etas, pend, now)
-        events, dropped, assigned = self._apply(snap, proposals, reasons, etas, out_routes, now)
+        reasons = dict(res.reasons)
+        events, dropped, assigned = self._apply(res, reasons, now)
         t_apply = time.perf_counter()
-        if self.promise is not None:
-            left = np.array(sorted(reasons), dtype=np.int64)
+        if self.promise is not None and res.promise is not None:
             try:
+                pi = res.promise
                 self.promise.set_params(s.promise)
-                ends = self._route_end if res is not None else None  # (from the worker, for the final routes)
-                self.promise.update(orders, riders, out_routes, now, pending=left, route_end=ends)
+                self.promise.update_from_ends(pi.riders, pi.end_t, pi.end_x, pi.end_y, pi.waiting, now)
             except Exception:
                 log.exception("promise engine update failed")
         t_promise = time.perf_counter()
@@ -366,161 +359,45 @@ class DispatchLoop:
             s.ticks += 1
             s.last_tick_at = now
             s.last_tick_s = dt
-            s.at_risk = at_risk
+            if res.at_risk is not None:
+                s.at_risk = res.at_risk
+            at_risk = s.at_risk
         phases = {"snapshot": t_snap - t0, "policy": t_policy - t_snap, "apply": t_apply - t_policy,
                   "promise": t_promise - t_apply}  # fmt: skip
-        if res is not None:  # the policy's own phases (in the worker), for the tick's log line
-            phases.update({f"policy_{k}": v / 1e3 for k, v in getattr(res, "timings_ms", {}).items()})
-        return TickStats(now, dt, n, m, assigned, dropped, events, at_risk, phases)
+        phases.update({k: v / 1e3 for k, v in res.timings_ms.items()})
+        return TickStats(now, dt, res.dispatched, res.riders, assigned, dropped, events, at_risk, phases,
+                         slot=-1 if slot is None else slot)  # fmt: skip
 
-    def _call(
-        self, policy: Policy, snap: Snapshot, now: float, order_ids: list[str] | None = None,
-        latlng: F64 | None = None,
-    ) -> Any:  # fmt: skip
-        """The policy's tick, in the worker when there is one. With ``order_ids`` and ``latlng`` (float64[n, 4]) the
-        worker also builds the changed riders' Route messages (``self._msgs``: rider row -> serialized Route)."""
-        self._route_end = None
-        self._msgs = {}
-        if self.remote is not None:
-            try:
-                if order_ids is not None and latlng is not None:
-                    res, self._route_end, rows, msgs = self.remote.tick_routes(
-                        self.policy_name, policy.params, snap, now, order_ids, latlng
-                    )
-                    self._msgs = dict(zip(rows.tolist(), msgs, strict=True))
-                    return res
-                res, self._route_end = self.remote.tick_ends(self.policy_name, policy.params, snap, now)
-                return res
-            except BrokenProcessPool:
-                log.error("the policy worker died; starting a new one (this tick is skipped)")
-                self.remote.close()
-                self.remote = PolicyProcess(self.store.cfg.policy_nice)
-                raise
-        return policy.tick(snap, now)
-
-    def _run_policy(
-        self,
-        policy: Policy,
-        snap: _Snap,
-        orders: OrderTable,
-        riders: RiderTable,
-        routes: Routes,
-        pend: npt.NDArray[np.int64],
-        now: float,
-        latlng: F64,
-    ) -> Any:
-        """The policy's tick; orders that some rider rejected are dispatched in a second pass on the first pass's
-        routes with the riders who rejected them taken offline, so that they go to someone else (then the server
-        builds the Route messages itself)."""
-        banned = np.array([i in snap.banned for i in pend.tolist()], dtype=bool)
-        if not banned.any():
-            return self._call(policy, Snapshot(orders, riders, routes, pend, self.travel), now, snap.order_ids, latlng)
-        first = self._call(policy, Snapshot(orders, riders, routes, pend[~banned], self.travel), now)
-        who = {rid for i in pend[banned].tolist() for rid in snap.banned[i]}
-        online = riders.online.copy()
-        online[[r for r, rid in enumerate(snap.rider_ids) if rid in who]] = False
-        second = self._call(
-            policy, Snapshot(orders, replace(riders, online=online), first.routes, pend[banned], self.travel), now
-        )
-        self._msgs = {}
-        return replace(
-            second,
-            assigned_order=np.concatenate([first.assigned_order, second.assigned_order]),
-            assigned_rider=np.concatenate([first.assigned_rider, second.assigned_rider]),
-            unassigned_order=np.concatenate([first.unassigned_order, second.unassigned_order]),
-            unassigned_reason=np.concatenate([first.unassigned_reason, second.unassigned_reason]),
-            changed=np.union1d(first.changed, second.changed).astype(np.int64),
-        )
-
-    def _proposals(
-        self, snap: _Snap, res: Any, reasons: dict[int, int]
-    ) -> tuple[list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]], F64, Routes]:
-        """Per changed rider: (rider, new stops, their ETAs, frozen, new orders, its Route message from the worker
-        or None), banned pairs taken out."""
-        out = res.routes
-        arrive = res.arrive
-        new_by_rider: dict[int, list[int]] = {}
-        for o, r in zip(res.assigned_order.tolist(), res.assigned_rider.tolist(), strict=True):
-            new_by_rider.setdefault(r, []).append(o)
-        changed = np.array(sorted(set(res.changed.tolist()) | set(new_by_rider)), dtype=np.int64)
-        proposals = []
-        # The used stops of the changed rows, converted at once (per-element numpy indexing costs ~100x a list's).
-        length = out.length[changed]
-        ends_a = np.cumsum(length)
-        rr = np.repeat(changed, length)
-        kk = np.arange(rr.size) - np.repeat(ends_a - length, length)
-        pace = self._pace
-        pace()
-        orders = out.order[rr, kk].tolist()
-        pace()
-        kinds = out.kind[rr, kk].tolist()
-        pace()
-        etas = arrive[rr, kk].tolist() if arrive.size else [math.nan] * rr.size
-        pace()
-        ends = ends_a.tolist()
-        frozen = out.frozen[changed].tolist()
-        start = 0
-        for j, r in enumerate(changed.tolist()):
-            if j % 128 == 127:
-                pace()
-            rid = snap.rider_ids[r]
-            end = ends[j]
-            seq = list(zip(orders[start:end], kinds[start:end], strict=True))
-            eta = etas[start:end]
-            start = end
-            new = new_by_rider.get(r, [])
-            bad = [o for o in new if rid in snap.banned.get(o, ())]
-            msg = self._msgs.get(r)
-            if bad:
-                msg = None  # (the worker built the route with them)
-                keep = [k for k in range(len(seq)) if seq[k][0] not in bad]
-                seq = [seq[k] for k in keep]
-                eta = [eta[k] for k in keep]
-                new = [o for o in new if o not in bad]
-                for o in bad:
-                    reasons[o] = int(Reason.RIDERS_BUSY)
-            proposals.append((r, seq, eta, min(frozen[j], len(seq)), new, msg))
-        return proposals, arrive, out
-
-    def _apply(
-        self,
-        snap: _Snap,
-        proposals: list[tuple[int, list[tuple[int, int]], list[float], int, list[int], bytes | None]],
-        reasons: dict[int, int],
-        etas: F64,
-        out_routes: Routes,
-        now: float,
-    ) -> tuple[int, int, int]:
+    def _apply(self, res: MirrorResult, reasons: dict[str, int], now: float) -> tuple[int, int, int]:
+        """Take the proposals whose riders did not change meanwhile (as assignment events, journaled and
+        published), the ETAs of the other routes (a full call) and the reasons of the orders left over."""
         s = self.store
-        ids = snap.order_ids
         n_events = dropped = assigned = 0
-        changed = {p[0] for p in proposals}
         at = pb.AssignmentEvent().at
         ts(now, at)
         ASSIGNED_K, UPDATED_K = pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, pb.ASSIGNMENT_EVENT_KIND_ROUTE_UPDATED
         pace = self._pace
+        recs = self._recs
+        proposals = res.proposals
         for c in range(0, len(proposals), CHUNK):
             pace()
-            # The new routes and their messages are built before the lock is taken (they read only what never
-            # changes in an order), so that requests wait for the lock only while the chunk is checked and applied.
+            # The new routes are parsed (or built) before the lock is taken (they read only what never changes in
+            # an order), so that requests wait for the lock only while the chunk is checked and applied.
             chunk = []
-            for r, seq, eta, frozen, new, msg in proposals[c : c + CHUNK]:
-                stops = [(ids[o], k) for o, k in seq]
-                fz = max(frozen, 1) if seq else 0
+            for r, stops, eta, frozen, new, msg in proposals[c : c + CHUNK]:
+                fz = max(frozen, 1) if stops else 0
                 route = pb.Route.FromString(msg) if msg is not None else s.route_of(stops, eta, fz)
-                chunk.append((r, stops, eta, fz, new, route))
+                chunk.append((recs[r].id, stops, eta, fz, new, route))
             pace()
             with s.lock:
                 batch = pb.WatchAssignmentsResponse()
                 add = batch.events.add
-                for r, stops, eta, fz, new, route in chunk:
-                    rid = snap.rider_ids[r]
+                for rid, stops, eta, fz, new_ids, route in chunk:
                     rec = s.riders.get(rid)
-                    new_ids = [ids[o] for o in new]
                     if rec is None or rid in s.dirty_riders or any(s.orders[oid].state != PENDING for oid in new_ids):
                         dropped += 1
-                        for o in new:
-                            reasons.setdefault(o, int(Reason.RIDERS_BUSY))
+                        for oid in new_ids:
+                            reasons.setdefault(oid, int(Reason.RIDERS_BUSY))
                         continue
                     rec.stops = stops
                     rec.etas = eta
@@ -541,57 +418,61 @@ class DispatchLoop:
                         ev.route.CopyFrom(route)
                 s.emit_batch(batch)
                 n_events += len(batch.events)
-        if etas.size:
-            # ETAs of the riders with stops whose routes the tick did not change (rows converted at once, outside
-            # the lock).
-            keep = out_routes.length > 0
-            keep[list(changed)] = False
-            rows = np.flatnonzero(keep)
-            lens = out_routes.length[rows].tolist()
-            rows_l = rows.tolist()
+        if res.eta_rows is not None and res.eta_len is not None and res.etas is not None:
+            # ETAs of the riders with stops whose routes the call did not change (converted a block at a time).
+            rows_l = res.eta_rows.tolist()
+            lens = res.eta_len.tolist()
+            starts = (np.cumsum(res.eta_len) - res.eta_len).tolist()
             step = 4 * CHUNK
             for c in range(0, len(rows_l), step):
                 pace()
-                vals = etas[rows[c : c + step]].tolist()  # (one block at a time: a long C call holds the GIL)
+                e = min(c + step, len(rows_l))
+                lo, hi = starts[c], starts[e - 1] + lens[e - 1]
+                vals = res.etas[lo:hi].tolist()  # (one block at a time: a long C call holds the GIL)
                 with s.lock:
-                    for i in range(c, min(c + step, len(rows_l))):
-                        rid = snap.rider_ids[rows_l[i]]
-                        if rid in s.dirty_riders:
+                    for i in range(c, e):
+                        rec = recs[rows_l[i]]
+                        if rec.id in s.dirty_riders or len(rec.stops) != lens[i]:
                             continue
-                        rec = s.riders.get(rid)
-                        if rec is not None and len(rec.stops) == lens[i]:
-                            rec.etas = vals[i - c][: lens[i]]
+                        a = starts[i] - lo
+                        rec.etas = vals[a : a + lens[i]]
         unassigned = pb.ASSIGNMENT_EVENT_KIND_UNASSIGNED
         items = list(reasons.items())
         for c in range(0, len(items), 4 * CHUNK):
             pace()
             with s.lock:
                 events = []
-                for o, why in items[c : c + 4 * CHUNK]:
-                    oid = ids[o]
-                    rec_o = s.orders[oid]
-                    if rec_o.state == PENDING and rec_o.reason != why:
+                for oid, why in items[c : c + 4 * CHUNK]:
+                    rec_o = s.orders.get(oid)
+                    if rec_o is not None and rec_o.state == PENDING and rec_o.reason != why:
                         rec_o.reason = why
                         events.append(pb.AssignmentEvent(kind=unassigned, order_id=oid, at=at, reason=why))  # type: ignore[arg-type]
                 s._emit(events)
                 n_events += len(events)
         return n_events, dropped, assigned
 
-    @staticmethod
-    def _at_risk(orders: OrderTable, routes: Routes, etas: F64, pending: npt.NDArray[np.int64], now: float) -> int:
-        """Orders whose estimated delivery is after promised_by: routed ones by their drop-off ETA, pending ones by
-        a direct ride at 4.5 m/s from now (a lower bound)."""
-        late = 0
-        if etas.size:
-            width = min(routes.width, etas.shape[1])
-            live = np.arange(width)[None, :] < routes.length[:, None]
-            drop = live & (routes.kind[:, :width] == DROPOFF)
-            o = routes.order[:, :width][drop]
-            late += int(np.sum(etas[:, :width][drop] > orders.promised[o]))
-        if pending.size:
-            d = np.hypot(
-                orders.drop_x[pending] - orders.pick_x[pending], orders.drop_y[pending] - orders.pick_y[pending]
-            )
-            best = np.maximum(now, orders.ready[pending]) + orders.service_pick[pending] + d / 4.5
-            late += int(np.sum(best > orders.promised[pending]))
-        return late
+
+def site_slots(store: Store, slots: int) -> list[npt.NDArray[np.bool_]]:
+    """The owned sites in ``min(slots, owned)`` groups of neighbours (bool masks over all the store's sites):
+    sorted by frame group, then along a Z-order curve of their frame positions, and cut into runs of equal
+    count. Sites not owned go with the first group (they have no pending orders: the store refuses them)."""
+    sites = store.sites
+    owned = [st for st in sites if st.owned]
+    k = max(1, min(slots, len(owned)))
+    masks = [np.zeros(len(sites), dtype=bool) for _ in range(k)]
+    if owned:
+        xs = np.array([st.x for st in owned])
+        ys = np.array([st.y for st in owned])
+        qx = ((xs - xs.min()) / max(1.0, float(np.ptp(xs))) * 65535).astype(np.int64)
+        qy = ((ys - ys.min()) / max(1.0, float(np.ptp(ys))) * 65535).astype(np.int64)
+        z = np.zeros(len(owned), dtype=np.int64)
+        for bit in range(16):
+            z |= ((qx >> bit) & 1) << (2 * bit) | ((qy >> bit) & 1) << (2 * bit + 1)
+        order = np.lexsort((z, np.array([st.group for st in owned])))
+        for j, part in enumerate(np.array_split(order, k)):
+            for i in part.tolist():
+                masks[j][owned[i].index] = True
+    for st in sites:
+        if not st.owned:
+            masks[0][st.index] = True
+    return masks

@@ -6,7 +6,9 @@ loop sends the tick's snapshot (numpy arrays: a few MB at 40,000 orders) to one 
 result there, leaving the server's interpreter free; on a 2-core machine the policy and the requests then run on
 different cores. The worker keeps one policy object between ticks (rebuilt when the parameters change), exactly
 like the in-process path. Beside the policy it computes when each route ends (``route_ends``) and the changed
-riders' Route messages (``tick_routes``), work that would otherwise hold the server's GIL.
+riders' Route messages (``tick_routes``), work that would otherwise hold the server's GIL. The dispatch loop uses
+``mirror_tick``: the worker keeps the dispatch state between calls (``dispatch.service.mirror``) and the loop sends
+only what changed.
 
 The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 10): on a machine
 whose cores are all busy, the kernel then gives the server's request threads the CPU first and the policy what is
@@ -30,11 +32,13 @@ import numpy.typing as npt
 from dispatch.heap import keep_heap
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy, warm_up
+from dispatch.service.mirror import Delta, Mirror, MirrorResult
 from dispatch.service.routemsg import route_messages
 from dispatch.state import Routes
 
 _policy: Policy | None = None
 _key: tuple[str, DispatchParams] | None = None
+_mirror: Mirror | None = None  # the dispatch state of ``mirror_tick`` (``dispatch.service.mirror``)
 
 
 def _policy_for(name: str, params: DispatchParams) -> Policy:
@@ -91,6 +95,13 @@ def _tick_routes(
     return res, ends, rows, route_messages(order_ids, latlng, res.routes, res.arrive, rows)
 
 
+def _mirror_tick(name: str, params: DispatchParams, delta: Delta, now: float, travel: tuple[Any, ...]) -> MirrorResult:
+    global _mirror
+    if _mirror is None:
+        _mirror = Mirror()
+    return _mirror.tick(name, params, delta, now, travel)
+
+
 def _watch_parent(parent: int) -> None:
     """Exit when the server dies (even by SIGKILL), instead of lingering as an orphan."""
 
@@ -144,6 +155,14 @@ class PolicyProcess:
         (float64[n, 4]) describing the snapshot's orders."""
         res, ends, rows, msgs = self._pool.submit(_tick_routes, name, params, snap, now, order_ids, latlng).result()
         return res, ends, rows, msgs
+
+    def mirror_tick(
+        self, name: str, params: DispatchParams, delta: Delta, now: float, travel: tuple[Any, ...]
+    ) -> MirrorResult:
+        """``Mirror.tick`` on the worker's mirror (made on first use; a new worker starts with an empty one and
+        says so with a new ``MirrorResult.epoch``)."""
+        out: MirrorResult = self._pool.submit(_mirror_tick, name, params, delta, now, travel).result()
+        return out
 
     def pid(self) -> int:
         """The worker's process id (it is started on first use)."""

@@ -1,0 +1,412 @@
+"""The dispatch state kept from tick to tick beside the policy, fed by what changed (``Delta``).
+
+Before, every tick took the whole state out of the store: the 40,000 riders' rows, the routes of every order on
+them (131,000 at the end of the session 6 replay) and the tables built from them, all in the server's interpreter,
+then pickled to the policy worker. That cost ~0.5 s of the server's GIL and ~1 s of shipping per tick whatever
+the tick dispatched, so a tick could not be cut into small ones (benchmarks/RESULTS.md, "Service, session 9").
+
+A :class:`Mirror` lives where the policy runs (in the policy worker, or in the server's process when there is
+none) and keeps the tables: order rows by order id (rows are reused once an order is forgotten), one row per rider
+(the loop's rider numbering: the order in which the store first saw each rider, never reused), and the riders'
+routes. Each call brings a :class:`Delta`: the orders the mirror has not seen, the riders whose route or fields
+changed (with their whole route), every rider's position, and the pending orders. The call then dispatches the
+pending orders of the sites asked for (a *slot* of the tick: ``DispatchLoop``) with the policy and answers with
+proposals (the changed riders' routes with their ETAs and ready-made Route messages) and the reasons of the orders
+left over. The mirror does not take its own proposals: the routes the server keeps come back in the next delta
+(the server may drop a proposal whose rider changed meanwhile), so the mirror never drifts from the store.
+
+A mirror that lost its state (a new worker process) is told so by the result's ``epoch``; the loop then sends
+everything again (``Delta.reset``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.kernels.route import MIXED, evaluate_routes
+from dispatch.policy import DispatchParams, Policy, Reason, Snapshot, TickResult, make_policy
+from dispatch.service.routemsg import route_messages
+from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+ROW = 15  # numbers in an order row (``OrderRec.row``)
+RIDER_FIELDS = 5  # shift_start, shift_end, capacity, speed, online
+
+# One proposal: (rider row, stops as (order id, kind), their ETAs, frozen count, new order ids, Route message).
+Proposal = tuple[int, list[tuple[str, int]], list[float], int, list[str], bytes | None]
+
+
+@dataclass
+class Delta:
+    """What changed since the mirror's last call, and what to dispatch (``DispatchLoop._delta`` builds it).
+
+    ``reset``: forget everything first. ``order_ids`` (q) and ``order_rows`` (float64[q, 15]): orders the mirror
+    has not seen (``OrderRec.row``). ``n_riders``: riders known to the loop (rows 0 .. n-1); ``rider_rows``
+    (int64[u]): riders whose fields or route changed, with ``rider_fields`` (float64[u, 5]: shift start and end,
+    capacity, speed, online), ``rider_stops`` (their routes as (order id, kind)) and ``rider_frozen``; ``x``,
+    ``y`` (float64[n_riders]): every rider's position. ``pending``: every pending order; ``sites``: bool[n_sites],
+    dispatch the pending orders of these sites only (None: all); ``pinned``: pending orders pinned to a rider (its
+    row, -1 when the rider is unknown); ``banned``: pending orders and the rows of riders who rejected them.
+    ``full``: also answer every route's ETAs, the at-risk count and the promise engine's inputs."""
+
+    reset: bool
+    order_ids: list[str]
+    order_rows: F64
+    n_riders: int
+    rider_rows: I64
+    rider_fields: F64
+    rider_stops: list[list[tuple[str, int]]]
+    rider_frozen: list[int]
+    x: F64
+    y: F64
+    pending: list[str]
+    n_sites: int
+    sites: npt.NDArray[np.bool_] | None = None
+    pinned: dict[str, int] = field(default_factory=dict)
+    banned: dict[str, list[int]] = field(default_factory=dict)
+    full: bool = False
+
+
+@dataclass
+class PromiseInputs:
+    """What ``PromiseEngine.update_from_ends`` takes: the riders, where and when each route ends (float64[m]; an
+    empty route ends at the rider's position, now) and the orders waiting per site (int64[n_sites])."""
+
+    riders: RiderTable
+    end_t: F64
+    end_x: F64
+    end_y: F64
+    waiting: I64
+
+
+@dataclass
+class MirrorResult:
+    """A call's answer. ``epoch``: the mirror's identity (a new one after a restart: the loop must reset it);
+    ``orders``, ``riders``: the tables' sizes; ``dispatched``: pending orders in the call; ``proposals``: per
+    changed rider (``Proposal``); ``reasons``: (order id, ``Reason``) of every dispatched order left over;
+    ``forgotten``: orders the mirror dropped (neither pending nor on a route: the loop sends them again if they
+    come back). With ``Delta.full``: ``eta_rows`` (int64[k]), ``eta_len`` (int64[k]) and ``etas`` (float64[sum
+    eta_len]) give the ETAs of the riders with a route that no proposal changed; ``at_risk``; ``promise``."""
+
+    epoch: int
+    orders: int
+    riders: int
+    dispatched: int
+    proposals: list[Proposal]
+    reasons: list[tuple[str, int]]
+    forgotten: list[str]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    eta_rows: I64 | None = None
+    eta_len: I64 | None = None
+    etas: F64 | None = None
+    at_risk: int | None = None
+    promise: PromiseInputs | None = None
+
+
+class Mirror:
+    """See the module docstring. ``tick`` is the one entry point; not thread-safe (one loop calls it)."""
+
+    def __init__(self, width: int = 12) -> None:
+        self.epoch = time.monotonic_ns()
+        self._policy: Policy | None = None
+        self._key: tuple[str, DispatchParams] | None = None
+        self._clear(width)
+
+    def _clear(self, width: int) -> None:
+        self.row_of: dict[str, int] = {}
+        self.ids: list[str] = []  # order id by row ("" for a free row)
+        self.rows = np.zeros((0, ROW), dtype=np.float64)
+        self.free: list[int] = []
+        self.m = 0
+        self.fields = np.zeros((0, RIDER_FIELDS), dtype=np.float64)
+        self.x = np.zeros(0)
+        self.y = np.zeros(0)
+        self.routes = Routes.empty(0, width)
+
+    # -- the delta ------------------------------------------------------------------------------------------------
+
+    def _order_row(self, oid: str, row: F64) -> None:
+        if oid in self.row_of:
+            return
+        if self.free:
+            i = self.free.pop()
+        else:
+            i = len(self.ids)
+            if i >= self.rows.shape[0]:
+                grown = np.zeros((max(1024, 2 * self.rows.shape[0]), ROW), dtype=np.float64)
+                grown[:i] = self.rows[:i]
+                self.rows = grown
+            self.ids.append("")
+        self.rows[i] = row
+        self.ids[i] = oid
+        self.row_of[oid] = i
+
+    def _grow_riders(self, m: int) -> None:
+        if m <= self.fields.shape[0]:
+            self.m = max(self.m, m)
+            return
+        cap = max(m, 2 * self.fields.shape[0], 256)
+        f = np.zeros((cap, RIDER_FIELDS), dtype=np.float64)
+        f[: self.m] = self.fields[: self.m]
+        f[self.m :, 1] = -math.inf  # (a row never told about is offline with its shift over)
+        f[self.m :, 2] = 1.0
+        f[self.m :, 3] = 1.0
+        self.fields = f
+        r = Routes.empty(cap, self.routes.width)
+        r.length[: self.m] = self.routes.length[: self.m]
+        r.frozen[: self.m] = self.routes.frozen[: self.m]
+        r.order[: self.m] = self.routes.order[: self.m]
+        r.kind[: self.m] = self.routes.kind[: self.m]
+        self.routes = r
+        self.m = m
+
+    def apply(self, d: Delta, width: int) -> None:
+        """Take the delta in (the orders first: the routes refer to them)."""
+        if d.reset:
+            self._clear(width)
+        for oid, row in zip(d.order_ids, d.order_rows, strict=True):
+            self._order_row(oid, row)
+        self._grow_riders(d.n_riders)
+        rows = np.asarray(d.rider_rows, dtype=np.int64)
+        if rows.size:
+            self.fields[rows] = d.rider_fields
+            longest = max((len(s) for s in d.rider_stops), default=0)
+            if longest > self.routes.width:
+                self.routes = self.routes.widened(longest)
+            rt = self.routes
+            row_of = self.row_of
+            for r, seq, fz in zip(rows.tolist(), d.rider_stops, d.rider_frozen, strict=True):
+                n = len(seq)
+                rt.length[r] = n
+                rt.frozen[r] = min(fz, n)
+                if n:
+                    rt.order[r, :n] = [row_of[oid] for oid, _k in seq]
+                    rt.kind[r, :n] = [k for _oid, k in seq]
+        self.x = np.asarray(d.x, dtype=np.float64)
+        self.y = np.asarray(d.y, dtype=np.float64)
+
+    def _forget(self, pending_rows: I64) -> list[str]:
+        """Free the rows of orders that are neither pending nor on a route; their ids."""
+        n = len(self.ids)
+        live = np.zeros(n, dtype=bool)
+        live[pending_rows] = True
+        rt = self.routes
+        used = np.arange(rt.width)[None, :] < rt.length[: self.m, None]
+        live[rt.order[: self.m][used]] = True
+        for i in self.free:
+            live[i] = True  # (already free)
+        gone = np.flatnonzero(~live).tolist()
+        out = []
+        for i in gone:
+            oid = self.ids[i]
+            out.append(oid)
+            del self.row_of[oid]
+            self.ids[i] = ""
+            self.free.append(i)
+        return out
+
+    # -- the tables -----------------------------------------------------------------------------------------------
+
+    def tables(self, now: float, pinned: dict[int, int]) -> tuple[OrderTable, RiderTable]:
+        n = len(self.ids)
+        c = self.rows[:n]
+        pin = np.full(n, -1, dtype=np.int64)
+        for i, r in pinned.items():
+            pin[i] = r
+        orders = OrderTable.build(
+            pick_x=c[:, 0], pick_y=c[:, 1], drop_x=c[:, 2], drop_y=c[:, 3], site=c[:, 4].astype(np.int64),
+            ready=c[:, 5], promised=c[:, 6], size=c[:, 7].astype(np.int64), service_pick=c[:, 8],
+            service_drop=c[:, 9], placed=c[:, 10], pinned=pin,
+        )  # fmt: skip
+        m = self.m
+        f = self.fields[:m]
+        shift_end = np.where(np.isfinite(f[:, 1]), f[:, 1], now)
+        riders = RiderTable.build(
+            x=self.x[:m], y=self.y[:m], avail=np.full(m, now), shift_start=f[:, 0], shift_end=shift_end,
+            capacity=f[:, 2].astype(np.int64), speed=f[:, 3], online=f[:, 4] > 0.5,
+        )  # fmt: skip
+        return orders, riders
+
+    def _policy_for(self, name: str, params: DispatchParams) -> Policy:
+        if self._policy is None or self._key != (name, params):
+            self._policy = make_policy(name, params)
+            self._key = (name, params)
+        return self._policy
+
+    # -- one call -------------------------------------------------------------------------------------------------
+
+    def tick(self, name: str, params: DispatchParams, d: Delta, now: float, travel: tuple[Any, ...]) -> MirrorResult:
+        """Take ``d`` in, dispatch its pending orders (of ``d.sites``) with the policy ``name`` at ``now``."""
+        t0 = time.perf_counter()
+        width = 2 * params.max_orders_per_rider + 2
+        self.apply(d, width)
+        row_of = self.row_of
+        pend_all = np.fromiter((row_of[oid] for oid in d.pending), dtype=np.int64, count=len(d.pending))
+        pinned = {row_of[oid]: r for oid, r in d.pinned.items() if oid in row_of}
+        orders, riders = self.tables(now, pinned)
+        pend = pend_all
+        if d.sites is not None and pend.size:
+            site = orders.site[pend]
+            ok = (site >= 0) & (site < d.sites.shape[0])
+            ok[ok] = d.sites[site[ok]]
+            pend = pend[ok]
+        reasons: list[tuple[str, int]] = []
+        out_set = [i for i in pend.tolist() if pinned.get(i, 0) < 0]
+        if out_set:
+            drop = set(out_set)
+            reasons.extend((self.ids[i], int(Reason.PINNED_RIDER_UNAVAILABLE)) for i in out_set)
+            pend = np.array([i for i in pend.tolist() if i not in drop], dtype=np.int64)
+        t_apply = time.perf_counter()
+        routes = self.routes
+        m = self.m
+        snap_routes = Routes(routes.length[:m].copy(), routes.frozen[:m].copy(), routes.order[:m].copy(),
+                             routes.kind[:m].copy())  # fmt: skip
+        policy = self._policy_for(name, params)
+        proposals: list[Proposal] = []
+        res: TickResult | None = None
+        timings: dict[str, float] = {}
+        if m and (pend.size or d.full):
+            res = self._run(policy, d, orders, riders, snap_routes, pend, now, travel)
+            timings = {f"policy_{k}": v for k, v in res.timings_ms.items()}
+            proposals = self._proposals(res, d, reasons)
+            for o, why in zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True):
+                reasons.append((self.ids[o], int(why)))
+        else:
+            reasons.extend((self.ids[i], int(Reason.NO_RIDER_IN_REACH)) for i in pend.tolist())
+        t_policy = time.perf_counter()
+        out = MirrorResult(self.epoch, len(self.ids) - len(self.free), m, int(pend.size), proposals, reasons, [])
+        if d.full:
+            self._full(out, res, orders, riders, snap_routes, pend_all, now, travel, params, d.n_sites)
+        out.forgotten = self._forget(pend_all)
+        t_end = time.perf_counter()
+        out.timings_ms = {"mirror_apply": 1e3 * (t_apply - t0), "mirror_policy": 1e3 * (t_policy - t_apply),
+                          "mirror_rest": 1e3 * (t_end - t_policy), **timings}  # fmt: skip
+        return out
+
+    def _run(
+        self, policy: Policy, d: Delta, orders: OrderTable, riders: RiderTable, routes: Routes, pend: I64,
+        now: float, travel: tuple[Any, ...],
+    ) -> TickResult:  # fmt: skip
+        """The policy's tick; orders that some rider rejected go in a second pass on the first pass's routes with
+        those riders taken offline, so that they go to someone else."""
+        banned_rows = {self.row_of[oid]: rs for oid, rs in d.banned.items() if oid in self.row_of}
+        is_banned = np.array([i in banned_rows for i in pend.tolist()], dtype=bool)
+        if not is_banned.any():
+            return policy.tick(Snapshot(orders, riders, routes, pend, travel), now)
+        first = policy.tick(Snapshot(orders, riders, routes, pend[~is_banned], travel), now)
+        who = sorted({r for i in pend[is_banned].tolist() for r in banned_rows[i] if 0 <= r < riders.m})
+        online = riders.online.copy()
+        online[who] = False
+        again = Snapshot(orders, replace(riders, online=online), first.routes, pend[is_banned], travel)
+        second = policy.tick(again, now)
+        return replace(
+            second,
+            assigned_order=np.concatenate([first.assigned_order, second.assigned_order]),
+            assigned_rider=np.concatenate([first.assigned_rider, second.assigned_rider]),
+            unassigned_order=np.concatenate([first.unassigned_order, second.unassigned_order]),
+            unassigned_reason=np.concatenate([first.unassigned_reason, second.unassigned_reason]),
+            changed=np.union1d(first.changed, second.changed).astype(np.int64),
+        )
+
+    def _proposals(self, res: TickResult, d: Delta, reasons: list[tuple[str, int]]) -> list[Proposal]:
+        """Per changed rider (or one given new orders): its new stops with their ETAs and its Route message; an
+        order a rider rejected is taken out of that rider's route (the message is then left to the server)."""
+        ids = self.ids
+        out = res.routes
+        new_by_rider: dict[int, list[int]] = {}
+        for o, r in zip(res.assigned_order.tolist(), res.assigned_rider.tolist(), strict=True):
+            new_by_rider.setdefault(r, []).append(o)
+        changed = np.union1d(res.changed, np.array(sorted(new_by_rider), dtype=np.int64)).astype(np.int64)
+        if changed.size == 0:
+            return []
+        latlng = np.ascontiguousarray(self.rows[: len(ids), 11:15])
+        msgs = route_messages(ids, latlng, out, res.arrive, changed)
+        length = out.length[changed]
+        ends_a = np.cumsum(length)
+        rr = np.repeat(changed, length)
+        kk = np.arange(rr.size) - np.repeat(ends_a - length, length)
+        orders = out.order[rr, kk].tolist()
+        kinds = out.kind[rr, kk].tolist()
+        etas = res.arrive[rr, kk].tolist() if res.arrive.size else [math.nan] * rr.size
+        frozen = out.frozen[changed].tolist()
+        banned = {self.row_of[oid]: set(rs) for oid, rs in d.banned.items() if oid in self.row_of}
+        proposals: list[Proposal] = []
+        start = 0
+        for j, (r, end) in enumerate(zip(changed.tolist(), ends_a.tolist(), strict=True)):
+            seq_i = list(zip(orders[start:end], kinds[start:end], strict=True))
+            eta = etas[start:end]
+            start = end
+            new = new_by_rider.get(r, [])
+            msg: bytes | None = msgs[j]
+            bad = [o for o in new if r in banned.get(o, ())]
+            if bad:
+                msg = None
+                keep = [k for k in range(len(seq_i)) if seq_i[k][0] not in bad]
+                seq_i = [seq_i[k] for k in keep]
+                eta = [eta[k] for k in keep]
+                new = [o for o in new if o not in bad]
+                reasons.extend((ids[o], int(Reason.RIDERS_BUSY)) for o in bad)
+            seq = [(ids[o], k) for o, k in seq_i]
+            proposals.append((r, seq, eta, min(frozen[j], len(seq)), [ids[o] for o in new], msg))
+        return proposals
+
+    def _full(
+        self, out: MirrorResult, res: TickResult | None, orders: OrderTable, riders: RiderTable, before: Routes,
+        pend_all: I64, now: float, travel: tuple[Any, ...], params: DispatchParams, n_sites: int,
+    ) -> None:  # fmt: skip
+        """The ETAs of the routes no proposal changed, the at-risk count and the promise engine's inputs."""
+        routes = res.routes if res is not None else before
+        if res is not None and res.arrive.size:
+            arrive = res.arrive
+        else:
+            arrive = evaluate_routes(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel,
+                                     params.weights, MIXED)[0][0]  # fmt: skip
+        keep = routes.length > 0
+        for p in out.proposals:
+            keep[p[0]] = False
+        rows = np.flatnonzero(keep).astype(np.int64)
+        length = routes.length[rows]
+        used = np.arange(routes.width)[None, :] < length[:, None]
+        out.eta_rows, out.eta_len = rows, length.astype(np.int64)
+        out.etas = np.ascontiguousarray(arrive[rows][:, : routes.width][used])
+        # Late risk: routed orders by their drop-off ETA, pending ones by a direct ride at 4.5 m/s from now.
+        width = min(routes.width, arrive.shape[1])
+        live = np.arange(width)[None, :] < routes.length[:, None]
+        drop = live & (routes.kind[:, :width] == DROPOFF)
+        o = routes.order[:, :width][drop]
+        late = int(np.sum(arrive[:, :width][drop] > orders.promised[o]))
+        waiting_rows = pend_all
+        if waiting_rows.size:
+            q = waiting_rows
+            dist = np.hypot(orders.drop_x[q] - orders.pick_x[q], orders.drop_y[q] - orders.pick_y[q])
+            best = np.maximum(now, orders.ready[q]) + orders.service_pick[q] + dist / 4.5
+            late += int(np.sum(best > orders.promised[q]))
+        out.at_risk = late
+        # The promise engine's inputs: where and when each rider's (proposed) route ends (``tot[0]`` of
+        # ``evaluate_routes``: the departure from the last stop), evaluated only for the riders with a route.
+        end_t = np.full(riders.m, now)
+        end_x = riders.x.copy()
+        end_y = riders.y.copy()
+        has = np.flatnonzero(routes.length > 0)
+        if has.size:
+            sub_r = tuple(a[has] for a in riders.as_tuple())
+            sub_rt = tuple(a[has] for a in routes.as_tuple())
+            ends = evaluate_routes(orders.as_tuple(), sub_r, sub_rt, travel, params.weights, MIXED)[1][0]
+            last = routes.length[has] - 1
+            lo = routes.order[has, last]
+            lk = routes.kind[has, last]
+            end_t[has] = np.maximum(ends, now)
+            end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+            end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+        site = orders.site[pend_all] if pend_all.size else np.zeros(0, dtype=np.int64)
+        site = site[(site >= 0) & (site < n_sites)]
+        waiting = np.bincount(site, minlength=n_sites).astype(np.int64)[:n_sites]
+        out.promise = PromiseInputs(riders, end_t, end_x, end_y, waiting)
