@@ -126,11 +126,13 @@ class DispatchLoop:
         self._pace = Pacer(self.slice_s, self.pause_s)
         self._frozen_ticks = 0
         self.slots = site_slots(store, store.cfg.tick_slots)
-        # What the mirror holds (``_delta``): riders by row, each one's last sent fields, the orders it knows.
+        # What the mirror holds (``_delta``): riders by row and the orders it knows.
         self._recs: list[RiderRec] = []
         self._row: dict[str, int] = {}
-        self._sent: list[tuple[Any, ...] | None] = []
         self._known: set[str] = set()
+        self._resend: set[str] = set()  # riders whose proposals the last apply took (the mirror does not take them)
+        self._pending_delta: list[str] = []
+        self._site_xy = np.array([(st.x, st.y) for st in store.sites], dtype=np.float64).reshape(-1, 2)
         self._epoch: int | None = None
         self._reset = True
         self.last: MirrorResult | None = None  # the last call's answer (for tests and debugging)
@@ -204,19 +206,21 @@ class DispatchLoop:
         for r in recs:
             self._row[r.id] = len(self._recs)
             self._recs.append(r)
-            self._sent.append(None)
 
     def _delta(self, sites: npt.NDArray[np.bool_] | None, full: bool) -> Delta:
-        """What the mirror needs since the last call. Under the store's lock only the pending order ids, the new
-        rider records and the special orders are taken (and the dirty marks are cleared); the riders' fields are
-        read outside it: a rider whose route or state changes from here on is marked dirty (routes are replaced,
-        never changed in place), so the tick's proposal for it is dropped; a position newer than the delta is
-        harmless. Everything from here on is paced (see the module docstring)."""
+        """What the mirror needs since the last call. Under the store's lock the pending order ids, the new rider
+        records, the special orders and the riders marked dirty since the last call are taken (and the dirty marks
+        are cleared); the riders' fields are read outside it: a rider whose route or state changes from here on is
+        marked dirty again (routes are replaced, never changed in place), so the proposal for it is dropped and
+        the next delta carries it; a position newer than the delta is harmless. Everything from here on is paced
+        (see the module docstring)."""
         s = self.store
         with s.lock:
+            touched = set(s.dirty_riders)
             s.dirty_riders.clear()
             s.dirty_orders.clear()
             if len(s.riders) > len(self._recs):
+                touched.update(list(s.riders)[len(self._recs) :])
                 self._add_riders(list(s.riders.values())[len(self._recs) :])
             pending: list[str] = list(s.pending)
             special: dict[str, tuple[str, set[str]]] = {}
@@ -226,28 +230,27 @@ class DispatchLoop:
                     s.special.discard(oid)
                 else:
                     special[oid] = (o.pinned, set(o.banned or ()))
+            touched |= self._resend
+            self._resend = set()
         reset = self._reset
         if reset:
             self._known = set()
-            self._sent = [None] * len(self._recs)
         pace = self._pace
         recs = self._recs
         m = len(recs)
-        sent = self._sent
         xs: list[float] = []
         ys: list[float] = []
-        rows: list[int] = []
-        keys: list[tuple[Any, ...]] = []
         for b in range(0, m, BLOCK):
             block = recs[b : b + BLOCK]
             xs.extend([r.x for r in block])
             ys.extend([r.y for r in block])
-            now_keys = [(r.stops, r.frozen, r.online, r.shift_start, r.shift_end, r.capacity, r.speed) for r in block]
-            for j, key in enumerate(now_keys):
-                if key != sent[b + j]:
-                    rows.append(b + j)
-                    keys.append(key)
             pace()
+        rows = list(range(m)) if reset else sorted(self._row[rid] for rid in touched if rid in self._row)
+        keys = [
+            (r.stops, r.frozen, r.online, r.shift_start, r.shift_end, r.capacity, r.speed)
+            for r in map(recs.__getitem__, rows)
+        ]
+        pace()
         known = self._known
         new_ids = [oid for oid in pending if oid not in known]
         seen = set(new_ids)
@@ -270,7 +273,7 @@ class DispatchLoop:
                 pinned[oid] = self._row.get(pin_id, -1)
             if bans:
                 banned[oid] = [self._row[rid] for rid in bans if rid in self._row]
-        self._pending_delta = (rows, keys, new_ids)
+        self._pending_delta = new_ids
         return Delta(
             reset=reset,
             order_ids=new_ids,
@@ -285,6 +288,7 @@ class DispatchLoop:
             pending=pending,
             n_sites=len(s.sites),
             sites=sites,
+            site_xy=self._site_xy,
             pinned=pinned,
             banned=banned,
             full=full,
@@ -313,10 +317,7 @@ class DispatchLoop:
             raise RuntimeError("the policy's state was lost (a new worker): this tick is skipped, the next resends it")
         self._epoch = res.epoch
         self._reset = False
-        rows, keys, new_ids = self._pending_delta
-        for r, key in zip(rows, keys, strict=True):
-            self._sent[r] = key
-        self._known.update(new_ids)
+        self._known.update(self._pending_delta)
         self._known.difference_update(res.forgotten)
         return res
 
@@ -402,6 +403,7 @@ class DispatchLoop:
                     rec.stops = stops
                     rec.etas = eta
                     rec.frozen = fz
+                    self._resend.add(rid)
                     for oid in new_ids:
                         orec = s.orders[oid]
                         s._set_state(orec, ASSIGNED)

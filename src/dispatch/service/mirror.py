@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.spatial import cKDTree
 
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Reason, Snapshot, TickResult, make_policy
@@ -46,16 +47,16 @@ Proposal = tuple[int, list[tuple[str, int]], list[float], int, list[str], bytes 
 
 @dataclass
 class Delta:
-    """What changed since the mirror's last call, and what to dispatch (``DispatchLoop._delta`` builds it).
-
-    ``reset``: forget everything first. ``order_ids`` (q) and ``order_rows`` (float64[q, 15]): orders the mirror
-    has not seen (``OrderRec.row``). ``n_riders``: riders known to the loop (rows 0 .. n-1); ``rider_rows``
-    (int64[u]): riders whose fields or route changed, with ``rider_fields`` (float64[u, 5]: shift start and end,
-    capacity, speed, online), ``rider_stops`` (their routes as (order id, kind)) and ``rider_frozen``; ``x``,
-    ``y`` (float64[n_riders]): every rider's position. ``pending``: every pending order; ``sites``: bool[n_sites],
-    dispatch the pending orders of these sites only (None: all); ``pinned``: pending orders pinned to a rider (its
-    row, -1 when the rider is unknown); ``banned``: pending orders and the rows of riders who rejected them.
-    ``full``: also answer every route's ETAs, the at-risk count and the promise engine's inputs."""
+    """What changed since the mirror's last call, and what to dispatch (``DispatchLoop._delta`` builds it). ``reset``:
+    forget everything first. ``order_ids`` (q) and ``order_rows`` (float64[q, 15]): orders the mirror has not seen
+    (``OrderRec.row``). ``n_riders``: riders known to the loop (rows 0 .. n-1); ``rider_rows`` (int64[u]): riders
+    whose fields or route changed, with ``rider_fields`` (float64[u, 5]: shift start and end, capacity, speed,
+    online), ``rider_stops`` (their routes as (order id, kind)) and ``rider_frozen``; ``x``, ``y``
+    (float64[n_riders]): every rider's position. ``pending``: every pending order; ``sites``: bool[n_sites],
+    dispatch the pending orders of these sites only (None: all), with only the riders that could take them
+    (``Mirror.near``; ``site_xy``, float64[n_sites, 2], the sites' positions); ``pinned``: pending orders pinned to
+    a rider (its row, -1 when the rider is unknown); ``banned``: pending orders and the rows of riders who rejected
+    them. ``full``: also answer every route's ETAs, the at-risk count and the promise engine's inputs."""
 
     reset: bool
     order_ids: list[str]
@@ -70,6 +71,7 @@ class Delta:
     pending: list[str]
     n_sites: int
     sites: npt.NDArray[np.bool_] | None = None
+    site_xy: F64 | None = None
     pinned: dict[str, int] = field(default_factory=dict)
     banned: dict[str, list[int]] = field(default_factory=dict)
     full: bool = False
@@ -215,16 +217,15 @@ class Mirror:
 
     # -- the tables -----------------------------------------------------------------------------------------------
 
-    def tables(self, now: float, pinned: dict[int, int]) -> tuple[OrderTable, RiderTable]:
+    def tables(self, now: float) -> tuple[OrderTable, RiderTable]:
+        """The order table (every row, free ones too: no route or pending list refers to them; not pinned) and
+        the rider table (every row, available now)."""
         n = len(self.ids)
         c = self.rows[:n]
-        pin = np.full(n, -1, dtype=np.int64)
-        for i, r in pinned.items():
-            pin[i] = r
         orders = OrderTable.build(
             pick_x=c[:, 0], pick_y=c[:, 1], drop_x=c[:, 2], drop_y=c[:, 3], site=c[:, 4].astype(np.int64),
             ready=c[:, 5], promised=c[:, 6], size=c[:, 7].astype(np.int64), service_pick=c[:, 8],
-            service_drop=c[:, 9], placed=c[:, 10], pinned=pin,
+            service_drop=c[:, 9], placed=c[:, 10],
         )  # fmt: skip
         m = self.m
         f = self.fields[:m]
@@ -234,6 +235,38 @@ class Mirror:
             capacity=f[:, 2].astype(np.int64), speed=f[:, 3], online=f[:, 4] > 0.5,
         )  # fmt: skip
         return orders, riders
+
+    def near(self, orders: OrderTable, sites: npt.NDArray[np.bool_], site_xy: F64, reach_m: float) -> I64:
+        """int64[k], sorted: the riders that could take an order of ``sites`` (bool[n_sites]), which are all the
+        candidate pruning (``dispatch.candidates``) could give those orders: every rider whose next free point
+        (its route's last stop, or where it is) is within ``reach_m`` of one of the sites, and every rider with a
+        pickup still to make at one of them (a visitor)."""
+        m = self.m
+        rt = self.routes
+        fx = self.x[:m].copy()
+        fy = self.y[:m].copy()
+        has = np.flatnonzero(rt.length[:m] > 0)
+        if has.size:
+            last = rt.length[has] - 1
+            lo = rt.order[has, last]
+            lk = rt.kind[has, last]
+            fx[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
+            fy[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+        keep = np.zeros(m, dtype=bool)
+        idx = np.flatnonzero(sites[: site_xy.shape[0]])
+        if idx.size and m:
+            d, _i = cKDTree(site_xy[idx]).query(np.column_stack([fx, fy]), k=1, distance_upper_bound=reach_m)
+            keep |= np.isfinite(d)
+            if has.size:
+                w = rt.width
+                used = np.arange(w)[None, :] < rt.length[has, None]
+                pick = used & (rt.kind[has] == PICKUP)
+                o = np.where(pick, rt.order[has], 0)
+                site = orders.site[o]
+                ok = (site >= 0) & (site < sites.shape[0])
+                visit = pick & ok & sites[np.clip(site, 0, sites.shape[0] - 1)]
+                keep[has[visit.any(axis=1)]] = True
+        return np.flatnonzero(keep).astype(np.int64)
 
     def _policy_for(self, name: str, params: DispatchParams) -> Policy:
         if self._policy is None or self._key != (name, params):
@@ -250,41 +283,58 @@ class Mirror:
         self.apply(d, width)
         row_of = self.row_of
         pend_all = np.fromiter((row_of[oid] for oid in d.pending), dtype=np.int64, count=len(d.pending))
-        pinned = {row_of[oid]: r for oid, r in d.pinned.items() if oid in row_of}
-        orders, riders = self.tables(now, pinned)
+        orders, riders = self.tables(now)
+        m = self.m
         pend = pend_all
-        if d.sites is not None and pend.size:
-            site = orders.site[pend]
-            ok = (site >= 0) & (site < d.sites.shape[0])
-            ok[ok] = d.sites[site[ok]]
-            pend = pend[ok]
+        sub: I64 | None = None
+        if d.sites is not None:
+            if pend.size:
+                site = orders.site[pend]
+                ok = (site >= 0) & (site < d.sites.shape[0])
+                ok[ok] = d.sites[site[ok]]
+                pend = pend[ok]
+            if d.site_xy is not None:
+                sub = self.near(orders, d.sites, d.site_xy, params.max_reach_m)
+        pinned = {row_of[oid]: r for oid, r in d.pinned.items() if oid in row_of}
+        if sub is not None:  # pinned riders of the call's orders always take part
+            want = [r for i, r in pinned.items() if r >= 0]
+            if want:
+                sub = np.union1d(sub, np.array(want, dtype=np.int64)).astype(np.int64)
         reasons: list[tuple[str, int]] = []
         out_set = [i for i in pend.tolist() if pinned.get(i, 0) < 0]
         if out_set:
             drop = set(out_set)
             reasons.extend((self.ids[i], int(Reason.PINNED_RIDER_UNAVAILABLE)) for i in out_set)
             pend = np.array([i for i in pend.tolist() if i not in drop], dtype=np.int64)
+        rows = sub if sub is not None else np.arange(m, dtype=np.int64)
+        if pinned:
+            pos = np.full(m, -1, dtype=np.int64)
+            pos[rows] = np.arange(rows.size)
+            pin = np.full(orders.n, -1, dtype=np.int64)
+            for i, r in pinned.items():
+                pin[i] = pos[r] if 0 <= r < m else -1
+            orders = replace(orders, pinned=pin)
+        rt = self.routes
+        sub_riders = riders.take(rows) if sub is not None else riders
+        sub_routes = Routes(rt.length[rows], rt.frozen[rows], rt.order[rows], rt.kind[rows])  # (copies)
         t_apply = time.perf_counter()
-        routes = self.routes
-        m = self.m
-        snap_routes = Routes(routes.length[:m].copy(), routes.frozen[:m].copy(), routes.order[:m].copy(),
-                             routes.kind[:m].copy())  # fmt: skip
         policy = self._policy_for(name, params)
         proposals: list[Proposal] = []
         res: TickResult | None = None
         timings: dict[str, float] = {}
-        if m and (pend.size or d.full):
-            res = self._run(policy, d, orders, riders, snap_routes, pend, now, travel)
+        if rows.size and pend.size:
+            res = self._run(policy, d, orders, sub_riders, sub_routes, pend, now, travel, rows)
             timings = {f"policy_{k}": v for k, v in res.timings_ms.items()}
-            proposals = self._proposals(res, d, reasons)
+            proposals = self._proposals(res, rows, d, reasons)
             for o, why in zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True):
                 reasons.append((self.ids[o], int(why)))
         else:
             reasons.extend((self.ids[i], int(Reason.NO_RIDER_IN_REACH)) for i in pend.tolist())
         t_policy = time.perf_counter()
-        out = MirrorResult(self.epoch, len(self.ids) - len(self.free), m, int(pend.size), proposals, reasons, [])
+        out = MirrorResult(self.epoch, len(self.ids) - len(self.free), int(rows.size), int(pend.size), proposals,
+                           reasons, [])  # fmt: skip
         if d.full:
-            self._full(out, res, orders, riders, snap_routes, pend_all, now, travel, params, d.n_sites)
+            self._full(out, res, rows, orders, riders, pend_all, now, travel, params, d.n_sites)
         out.forgotten = self._forget(pend_all)
         t_end = time.perf_counter()
         out.timings_ms = {"mirror_apply": 1e3 * (t_apply - t0), "mirror_policy": 1e3 * (t_policy - t_apply),
@@ -293,16 +343,17 @@ class Mirror:
 
     def _run(
         self, policy: Policy, d: Delta, orders: OrderTable, riders: RiderTable, routes: Routes, pend: I64,
-        now: float, travel: tuple[Any, ...],
+        now: float, travel: tuple[Any, ...], rows: I64,
     ) -> TickResult:  # fmt: skip
-        """The policy's tick; orders that some rider rejected go in a second pass on the first pass's routes with
-        those riders taken offline, so that they go to someone else."""
+        """The policy's tick on the riders ``rows`` (the tables' rows); orders that some rider rejected go in a
+        second pass on the first pass's routes with those riders taken offline, so that they go to someone else."""
         banned_rows = {self.row_of[oid]: rs for oid, rs in d.banned.items() if oid in self.row_of}
         is_banned = np.array([i in banned_rows for i in pend.tolist()], dtype=bool)
         if not is_banned.any():
             return policy.tick(Snapshot(orders, riders, routes, pend, travel), now)
         first = policy.tick(Snapshot(orders, riders, routes, pend[~is_banned], travel), now)
-        who = sorted({r for i in pend[is_banned].tolist() for r in banned_rows[i] if 0 <= r < riders.m})
+        pos = {r: j for j, r in enumerate(rows.tolist())}
+        who = sorted({pos[r] for i in pend[is_banned].tolist() for r in banned_rows[i] if r in pos})
         online = riders.online.copy()
         online[who] = False
         again = Snapshot(orders, replace(riders, online=online), first.routes, pend[is_banned], travel)
@@ -316,9 +367,10 @@ class Mirror:
             changed=np.union1d(first.changed, second.changed).astype(np.int64),
         )
 
-    def _proposals(self, res: TickResult, d: Delta, reasons: list[tuple[str, int]]) -> list[Proposal]:
-        """Per changed rider (or one given new orders): its new stops with their ETAs and its Route message; an
-        order a rider rejected is taken out of that rider's route (the message is then left to the server)."""
+    def _proposals(self, res: TickResult, rows: I64, d: Delta, reasons: list[tuple[str, int]]) -> list[Proposal]:
+        """Per changed rider (or one given new orders): its row (``rows`` maps the result's riders to the
+        mirror's), its new stops with their ETAs and its Route message; an order a rider rejected is taken out of
+        that rider's route (the message is then left to the server)."""
         ids = self.ids
         out = res.routes
         new_by_rider: dict[int, list[int]] = {}
@@ -340,11 +392,12 @@ class Mirror:
         banned = {self.row_of[oid]: set(rs) for oid, rs in d.banned.items() if oid in self.row_of}
         proposals: list[Proposal] = []
         start = 0
-        for j, (r, end) in enumerate(zip(changed.tolist(), ends_a.tolist(), strict=True)):
+        for j, (r_sub, end) in enumerate(zip(changed.tolist(), ends_a.tolist(), strict=True)):
+            r = int(rows[r_sub])
             seq_i = list(zip(orders[start:end], kinds[start:end], strict=True))
             eta = etas[start:end]
             start = end
-            new = new_by_rider.get(r, [])
+            new = new_by_rider.get(r_sub, [])
             msg: bytes | None = msgs[j]
             bad = [o for o in new if r in banned.get(o, ())]
             if bad:
@@ -359,51 +412,58 @@ class Mirror:
         return proposals
 
     def _full(
-        self, out: MirrorResult, res: TickResult | None, orders: OrderTable, riders: RiderTable, before: Routes,
+        self, out: MirrorResult, res: TickResult | None, rows: I64, orders: OrderTable, riders: RiderTable,
         pend_all: I64, now: float, travel: tuple[Any, ...], params: DispatchParams, n_sites: int,
     ) -> None:  # fmt: skip
-        """The ETAs of the routes no proposal changed, the at-risk count and the promise engine's inputs."""
-        routes = res.routes if res is not None else before
-        if res is not None and res.arrive.size:
-            arrive = res.arrive
-        else:
-            arrive = evaluate_routes(orders.as_tuple(), riders.as_tuple(), routes.as_tuple(), travel,
-                                     params.weights, MIXED)[0][0]  # fmt: skip
-        keep = routes.length > 0
+        """Every route as the call leaves it (the proposals in place) evaluated once: the ETAs of the routes no
+        proposal changed, the at-risk count and the promise engine's inputs."""
+        rt = self.routes
+        m = self.m
+        width = max(rt.width, res.routes.width if res is not None else 0)
+        routes = Routes.empty(m, width)
+        routes.length[:] = rt.length[:m]
+        routes.frozen[:] = rt.frozen[:m]
+        routes.order[:, : rt.width] = rt.order[:m]
+        routes.kind[:, : rt.width] = rt.kind[:m]
+        if res is not None:
+            w = res.routes.width
+            routes.length[rows] = res.routes.length
+            routes.frozen[rows] = res.routes.frozen
+            routes.order[rows, :w] = res.routes.order
+            routes.kind[rows, :w] = res.routes.kind
+        has = np.flatnonzero(routes.length > 0)
+        sub_r = tuple(a[has] for a in riders.as_tuple())
+        sub_rt = tuple(a[has] for a in routes.as_tuple())
+        ev, tot = evaluate_routes(orders.as_tuple(), sub_r, sub_rt, travel, params.weights, MIXED)
+        arrive = ev[0]
+        changed = np.zeros(m, dtype=bool)
         for p in out.proposals:
-            keep[p[0]] = False
-        rows = np.flatnonzero(keep).astype(np.int64)
-        length = routes.length[rows]
-        used = np.arange(routes.width)[None, :] < length[:, None]
-        out.eta_rows, out.eta_len = rows, length.astype(np.int64)
-        out.etas = np.ascontiguousarray(arrive[rows][:, : routes.width][used])
+            changed[p[0]] = True
+        keep = ~changed[has]
+        length = routes.length[has]
+        used = np.arange(width)[None, :] < length[:, None]
+        out.eta_rows, out.eta_len = has[keep].astype(np.int64), length[keep].astype(np.int64)
+        out.etas = np.ascontiguousarray(arrive[keep][used[keep]])
         # Late risk: routed orders by their drop-off ETA, pending ones by a direct ride at 4.5 m/s from now.
-        width = min(routes.width, arrive.shape[1])
-        live = np.arange(width)[None, :] < routes.length[:, None]
-        drop = live & (routes.kind[:, :width] == DROPOFF)
-        o = routes.order[:, :width][drop]
-        late = int(np.sum(arrive[:, :width][drop] > orders.promised[o]))
-        waiting_rows = pend_all
-        if waiting_rows.size:
-            q = waiting_rows
+        drop = used & (routes.kind[has] == DROPOFF)
+        o = routes.order[has][drop]
+        late = int(np.sum(arrive[drop] > orders.promised[o]))
+        if pend_all.size:
+            q = pend_all
             dist = np.hypot(orders.drop_x[q] - orders.pick_x[q], orders.drop_y[q] - orders.pick_y[q])
             best = np.maximum(now, orders.ready[q]) + orders.service_pick[q] + dist / 4.5
             late += int(np.sum(best > orders.promised[q]))
         out.at_risk = late
-        # The promise engine's inputs: where and when each rider's (proposed) route ends (``tot[0]`` of
-        # ``evaluate_routes``: the departure from the last stop), evaluated only for the riders with a route.
-        end_t = np.full(riders.m, now)
+        # The promise engine's inputs: where and when each rider's route ends (``tot[0]`` of ``evaluate_routes``:
+        # the departure from the last stop); an empty route ends where the rider is, now.
+        end_t = np.full(m, now)
         end_x = riders.x.copy()
         end_y = riders.y.copy()
-        has = np.flatnonzero(routes.length > 0)
         if has.size:
-            sub_r = tuple(a[has] for a in riders.as_tuple())
-            sub_rt = tuple(a[has] for a in routes.as_tuple())
-            ends = evaluate_routes(orders.as_tuple(), sub_r, sub_rt, travel, params.weights, MIXED)[1][0]
             last = routes.length[has] - 1
             lo = routes.order[has, last]
             lk = routes.kind[has, last]
-            end_t[has] = np.maximum(ends, now)
+            end_t[has] = np.maximum(tot[0], now)
             end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
             end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
         site = orders.site[pend_all] if pend_all.size else np.zeros(0, dtype=np.int64)
