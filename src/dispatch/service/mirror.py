@@ -379,8 +379,7 @@ class Mirror:
         changed = np.union1d(res.changed, np.array(sorted(new_by_rider), dtype=np.int64)).astype(np.int64)
         if changed.size == 0:
             return []
-        latlng = np.ascontiguousarray(self.rows[: len(ids), 11:15])
-        msgs = route_messages(ids, latlng, out, res.arrive, changed)
+        msgs = route_messages(ids, self.rows[: len(ids), 11:15], out, res.arrive, changed)
         length = out.length[changed]
         ends_a = np.cumsum(length)
         rr = np.repeat(changed, length)

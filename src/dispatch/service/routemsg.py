@@ -38,11 +38,16 @@ def route_messages(
     ends = np.cumsum(length)
     rr = np.repeat(rows, length)
     kk = np.arange(rr.size) - np.repeat(ends - length, length)
-    orders = routes.order[rr, kk].tolist()
-    kinds = routes.kind[rr, kk].tolist()
+    order_a = routes.order[rr, kk]
+    kind_a = routes.kind[rr, kk]
+    orders = order_a.tolist()
+    kinds = kind_a.tolist()
     etas = arrive[rr, kk].tolist() if arrive.size else [math.nan] * rr.size
     frozen = routes.frozen[rows].tolist()
-    pos = latlng.tolist()
+    # Each stop's position (only the stops' orders are converted: the table may hold many more).
+    pick = kind_a == PICKUP
+    lat = np.where(pick, latlng[order_a, 0], latlng[order_a, 2]).tolist()
+    lng = np.where(pick, latlng[order_a, 1], latlng[order_a, 3]).tolist()
     out: list[bytes] = []
     start = 0
     for j, end in enumerate(ends.tolist()):
@@ -51,13 +56,11 @@ def route_messages(
         route = pb.Route()
         add = route.stops.add
         for s in range(n):
-            o, k, eta = orders[start + s], kinds[start + s], etas[start + s]
+            q = start + s
+            o, k, eta = orders[q], kinds[q], etas[q]
             st = add(kind=_KIND_TO_PB[k], order_id=order_ids[o], frozen=s < fz)
             p = st.position
-            if k == PICKUP:
-                p.lat, p.lng = pos[o][0], pos[o][1]
-            else:
-                p.lat, p.lng = pos[o][2], pos[o][3]
+            p.lat, p.lng = lat[q], lng[q]
             if math.isfinite(eta):
                 ts(eta, st.eta)
         out.append(route.SerializeToString())
