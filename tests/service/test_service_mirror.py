@@ -3,7 +3,8 @@
 - a mirror fed many small deltas holds what one fed a single full delta holds (hypothesis);
 - a slot's call, on only the riders ``Mirror.near`` keeps, assigns exactly like the policy on every rider;
 - the owned sites are split into slots that cover each exactly once;
-- a policy worker that dies loses its mirror: the loop skips that tick and sends everything again.
+- a policy worker that dies loses its mirror: the loop skips that tick and sends everything again;
+- ticks in a row keep every earlier order on its route; a full call's promise inputs give the engine's own summary.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from hypothesis import strategies as st
 from svc_fixtures import make_config, online, order, report, running
 
 from dispatch.policy import DispatchParams, Snapshot, make_policy
+from dispatch.promise import PromiseEngine, PromiseSites
+from dispatch.promise_params import PromiseParams
 from dispatch.service.loop import site_slots
 from dispatch.service.mirror import RIDER_FIELDS, ROW, Delta, Mirror
 from dispatch.service.store import Store
-from dispatch.state import DROPOFF, PICKUP
+from dispatch.state import DROPOFF, PICKUP, Routes
 from dispatch.synthetic import NOW, CitySpec, city_snapshot
 from dispatch.v1 import dispatch_pb2 as pb
+from dispatch.zones import disc_zones
 
 N_SITES = 4
 
@@ -293,3 +297,38 @@ def test_ticks_in_a_row_keep_every_earlier_order_on_its_route(tmp_path: Path):
             assert sum(len(r.stops) for r in srv.store.riders.values()) == 2 * 9
             for oid, rec in srv.store.orders.items():
                 assert rec.state == pb.ORDER_STATE_ASSIGNED and oid in on_routes
+
+
+def test_the_promise_inputs_of_a_full_call_give_the_engines_own_summary():
+    """``update_from_ends`` on what a full call answers equals ``update`` evaluating the routes the call leaves
+    (the proposals in place) itself, with the orders left waiting."""
+    params = DispatchParams(hold_s=0.0)
+    snap = city_snapshot(SPEC)
+    site_xy = np.zeros((SPEC.n_sites, 2))
+    site_xy[snap.orders.site, 0], site_xy[snap.orders.site, 1] = snap.orders.pick_x, snap.orders.pick_y
+    d, _ids = _full_delta(snap, site_xy)
+    d.full = True
+    mirror = Mirror()
+    got = mirror.tick("kernel", params, d, NOW, snap.travel)
+    assert got.promise is not None and got.proposals
+    orders, riders = mirror.tables(NOW)
+    routes = Routes.empty(riders.m, mirror.routes.width)
+    for a, b in zip(routes.as_tuple(), mirror.routes.as_tuple(), strict=True):
+        a[:] = b[: riders.m]
+    for r, stops, _eta, fz, _new, _msg in got.proposals:
+        routes.length[r], routes.frozen[r] = len(stops), fz
+        routes.order[r, : len(stops)] = [mirror.row_of[oid] for oid, _k in stops]
+        routes.kind[r, : len(stops)] = [k for _oid, k in stops]
+    taken = {oid for p in got.proposals for oid in p[4]}
+    left = np.array(sorted(mirror.row_of[oid] for oid in d.pending if oid not in taken), dtype=np.int64)
+    sites = PromiseSites.build([str(i) for i in range(SPEC.n_sites)], site_xy[:, 0].tolist(),
+                               site_xy[:, 1].tolist(), [120.0] * SPEC.n_sites)  # fmt: skip
+    zones = disc_zones(site_xy[:, 0].tolist(), site_xy[:, 1].tolist(), [SPEC.zone_m] * SPEC.n_sites)
+    own = PromiseEngine(sites, zones, snap.travel, PromiseParams()).update(orders, riders, routes, NOW, pending=left)
+    pi = got.promise
+    given = PromiseEngine(sites, zones, snap.travel, PromiseParams()).update_from_ends(
+        pi.riders, pi.end_t, pi.end_x, pi.end_y, pi.waiting, NOW
+    )
+    assert given.free_at.size > 0 and given.waiting.sum() == left.size
+    for name in ("free_ptr", "free_at", "waiting", "max_capacity"):
+        np.testing.assert_array_equal(getattr(given, name), getattr(own, name), err_msg=name)

@@ -415,7 +415,8 @@ class Mirror:
         pend_all: I64, now: float, travel: tuple[Any, ...], params: DispatchParams, n_sites: int,
     ) -> None:  # fmt: skip
         """Every route as the call leaves it (the proposals in place) evaluated once: the ETAs of the routes no
-        proposal changed, the at-risk count and the promise engine's inputs."""
+        proposal changed, the at-risk count and the promise engine's inputs (the orders still waiting are the
+        pending ones no proposal took)."""
         rt = self.routes
         m = self.m
         width = max(rt.width, res.routes.width if res is not None else 0)
@@ -447,8 +448,10 @@ class Mirror:
         drop = used & (routes.kind[has] == DROPOFF)
         o = routes.order[has][drop]
         late = int(np.sum(arrive[drop] > orders.promised[o]))
-        if pend_all.size:
-            q = pend_all
+        taken = [self.row_of[oid] for p in out.proposals for oid in p[4]]
+        left = np.setdiff1d(pend_all, np.array(taken, dtype=np.int64)) if taken else pend_all
+        if left.size:
+            q = left
             dist = np.hypot(orders.drop_x[q] - orders.pick_x[q], orders.drop_y[q] - orders.pick_y[q])
             best = np.maximum(now, orders.ready[q]) + orders.service_pick[q] + dist / 4.5
             late += int(np.sum(best > orders.promised[q]))
@@ -465,7 +468,7 @@ class Mirror:
             end_t[has] = np.maximum(tot[0], now)
             end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
             end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
-        site = orders.site[pend_all] if pend_all.size else np.zeros(0, dtype=np.int64)
+        site = orders.site[left] if left.size else np.zeros(0, dtype=np.int64)
         site = site[(site >= 0) & (site < n_sites)]
         waiting = np.bincount(site, minlength=n_sites).astype(np.int64)[:n_sites]
         out.promise = PromiseInputs(riders, end_t, end_x, end_y, waiting)

@@ -1,6 +1,6 @@
 """The Route messages of a tick's changed riders, built from the tick's arrays.
 
-The policy worker builds them beside the policy (``worker.PolicyProcess.tick_routes``), serialized, so that the
+The policy's mirror builds them beside the policy (``mirror.Mirror.tick``, in the worker), serialized, so that the
 server's apply only parses them (one C call per rider) instead of building every stop with the protobuf API in its
 own interpreter: that was the largest piece of the tick's work in the server (about 2 us a stop, 0.4 s for 30,000
 riders with 6 stops; benchmarks/RESULTS.md, "Service, session 6"). The messages are exactly what

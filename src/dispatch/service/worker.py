@@ -2,13 +2,11 @@
 
 Numba kernels hold the GIL while they run, so a tick of a few hundred milliseconds in the server's process would
 stall every request thread for as long (ack latency = tick time). With ``policy_process = true`` (the default) the
-loop sends the tick's snapshot (numpy arrays: a few MB at 40,000 orders) to one worker process and waits for the
-result there, leaving the server's interpreter free; on a 2-core machine the policy and the requests then run on
-different cores. The worker keeps one policy object between ticks (rebuilt when the parameters change), exactly
-like the in-process path. Beside the policy it computes when each route ends (``route_ends``) and the changed
-riders' Route messages (``tick_routes``), work that would otherwise hold the server's GIL. The dispatch loop uses
-``mirror_tick``: the worker keeps the dispatch state between calls (``dispatch.service.mirror``) and the loop sends
-only what changed.
+policy runs in one worker process, leaving the server's interpreter free; on a 2-core machine the policy and the
+requests then run on different cores. The dispatch loop uses ``mirror_tick``: the worker keeps the dispatch state
+between calls (``dispatch.service.mirror``, rebuilt policy and all when the parameters change), the loop sends only
+what changed, and the answer carries the changed riders' Route messages, work that would otherwise hold the
+server's GIL. ``tick`` and ``tick_ends`` run the policy on a whole snapshot (``route_ends``: when each route ends).
 
 The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 10): on a machine
 whose cores are all busy, the kernel then gives the server's request threads the CPU first and the policy what is
@@ -33,7 +31,6 @@ from dispatch.heap import keep_heap
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Snapshot, TickResult, make_policy, warm_up
 from dispatch.service.mirror import Delta, Mirror, MirrorResult
-from dispatch.service.routemsg import route_messages
 from dispatch.state import Routes
 
 _policy: Policy | None = None
@@ -86,15 +83,6 @@ def _tick_ends(
     return res, route_ends(snap, res.routes, params.weights)
 
 
-def _tick_routes(
-    name: str, params: DispatchParams, snap: Snapshot, now: float, order_ids: list[str],
-    latlng: npt.NDArray[np.float64],
-) -> tuple[TickResult, npt.NDArray[np.float64], npt.NDArray[np.int64], list[bytes]]:  # fmt: skip
-    res, ends = _tick_ends(name, params, snap, now)
-    rows = np.union1d(res.changed, res.assigned_rider).astype(np.int64)
-    return res, ends, rows, route_messages(order_ids, latlng, res.routes, res.arrive, rows)
-
-
 def _mirror_tick(name: str, params: DispatchParams, delta: Delta, now: float, travel: tuple[Any, ...]) -> MirrorResult:
     global _mirror
     if _mirror is None:
@@ -145,16 +133,6 @@ class PolicyProcess:
         """``tick`` and the result's ``route_ends`` (float64[m]), both computed in the worker."""
         res, ends = self._pool.submit(_tick_ends, name, params, snap, now).result()
         return res, ends
-
-    def tick_routes(
-        self, name: str, params: DispatchParams, snap: Snapshot, now: float, order_ids: list[str],
-        latlng: npt.NDArray[np.float64],
-    ) -> tuple[TickResult, npt.NDArray[np.float64], npt.NDArray[np.int64], list[bytes]]:  # fmt: skip
-        """``tick_ends``, and the serialized Route messages of the riders the result changed (or gave orders to):
-        ``routemsg.route_messages`` for the rows returned (int64[k], sorted), ``order_ids`` (n) and ``latlng``
-        (float64[n, 4]) describing the snapshot's orders."""
-        res, ends, rows, msgs = self._pool.submit(_tick_routes, name, params, snap, now, order_ids, latlng).result()
-        return res, ends, rows, msgs
 
     def mirror_tick(
         self, name: str, params: DispatchParams, delta: Delta, now: float, travel: tuple[Any, ...]
