@@ -332,3 +332,31 @@ def test_the_promise_inputs_of_a_full_call_give_the_engines_own_summary():
     assert given.free_at.size > 0 and given.waiting.sum() == left.size
     for name in ("free_ptr", "free_at", "waiting", "max_capacity"):
         np.testing.assert_array_equal(getattr(given, name), getattr(own, name), err_msg=name)
+
+
+def test_slot_zero_dispatches_its_sites_then_refreshes_etas_risk_and_promises(tmp_path: Path):
+    with running(make_config(tmp_path), start_loop=False) as (srv, stub):
+        now = time.time()
+        report(stub, *[online(f"r{i}", lat=31.2320 + 0.001 * i, now=now) for i in range(2)])
+        loop = srv.loop
+        assert len(loop.slots) == 2  # two owned sites, one a slot
+        first = "s1" if loop.slots[0][srv.store.site_index["s1"]] else "s2"
+        second = "s2" if first == "s1" else "s1"
+        where = {"s1": (31.2400, 121.4800), "s2": (31.2300, 121.4500)}
+        for oid, site in (("x0", first), ("x1", second)):
+            lat, lng = where[site]
+            stub.SubmitOrder(pb.SubmitOrderRequest(order=order(oid, site=site, lat=lat, lng=lng, now=now)))
+        st_ = loop.tick(now + 1.0, slot=1)  # only the second slot's site's order
+        assert st_ is not None and st_.assigned == 1 and st_.slot == 1
+        assert not any(k.startswith("refresh_") for k in st_.phases)
+        with srv.store.lock:
+            assert srv.store.orders["x1"].state == pb.ORDER_STATE_ASSIGNED
+            assert srv.store.orders["x0"].state == pb.ORDER_STATE_PENDING
+        st_ = loop.tick(now + 2.0, slot=0)
+        assert st_ is not None and st_.assigned == 1
+        assert "refresh_mirror_rest" in st_.phases
+        assert srv.servicer.promise._summary.at == now + 2.0  # slot 0 refreshed the promise engine
+        with srv.store.lock:
+            assert srv.store.orders["x0"].state == pb.ORDER_STATE_ASSIGNED
+            for rec in srv.store.riders.values():
+                assert len(rec.etas) == len(rec.stops)

@@ -339,7 +339,9 @@ class DispatchLoop:
                 s.at_risk = 0
         if nothing:
             return None  # (a slot with nothing pending anywhere: its positions go with the next call)
-        delta = self._delta(None if slot is None else self.slots[slot], full)
+        # A slot's own orders are dispatched and published first; slot 0's refresh of every route's ETAs, the late
+        # risk and the promise engine comes after, in a second call that dispatches nothing.
+        delta = self._delta(None if slot is None else self.slots[slot], full and slot is None)
         t_snap = time.perf_counter()
         res = self._call(policy, delta, now)
         self.last = res
@@ -347,6 +349,13 @@ class DispatchLoop:
         reasons = dict(res.reasons)
         events, dropped, assigned = self._apply(res, reasons, now)
         t_apply = time.perf_counter()
+        timings = dict(res.timings_ms)
+        if full and slot is not None:
+            refresh = self._call(policy, self._delta(np.zeros(len(s.sites), dtype=bool), True), now)
+            events += self._apply(refresh, dict(refresh.reasons), now)[0]
+            timings.update({f"refresh_{k}": v for k, v in refresh.timings_ms.items() if k.startswith("mirror")})
+            res.at_risk, res.promise = refresh.at_risk, refresh.promise
+        t_refresh = time.perf_counter()
         if self.promise is not None and res.promise is not None:
             try:
                 pi = res.promise
@@ -364,8 +373,8 @@ class DispatchLoop:
                 s.at_risk = res.at_risk
             at_risk = s.at_risk
         phases = {"snapshot": t_snap - t0, "policy": t_policy - t_snap, "apply": t_apply - t_policy,
-                  "promise": t_promise - t_apply}  # fmt: skip
-        phases.update({k: v / 1e3 for k, v in res.timings_ms.items()})
+                  "refresh": t_refresh - t_apply, "promise": t_promise - t_refresh}  # fmt: skip
+        phases.update({k: v / 1e3 for k, v in timings.items()})
         return TickStats(now, dt, res.dispatched, res.riders, assigned, dropped, events, at_risk, phases,
                          slot=-1 if slot is None else slot)  # fmt: skip
 

@@ -293,7 +293,7 @@ class Mirror:
                 ok = (site >= 0) & (site < d.sites.shape[0])
                 ok[ok] = d.sites[site[ok]]
                 pend = pend[ok]
-            if d.site_xy is not None:
+            if d.site_xy is not None and pend.size:
                 sub = self.near(orders, d.sites, d.site_xy, params.max_reach_m)
         pinned = {row_of[oid]: r for oid, r in d.pinned.items() if oid in row_of}
         if sub is not None:  # pinned riders of the call's orders always take part
