@@ -1,6 +1,6 @@
 """Prometheus metrics of one server on an HTTP port of their own (a registry per server, so tests can run several).
 
-- ``dispatch_tick_seconds`` (histogram): wall time of a dispatch tick;
+- ``dispatch_tick_seconds`` (histogram): wall time of a dispatch tick (with ``tick_slots``, of one slot);
 - ``dispatch_queue_depth{queue}`` (gauge): ``journal`` (records waiting for the writer), ``pending`` (orders waiting
   for dispatch), ``watchers`` (open WatchAssignments streams);
 - ``dispatch_orders{state}`` (gauge): orders by life-cycle state;

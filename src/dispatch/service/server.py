@@ -184,8 +184,8 @@ def create_server(cfg: ServiceConfig, start_loop: bool = True) -> RunningServer:
             pending, riders, seq = len(store.pending), store.riders_online, store.seq
         metrics.observe_state(counts, pending, journal.depth, hub.watchers, riders, st.at_risk, seq)
         if st.assigned or st.dropped_riders:
-            extra = {"orders": st.orders, "riders": st.riders, "assigned": st.assigned, "dropped": st.dropped_riders,
-                     "events": st.events, "ms": round(st.seconds * 1e3, 1)}  # fmt: skip
+            extra = {"slot": st.slot, "orders": st.orders, "riders": st.riders, "assigned": st.assigned,
+                     "dropped": st.dropped_riders, "events": st.events, "ms": round(st.seconds * 1e3, 1)}  # fmt: skip
             extra.update({f"{k}_ms": round(v * 1e3, 1) for k, v in st.phases.items()})
             log.info("tick", extra=extra)
 
