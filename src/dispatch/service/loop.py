@@ -233,6 +233,7 @@ class DispatchLoop:
             touched |= self._resend
             self._resend = set()
         reset = self._reset
+        self._reset = True  # until the mirror has taken this delta (``_call``): a failure here resends everything
         if reset:
             self._known = set()
         pace = self._pace
