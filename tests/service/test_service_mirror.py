@@ -157,6 +157,14 @@ def test_many_small_deltas_hold_what_one_full_delta_holds(steps):
 SPEC = CitySpec(n_orders=300, n_riders=900, n_sites=12, radius_m=20_000.0, busy_share=0.6, seed=5)
 
 
+def _city() -> tuple[Snapshot, np.ndarray]:
+    """The test city and its sites' positions (a pickup is at its site)."""
+    snap = city_snapshot(SPEC)
+    site_xy = np.zeros((SPEC.n_sites, 2))
+    site_xy[snap.orders.site, 0], site_xy[snap.orders.site, 1] = snap.orders.pick_x, snap.orders.pick_y
+    return snap, site_xy
+
+
 def _full_delta(snap: Snapshot, site_xy: np.ndarray) -> tuple[Delta, list[str]]:
     o, r, rt = snap.orders, snap.riders, snap.routes
     rows = np.zeros((o.n, ROW))
@@ -176,9 +184,7 @@ def _full_delta(snap: Snapshot, site_xy: np.ndarray) -> tuple[Delta, list[str]]:
 @pytest.mark.parametrize("reach_m", [8000.0, 1500.0])
 def test_a_slot_on_the_riders_near_its_sites_assigns_like_the_policy_on_every_rider(reach_m):
     params = DispatchParams(hold_s=0.0, max_reach_m=reach_m)
-    snap = city_snapshot(SPEC)
-    site_xy = np.zeros((SPEC.n_sites, 2))
-    site_xy[snap.orders.site, 0], site_xy[snap.orders.site, 1] = snap.orders.pick_x, snap.orders.pick_y
+    snap, site_xy = _city()
     slot = np.zeros(SPEC.n_sites, dtype=bool)
     slot[[0, 3, 7]] = True
     d, ids = _full_delta(snap, site_xy)
@@ -206,9 +212,7 @@ def test_a_slot_on_the_riders_near_its_sites_assigns_like_the_policy_on_every_ri
 @pytest.mark.parametrize("reach_m", [8000.0, 1500.0])
 def test_near_keeps_the_riders_in_reach_and_the_visitors(reach_m):
     params = DispatchParams(hold_s=0.0, max_reach_m=reach_m)
-    snap = city_snapshot(SPEC)
-    site_xy = np.zeros((SPEC.n_sites, 2))
-    site_xy[snap.orders.site, 0], site_xy[snap.orders.site, 1] = snap.orders.pick_x, snap.orders.pick_y
+    snap, site_xy = _city()
     d, _ids = _full_delta(snap, site_xy)
     d.sites = np.zeros(SPEC.n_sites, dtype=bool)
     mirror = Mirror()
@@ -303,9 +307,7 @@ def test_the_promise_inputs_of_a_full_call_give_the_engines_own_summary():
     """``update_from_ends`` on what a full call answers equals ``update`` evaluating the routes the call leaves
     (the proposals in place) itself, with the orders left waiting."""
     params = DispatchParams(hold_s=0.0)
-    snap = city_snapshot(SPEC)
-    site_xy = np.zeros((SPEC.n_sites, 2))
-    site_xy[snap.orders.site, 0], site_xy[snap.orders.site, 1] = snap.orders.pick_x, snap.orders.pick_y
+    snap, site_xy = _city()
     d, _ids = _full_delta(snap, site_xy)
     d.full = True
     mirror = Mirror()
