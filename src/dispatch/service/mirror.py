@@ -113,6 +113,14 @@ class MirrorResult:
     promise: PromiseInputs | None = None
 
 
+def last_stops(orders: OrderTable, routes: Routes, rows: I64) -> tuple[F64, F64]:
+    """Where the routes of ``rows`` (int64[k], each with at least one stop) end: their last stops' positions."""
+    last = routes.length[rows] - 1
+    lo = routes.order[rows, last]
+    pick = routes.kind[rows, last] == PICKUP
+    return np.where(pick, orders.pick_x[lo], orders.drop_x[lo]), np.where(pick, orders.pick_y[lo], orders.drop_y[lo])
+
+
 class Mirror:
     """See the module docstring. ``tick`` is the one entry point; not thread-safe (one loop calls it)."""
 
@@ -247,11 +255,7 @@ class Mirror:
         fy = self.y[:m].copy()
         has = np.flatnonzero(rt.length[:m] > 0)
         if has.size:
-            last = rt.length[has] - 1
-            lo = rt.order[has, last]
-            lk = rt.kind[has, last]
-            fx[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-            fy[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+            fx[has], fy[has] = last_stops(orders, rt, has)
         keep = np.zeros(m, dtype=bool)
         idx = np.flatnonzero(sites[: site_xy.shape[0]])
         if idx.size and m:
@@ -462,12 +466,8 @@ class Mirror:
         end_x = riders.x.copy()
         end_y = riders.y.copy()
         if has.size:
-            last = routes.length[has] - 1
-            lo = routes.order[has, last]
-            lk = routes.kind[has, last]
             end_t[has] = np.maximum(tot[0], now)
-            end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-            end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
+            end_x[has], end_y[has] = last_stops(orders, routes, has)
         site = orders.site[left] if left.size else np.zeros(0, dtype=np.int64)
         site = site[(site >= 0) & (site < n_sites)]
         waiting = np.bincount(site, minlength=n_sites).astype(np.int64)[:n_sites]
