@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from dispatch.candidates import RIDER_SIDE_PER_ORDER, candidate_pairs
+from dispatch.candidates import RIDER_SIDE_PER_ORDER, SITES_PER_RIDER, candidate_pairs
 from dispatch.state import OrderTable, RiderTable
 
 
@@ -234,6 +234,79 @@ def test_rider_side_keeps_each_orders_cheapest_proposals(seed: int, m: int, k: i
     got2 = set(small.pair_r.tolist())
     assert len(got2) <= k + 2 * k
     assert set(np.argsort(est, kind="stable")[: 2 * k].tolist()) <= got2
+
+
+def plain_rider_side(orders: OrderTable, riders: RiderTable, pending, fx, fy, fat, accepting, k_rider: int,  # type: ignore[no-untyped-def]
+                     reach: float, per_order: int) -> set[tuple[int, int]]:  # fmt: skip
+    """The rider side written out: each accepting rider's k_rider cheapest plain estimates over every order of its
+    nearest SITES_PER_RIDER sites in reach (ties: the earlier order, groups nearest first, each by ready time),
+    then each order's per_order cheapest proposals (ties: the lower rider)."""
+    site = orders.site[pending]
+    srt = np.lexsort((pending, orders.ready[pending], site))
+    members = pending[srt]
+    sites, starts = np.unique(site[srt], return_index=True)
+    bounds = [*starts.tolist(), members.size]
+    cx, cy = orders.pick_x[members[starts]], orders.pick_y[members[starts]]
+    props: list[tuple[float, int, int]] = []  # (estimate, rank of the proposal, order), per rider in index order
+    for r in np.flatnonzero(accepting).tolist():
+        d = np.sqrt((cx - fx[r]) ** 2 + (cy - fy[r]) ** 2)
+        near = [g for g in np.argsort(d, kind="stable")[: min(sites.size, SITES_PER_RIDER)].tolist() if d[g] < reach]
+        vals: list[tuple[float, int, int]] = []
+        for g in near:
+            for o in members[bounds[g] : bounds[g + 1]].tolist():
+                ride = math.hypot(orders.pick_x[o] - fx[r], orders.pick_y[o] - fy[r])
+                arrive = fat[r] + ride / (4.5 * riders.speed[r])
+                if arrive <= riders.shift_end[r]:
+                    vals.append((plain_estimate(orders, o, fx[r], fy[r], fat[r], riders.speed[r], 4.5), len(vals), o))
+        for v, _pos, o in sorted(vals)[:k_rider]:
+            props.append((v, r, o))
+    kept: set[tuple[int, int]] = set()
+    by_order: dict[int, list[tuple[float, int, int]]] = {}
+    for rank, (v, r, o) in enumerate(props):
+        by_order.setdefault(o, []).append((v, rank, r))
+    for o, lst in by_order.items():
+        kept.update((o, r) for _v, _rank, r in sorted(lst)[:per_order])
+    return kept
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 80),
+    m=st.integers(1, 40),
+    n_sites=st.integers(1, 6),
+    k=st.integers(1, 4),
+    k_rider=st.integers(1, 5),
+    slow=st.sampled_from([0.0, 0.5]),
+)
+def test_rider_side_is_each_riders_cheapest_orders(seed: int, n: int, m: int, n_sites: int, k: int, k_rider: int,
+                                                   slow: float) -> None:  # fmt: skip
+    """The pairs are the order side's plus the rider side written out in plain Python (``plain_rider_side``):
+    every order of a rider's nearest sites estimated. The kernel skips orders whose lower bound cannot beat the
+    rider's k-th best (at the fleet's top speed, without waiting or lateness); this checks that it skips only those,
+    with riders of different speeds (``slow``: some at half speed), orders that will be late, shifts that end."""
+    rng = np.random.default_rng(seed)
+    orders, _r = world(rng, n, m, n_sites, 4000.0)
+    orders = OrderTable.build(
+        pick_x=orders.pick_x, pick_y=orders.pick_y, drop_x=orders.drop_x, drop_y=orders.drop_y, site=orders.site,
+        ready=NOW + rng.uniform(0.0, 1200.0, n), promised=NOW + rng.uniform(300.0, 3000.0, n),
+        service_pick=rng.uniform(0.0, 120.0, n), service_drop=rng.uniform(0.0, 120.0, n),
+    )  # fmt: skip
+    speed = np.where(rng.random(m) < slow, 0.5, 1.0) * rng.uniform(0.8, 1.2, m)
+    fx, fy = rng.uniform(-5000.0, 5000.0, m), rng.uniform(-5000.0, 5000.0, m)
+    fat = NOW + rng.uniform(0.0, 900.0, m)
+    riders = RiderTable.build(x=fx, y=fy, avail=np.full(m, NOW), shift_end=NOW + rng.uniform(300.0, 7200.0, m),
+                              capacity=np.full(m, 6), speed=speed)  # fmt: skip
+    accepting = rng.random(m) < 0.9
+    pending = np.arange(n, dtype=np.int64)
+    reach = 6000.0
+    both = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, reach, 4.5, k_rider=k_rider,
+                           window=0)  # fmt: skip
+    order_side = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, reach, 4.5, k_rider=0,
+                                 window=0)  # fmt: skip
+    want = set(zip(order_side.pair_o.tolist(), order_side.pair_r.tolist(), strict=True))
+    want |= plain_rider_side(orders, riders, pending, fx, fy, fat, accepting, k_rider, reach, RIDER_SIDE_PER_ORDER * k)
+    assert set(zip(both.pair_o.tolist(), both.pair_r.tolist(), strict=True)) == want
 
 
 @settings(max_examples=40, deadline=None)

@@ -83,6 +83,36 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
     return c
 
 
+@device
+def _push_best(v, p, i, c, k, out_val, out_pos, out_id):
+    """Offer value ``v`` (position ``p``, id ``i``) to the running k smallest, ordered by (value, position); returns
+    the new count. Offered in increasing positions this keeps what ``_keep_best`` keeps; in any other order it still
+    keeps the k smallest by (value, position), so a scan that skips values may visit positions out of order."""
+    if not (v < np.inf):
+        return c
+    if c < k:
+        b = c
+        c += 1
+    elif v < out_val[c - 1] or (v == out_val[c - 1] and p < out_pos[c - 1]):
+        b = c - 1
+    else:
+        return c
+    while b > 0 and (out_val[b - 1] > v or (out_val[b - 1] == v and out_pos[b - 1] > p)):
+        out_val[b] = out_val[b - 1]
+        out_pos[b] = out_pos[b - 1]
+        out_id[b] = out_id[b - 1]
+        b -= 1
+    out_val[b] = v
+    out_pos[b] = p
+    out_id[b] = i
+    return c
+
+
+# A skipped estimate's lower bound must exceed the k-th best by this much (cost units): the bound and the estimate
+# round differently, and times may be large (epoch seconds).
+_BOUND_SLACK = 1e-3
+
+
 @kernel
 def nearest_groups(px, py, cx, cy, S, reach):
     """For each point (float64[n] ``px``, ``py``), the ``S`` nearest of G centres (float64[G] ``cx``, ``cy``)
@@ -222,9 +252,6 @@ def expand_groups(
     out_key = np.empty(n_members * (k + window + max(per_order, 0)), dtype=np.int64)
     w = 0
     seen = np.full(n_riders, -1, dtype=np.int64)
-    max_size = 0
-    for g in range(G):
-        max_size = max(max_size, group_ptr[g + 1] - group_ptr[g])
     n_vis_max = vis_site.shape[0]
     cap = K + n_vis_max
     rid = np.empty(cap, dtype=np.int64)
@@ -347,11 +374,29 @@ def expand_groups(
             for a in range(min(window, nr)):
                 out_key[w] = o * n_riders + ranked[(q + a) % nr]
                 w += 1
-    # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites.
+    # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites. A rider outside a
+    # group's pool scans the group's orders by a lower bound of the estimate (``_estimate`` without the wait for the
+    # order and without lateness, at the fleet's top speed): ``wt * (arrive - fat) + wd * m1`` plus the order's own
+    # ``bound_key``. Once that exceeds the rider's k-th best so far, no later order of the group can enter: the
+    # same pairs as estimating every order (ties by position, as ``_keep_best``), at a fraction of the work.
     if k_rider > 0:
         rv_ptr, rv_idx = buckets(vis_rider, n_riders)
-        vals = np.empty(S * max_size)
-        ids = np.empty(S * max_size, dtype=np.int64)
+        w_time, w_dist = weights[W_TIME], weights[W_DIST]
+        prune = w_time >= 0.0 and w_dist >= 0.0 and weights[W_LATE] >= 0.0
+        s_max = 0.0
+        for t in range(n_ok):
+            s_max = max(s_max, speed[ok_idx[t]])
+        prune = prune and s_max > 0.0
+        bound_key = np.empty(n_members)
+        by_bound = np.empty(n_members, dtype=np.int64)
+        if prune:
+            for q in range(n_members):
+                o = members[q]
+                bound_key[q] = w_time * (orders[10][o] + t2[q] / s_max + orders[11][o]) + w_dist * m2[q]
+            for g in range(G):
+                a0, a1 = group_ptr[g], group_ptr[g + 1]
+                by_bound[a0:a1] = np.argsort(bound_key[a0:a1], kind="mergesort")
+        best_pos = np.empty(k_rider, dtype=np.int64)
         prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
         prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
         prop_v = np.empty(n_ok * k_rider)
@@ -359,26 +404,42 @@ def expand_groups(
         for t in range(n_ok):
             r = ok_idx[t]
             fat = max(free_at[r], now)
-            n = 0
+            n = 0  # position of the group's first order among the rider's (the order of the full scan)
+            nb = 0
             for s_ in range(S):
                 g = rider_sites[t, s_]
                 if g >= G:
                     break
                 base = group_ptr[g]
+                size = group_ptr[g + 1] - base
                 b = pos[t * S + s_]
                 if b >= 0:  # in the group's pool: the order side's numbers
                     np_ = pool_n[g]
-                    for q in range(group_ptr[g + 1] - base):
-                        vals[n] = est[e_off[g] + q * np_ + b]
-                        ids[n] = base + q
-                        n += 1
+                    for q in range(size):
+                        nb = _push_best(est[e_off[g] + q * np_ + b], n + q, base + q, nb, k_rider, best_v, best_pos,
+                                        best_i)  # fmt: skip
+                    n += size
                     continue
                 o0 = members[base]
                 px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
                 m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
                 arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
                 qv = _visit_of(vis_site, rv_ptr, rv_idx, r, group_site[g])
-                for q in range(group_ptr[g + 1] - base):
+                if qv < 0 and arrive > shift_end[r]:
+                    n += size
+                    continue
+                if prune and qv < 0:
+                    lb0 = w_time * (arrive - fat) + w_dist * m1
+                    for j in range(size):
+                        q = by_bound[base + j]
+                        if nb == k_rider and lb0 + bound_key[base + q] > best_v[nb - 1] + _BOUND_SLACK:
+                            break
+                        e = _estimate(orders, weights, members[base + q], m1, arrive, fat, m2[base + q],
+                                      t2[base + q], speed[r])  # fmt: skip
+                        nb = _push_best(e, n + q, base + q, nb, k_rider, best_v, best_pos, best_i)
+                    n += size
+                    continue
+                for q in range(size):
                     o = members[base + q]
                     e = np.inf
                     if arrive <= shift_end[r]:
@@ -386,10 +447,8 @@ def expand_groups(
                     if qv >= 0:
                         e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
                                                 drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
-                    vals[n] = e
-                    ids[n] = base + q
-                    n += 1
-            nb = _keep_best(vals, ids, n, k_rider, best_v, best_i)
+                    nb = _push_best(e, n + q, base + q, nb, k_rider, best_v, best_pos, best_i)
+                n += size
             for b in range(nb):
                 prop_i[n_prop] = best_i[b]
                 prop_r[n_prop] = r
