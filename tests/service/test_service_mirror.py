@@ -13,14 +13,15 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from svc_fixtures import make_config, online, order, report, running
+from svc_fixtures import make_config, online, order, report, running, ts
 
-from dispatch.policy import DispatchParams, Snapshot, make_policy
+from dispatch.policy import DispatchParams, Reason, Snapshot, TickResult, make_policy
 from dispatch.promise import PromiseEngine, PromiseSites
 from dispatch.promise_params import PromiseParams
 from dispatch.service.loop import site_slots
@@ -201,10 +202,10 @@ def test_a_slot_on_the_riders_near_its_sites_assigns_like_the_policy_on_every_ri
     got_assigned = {oid: p[0] for p in got.proposals for oid in p[4]}
     assert want_assigned and got_assigned == want_assigned
     assert {p[0] for p in got.proposals} == set(want.changed.tolist()) | set(want.assigned_rider.tolist())
-    for r, stops, _eta, _fz, _new, msg in got.proposals:
+    for r, stops, _eta, _fz, _new, msg, moved in got.proposals:
         n = int(want.routes.length[r])
         assert stops == [(ids[int(want.routes.order[r, s])], int(want.routes.kind[r, s])) for s in range(n)]
-        assert msg is not None
+        assert msg is not None and moved == []  # the kernel moves no order between riders
     want_left = {ids[o]: int(why) for o, why in zip(want.unassigned_order, want.unassigned_reason, strict=True)}
     assert dict(got.reasons) == want_left
 
@@ -317,7 +318,7 @@ def test_the_promise_inputs_of_a_full_call_give_the_engines_own_summary():
     routes = Routes.empty(riders.m, mirror.routes.width)
     for a, b in zip(routes.as_tuple(), mirror.routes.as_tuple(), strict=True):
         a[:] = b[: riders.m]
-    for r, stops, _eta, fz, _new, _msg in got.proposals:
+    for r, stops, _eta, fz, _new, _msg, _moved in got.proposals:
         routes.length[r], routes.frozen[r] = len(stops), fz
         routes.order[r, : len(stops)] = [mirror.row_of[oid] for oid, _k in stops]
         routes.kind[r, : len(stops)] = [k for _oid, k in stops]
@@ -362,3 +363,94 @@ def test_slot_zero_dispatches_its_sites_then_refreshes_etas_risk_and_promises(tm
             assert srv.store.orders["x0"].state == pb.ORDER_STATE_ASSIGNED
             for rec in srv.store.riders.values():
                 assert len(rec.etas) == len(rec.stops)
+
+
+class _Mover:
+    """A policy that moves every order of the riders with a route to the first rider without one, as OR-Tools
+    re-optimisation may move an order between riders; it leaves the pending orders alone. ``during`` runs in its
+    tick (to change the store meanwhile)."""
+
+    def __init__(self, during: Any = None) -> None:
+        self.during = during
+
+    def tick(self, snap: Snapshot, now: float) -> TickResult:
+        if self.during is not None:
+            self.during()
+        rt = snap.routes
+        out = Routes(rt.length.copy(), rt.frozen.copy(), rt.order.copy(), rt.kind.copy())
+        losers = np.flatnonzero(rt.length > 0)
+        gainer = int(np.flatnonzero(rt.length == 0)[0])
+        n = 0
+        for r in losers.tolist():
+            k = int(rt.length[r])
+            out.order[gainer, n : n + k] = rt.order[r, :k]
+            out.kind[gainer, n : n + k] = rt.kind[r, :k]
+            n += k
+            out.length[r] = out.frozen[r] = 0
+        out.length[gainer], out.frozen[gainer] = n, 0
+        none = np.zeros(0, dtype=np.int64)
+        left = snap.pending.astype(np.int64)
+        why = np.full(left.size, int(Reason.RIDERS_BUSY))
+        changed = np.union1d(losers, [gainer]).astype(np.int64)
+        return TickResult(out, none, none, left, why, np.full(out.order.shape, NOW), changed, 0.0, 0.0)
+
+
+def _moved_setup(srv: Any, stub: Any, now: float) -> str:
+    """Two riders; order m0 assigned by the kernel; order m1 pending. Returns m0's rider."""
+    report(stub, *[online(f"r{i}", lat=31.2320 + 0.001 * i, now=now) for i in range(2)])
+    stub.SubmitOrder(pb.SubmitOrderRequest(order=order("m0", now=now)))
+    st_ = srv.loop.tick(now + 1.0)
+    assert st_ is not None and st_.assigned == 1
+    stub.SubmitOrder(pb.SubmitOrderRequest(order=order("m1", now=now)))
+    with srv.store.lock:
+        return str(srv.store.orders["m0"].rider)
+
+
+def test_an_order_moved_to_another_riders_route_gets_that_rider(tmp_path: Path):
+    """Re-optimisation may move an order between riders: the order's rider follows it (so that the new rider may
+    pick it up), the watchers hear an ASSIGNED event naming the new rider, and a restart replays the same."""
+    with running(make_config(tmp_path), start_loop=False) as (srv, stub):
+        now = time.time()
+        was = _moved_setup(srv, stub, now)
+        other = "r1" if was == "r0" else "r0"
+        srv.loop.mirror._policy = _Mover()
+        st_ = srv.loop.tick(now + 2.0)
+        assert st_ is not None and st_.dropped_riders == 0
+        with srv.store.lock:
+            assert srv.store.orders["m0"].rider == other
+            assert srv.store.orders["m0"].state == pb.ORDER_STATE_ASSIGNED
+            assert [oid for oid, _k in srv.store.riders[other].stops] == ["m0", "m0"]
+            assert srv.store.riders[was].stops == []
+        seen = []
+        stream = stub.WatchAssignments(pb.WatchAssignmentsRequest(from_sequence=1), timeout=5)
+        for resp in stream:
+            seen += [(e.kind, e.rider_id) for e in resp.events if e.order_id == "m0"]
+            if len(seen) >= 2:
+                break
+        stream.cancel()
+        assert seen == [(pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, was), (pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, other)]
+        picked = pb.RiderEvent(rider_id=other, kind=pb.RIDER_EVENT_KIND_PICKED_UP, order_id="m0")
+        picked.at.CopyFrom(ts(now + 3.0))
+        assert report(stub, picked).accepted == 1
+    with running(make_config(tmp_path), start_loop=False) as (srv, _stub):  # the journal replayed
+        assert srv.store.orders["m0"].rider == other
+        assert srv.store.orders["m0"].state == pb.ORDER_STATE_PICKED_UP
+
+
+def test_a_moved_order_changes_riders_only_if_both_routes_are_taken(tmp_path: Path):
+    """If the rider the order left changed meanwhile, neither proposal is taken: the order stays where it was."""
+    with running(make_config(tmp_path), start_loop=False) as (srv, stub):
+        now = time.time()
+        was = _moved_setup(srv, stub, now)
+        before = {rid: list(r.stops) for rid, r in srv.store.riders.items()}
+
+        def mark() -> None:
+            with srv.store.lock:
+                srv.store.dirty_riders.add(was)
+
+        srv.loop.mirror._policy = _Mover(mark)
+        st_ = srv.loop.tick(now + 2.0)
+        assert st_ is not None and st_.dropped_riders == 2
+        with srv.store.lock:
+            assert srv.store.orders["m0"].rider == was
+            assert {rid: list(r.stops) for rid, r in srv.store.riders.items()} == before

@@ -53,6 +53,10 @@ from dispatch.v1 import dispatch_pb2 as pb
 
 log = logging.getLogger("dispatch.service.loop")
 
+# A proposal as the apply takes it: (rider id, stops, ETAs, frozen count, new order ids, Route, orders moved in as
+# (order id, the rider id they left)).
+_Taken = tuple[str, list[tuple[str, int]], list[float], int, list[str], pb.Route, list[tuple[str, str]]]
+
 CHUNK = 64  # riders applied per lock hold
 BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
@@ -379,55 +383,96 @@ class DispatchLoop:
         return TickStats(now, dt, res.dispatched, res.riders, assigned, dropped, events, at_risk, phases,
                          slot=-1 if slot is None else slot)  # fmt: skip
 
+    def _stale(self, item: _Taken) -> bool:
+        """The proposal was built on what has changed since (its rider, or an order it takes); under the lock."""
+        s = self.store
+        rid = item[0]
+        return s.riders.get(rid) is None or rid in s.dirty_riders or any(s.orders[o].state != PENDING for o in item[4])
+
+    def _take(self, item: _Taken, batch: pb.WatchAssignmentsResponse, at: Any) -> int:
+        """Give the rider its proposed route and the orders it gained, as events in ``batch``; under the lock.
+        Returns how many pending orders it took."""
+        s = self.store
+        rid, stops, eta, fz, new_ids, route, moved = item
+        rec = s.riders[rid]
+        rec.stops = stops
+        rec.etas = eta
+        rec.frozen = fz
+        self._resend.add(rid)
+        add = batch.events.add
+        for oid in new_ids:
+            orec = s.orders[oid]
+            s._set_state(orec, ASSIGNED)
+            orec.rider = rid
+            orec.reason = 0
+            s.pending.pop(oid, None)
+            ev = add(kind=pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, order_id=oid, rider_id=rid)
+            ev.at.CopyFrom(at)
+            ev.route.CopyFrom(route)
+        for oid, _src in moved:  # already assigned, to the rider it left: the event names its new rider
+            s.orders[oid].rider = rid
+            ev = add(kind=pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, order_id=oid, rider_id=rid)
+            ev.at.CopyFrom(at)
+            ev.route.CopyFrom(route)
+        if not new_ids and not moved:
+            ev = add(kind=pb.ASSIGNMENT_EVENT_KIND_ROUTE_UPDATED, rider_id=rid)
+            ev.at.CopyFrom(at)
+            ev.route.CopyFrom(route)
+        return len(new_ids)
+
     def _apply(self, res: MirrorResult, reasons: dict[str, int], now: float) -> tuple[int, int, int]:
         """Take the proposals whose riders did not change meanwhile (as assignment events, journaled and
-        published), the ETAs of the other routes (a full call) and the reasons of the orders left over."""
+        published), the ETAs of the other routes (a full call) and the reasons of the orders left over. Proposals
+        linked by an order that moved between their riders are taken together or not at all."""
         s = self.store
         n_events = dropped = assigned = 0
         at = pb.AssignmentEvent().at
         ts(now, at)
-        ASSIGNED_K, UPDATED_K = pb.ASSIGNMENT_EVENT_KIND_ASSIGNED, pb.ASSIGNMENT_EVENT_KIND_ROUTE_UPDATED
         pace = self._pace
         recs = self._recs
         proposals = res.proposals
+        losers = {f for p in proposals for _oid, f in p[6]}  # riders an order moved away from
+        linked: list[_Taken] = []
         for c in range(0, len(proposals), CHUNK):
             pace()
             # The new routes are parsed (or built) before the lock is taken (they read only what never changes in
             # an order), so that requests wait for the lock only while the chunk is checked and applied.
-            chunk = []
-            for r, stops, eta, frozen, new, msg in proposals[c : c + CHUNK]:
+            chunk: list[_Taken] = []
+            for r, stops, eta, frozen, new, msg, moved in proposals[c : c + CHUNK]:
                 fz = max(frozen, 1) if stops else 0
                 route = pb.Route.FromString(msg) if msg is not None else s.route_of(stops, eta, fz)
-                chunk.append((recs[r].id, stops, eta, fz, new, route))
+                item = (recs[r].id, stops, eta, fz, new, route, [(oid, recs[f].id) for oid, f in moved])
+                (linked if moved or r in losers else chunk).append(item)
             pace()
             with s.lock:
                 batch = pb.WatchAssignmentsResponse()
-                add = batch.events.add
-                for rid, stops, eta, fz, new_ids, route in chunk:
-                    rec = s.riders.get(rid)
-                    if rec is None or rid in s.dirty_riders or any(s.orders[oid].state != PENDING for oid in new_ids):
+                for item in chunk:
+                    if self._stale(item):
                         dropped += 1
-                        for oid in new_ids:
+                        for oid in item[4]:
                             reasons.setdefault(oid, int(Reason.RIDERS_BUSY))
-                        continue
-                    rec.stops = stops
-                    rec.etas = eta
-                    rec.frozen = fz
-                    self._resend.add(rid)
-                    for oid in new_ids:
-                        orec = s.orders[oid]
-                        s._set_state(orec, ASSIGNED)
-                        orec.rider = rid
-                        orec.reason = 0
-                        s.pending.pop(oid, None)
-                        ev = add(kind=ASSIGNED_K, order_id=oid, rider_id=rid)
-                        ev.at.CopyFrom(at)
-                        ev.route.CopyFrom(route)
-                    assigned += len(new_ids)
-                    if not new_ids:
-                        ev = add(kind=UPDATED_K, rider_id=rid)
-                        ev.at.CopyFrom(at)
-                        ev.route.CopyFrom(route)
+                    else:
+                        assigned += self._take(item, batch, at)
+                s.emit_batch(batch)
+                n_events += len(batch.events)
+        for group in _linked_groups(linked):
+            pace()
+            with s.lock:
+                batch = pb.WatchAssignmentsResponse()
+                by_rider = {item[0] for item in group}
+                ok = all(not self._stale(item) for item in group) and all(
+                    s.orders[oid].state == ASSIGNED and s.orders[oid].rider == src and src in by_rider
+                    for item in group
+                    for oid, src in item[6]
+                )
+                if ok:
+                    for item in group:
+                        assigned += self._take(item, batch, at)
+                else:
+                    dropped += len(group)
+                    for item in group:
+                        for oid in item[4]:
+                            reasons.setdefault(oid, int(Reason.RIDERS_BUSY))
                 s.emit_batch(batch)
                 n_events += len(batch.events)
         if res.eta_rows is not None and res.eta_len is not None and res.etas is not None:
@@ -462,6 +507,25 @@ class DispatchLoop:
                 s._emit(events)
                 n_events += len(events)
         return n_events, dropped, assigned
+
+
+def _linked_groups(items: list[_Taken]) -> list[list[_Taken]]:
+    """The proposals in groups that an order moved between (connected through ``item[6]``), in their order."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for item in items:
+        for _oid, src in item[6]:
+            parent[find(src)] = find(item[0])
+    groups: dict[str, list[_Taken]] = {}
+    for item in items:
+        groups.setdefault(find(item[0]), []).append(item)
+    return list(groups.values())
 
 
 def site_slots(store: Store, slots: int) -> list[npt.NDArray[np.bool_]]:

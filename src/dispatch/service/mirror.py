@@ -41,8 +41,9 @@ I64 = npt.NDArray[np.int64]
 ROW = 15  # numbers in an order row (``OrderRec.row``)
 RIDER_FIELDS = 5  # shift_start, shift_end, capacity, speed, online
 
-# One proposal: (rider row, stops as (order id, kind), their ETAs, frozen count, new order ids, Route message).
-Proposal = tuple[int, list[tuple[str, int]], list[float], int, list[str], bytes | None]
+# One proposal: (rider row, stops as (order id, kind), their ETAs, frozen count, new order ids, Route message, orders
+# moved in from another rider's route as (order id, that rider's row)).
+Proposal = tuple[int, list[tuple[str, int]], list[float], int, list[str], bytes | None, list[tuple[str, int]]]
 
 
 @dataclass
@@ -374,7 +375,9 @@ class Mirror:
     def _proposals(self, res: TickResult, rows: I64, d: Delta, reasons: list[tuple[str, int]]) -> list[Proposal]:
         """Per changed rider (or one given new orders): its row (``rows`` maps the result's riders to the
         mirror's), its new stops with their ETAs and its Route message; an order a rider rejected is taken out of
-        that rider's route (the message is then left to the server)."""
+        that rider's route (the message is then left to the server). An order that re-optimisation moved from one
+        rider's route to another's is named in the gaining proposal with the rider it left: the loop takes both
+        riders' proposals together or neither, and gives the order its new rider."""
         ids = self.ids
         out = res.routes
         new_by_rider: dict[int, list[int]] = {}
@@ -388,8 +391,19 @@ class Mirror:
         ends_a = np.cumsum(length)
         rr = np.repeat(changed, length)
         kk = np.arange(rr.size) - np.repeat(ends_a - length, length)
-        orders = out.order[rr, kk].tolist()
-        kinds = out.kind[rr, kk].tolist()
+        order_a, kind_a = out.order[rr, kk], out.kind[rr, kk]
+        orders = order_a.tolist()
+        kinds = kind_a.tolist()
+        # Who had each order before the call (its riders' routes as the mirror holds them).
+        rt = self.routes
+        had = rt.length[rows]
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        owner[rt.order[rows][np.arange(rt.width)[None, :] < had[:, None]]] = np.repeat(rows, had)
+        was = owner[order_a]
+        moved_at = np.flatnonzero((kind_a == DROPOFF) & (was >= 0) & (was != rows[rr])).tolist()
+        moved_in: dict[int, list[tuple[str, int]]] = {}
+        for a in moved_at:
+            moved_in.setdefault(int(rr[a]), []).append((ids[orders[a]], int(was[a])))
         etas = res.arrive[rr, kk].tolist() if res.arrive.size else [math.nan] * rr.size
         frozen = out.frozen[changed].tolist()
         banned = {self.row_of[oid]: set(rs) for oid, rs in d.banned.items() if oid in self.row_of}
@@ -411,7 +425,8 @@ class Mirror:
                 new = [o for o in new if o not in bad]
                 reasons.extend((ids[o], int(Reason.RIDERS_BUSY)) for o in bad)
             seq = [(ids[o], k) for o, k in seq_i]
-            proposals.append((r, seq, eta, min(frozen[j], len(seq)), [ids[o] for o in new], msg))
+            proposals.append((r, seq, eta, min(frozen[j], len(seq)), [ids[o] for o in new], msg,
+                              moved_in.get(r_sub, [])))  # fmt: skip
         return proposals
 
     def _full(

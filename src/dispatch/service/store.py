@@ -676,6 +676,8 @@ class Store:
             o.rider = ev.rider_id
             self.pending.pop(o.id, None)
             o.reason = 0
+        elif ev.kind == pb.ASSIGNMENT_EVENT_KIND_ASSIGNED and o.state == ASSIGNED:
+            o.rider = ev.rider_id  # moved to another rider's route by re-optimisation
         elif ev.kind == pb.ASSIGNMENT_EVENT_KIND_UNASSIGNED:
             o.reason = int(ev.reason)
             if ev.rider_id and o.rider == ev.rider_id:
