@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatch.geo import ProfileTravelTime, SpeedProfile
+from dispatch.kernels import insertion as ins
 from dispatch.policy import (
     DispatchParams,
     GreedyPolicy,
@@ -30,6 +31,7 @@ from dispatch.policy import (
     Reason,
     Snapshot,
     TickResult,
+    _reasons,
 )
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 from dispatch.synthetic import CitySpec, city_snapshot
@@ -503,3 +505,50 @@ def test_promise_margin_prices_lateness_against_the_earlier_deadline() -> None:
     # On time by 60 s, but 120 s inside the margin: priced as 120 s late.
     assert margin.cost_after - plain.cost_after == pytest.approx(DispatchParams().weight_late * 120.0, rel=1e-9)
     assert snap.orders.promised[0] == pytest.approx(eta + 60.0)  # the snapshot itself is not modified
+
+
+def plain_reasons(left, pinned, held_orders, in_reach, eligible, pair_o, first_cost, first_status, reject):  # type: ignore[no-untyped-def]
+    """The reason rule of ``policy._reasons``, one order at a time."""
+    reach = dict(zip(eligible.tolist(), in_reach.tolist(), strict=True))
+    out = []
+    for o in left.tolist():
+        mine = pair_o == o
+        c, st_ = first_cost[mine], first_status[mine]
+        if o in set(held_orders.tolist()):
+            out.append(Reason.HELD_FOR_BATCHING)
+        elif not reach.get(o, False) or c.size == 0:
+            out.append(Reason.PINNED_RIDER_UNAVAILABLE if pinned[o] >= 0 else Reason.NO_RIDER_IN_REACH)
+        elif not np.isfinite(c).any():
+            off = all(s in (ins.AFTER_SHIFT, ins.OFFLINE) for s in st_.tolist())
+            out.append(Reason.SHIFT_ENDS if off else Reason.CAPACITY)
+        elif float(c.min()) >= reject[o]:
+            out.append(Reason.LATE_WITH_EVERY_RIDER)
+        else:
+            out.append(Reason.RIDERS_BUSY)
+    return [int(r) for r in out]
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 30), pairs=st.integers(0, 80))
+def test_reasons_in_whole_arrays_follow_the_rule_order_by_order(seed: int, n: int, pairs: int) -> None:
+    rng = np.random.default_rng(seed)
+    pending = np.sort(rng.choice(2 * n + 5, n, replace=False)).astype(np.int64)
+    left = rng.permutation(pending)[: rng.integers(1, n + 1)]
+    eligible = pending[rng.random(n) < 0.8]
+    in_reach = rng.random(eligible.size) < 0.8
+    pair_o = np.sort(rng.choice(pending, pairs)).astype(np.int64)
+    first_cost = np.where(rng.random(pairs) < 0.4, np.inf, rng.uniform(0.0, 100.0, pairs))
+    first_status = rng.choice([0, ins.AFTER_SHIFT, ins.OFFLINE, 1, 3], pairs).astype(np.int64)
+    pinned = np.where(rng.random(2 * n + 5) < 0.2, 1, -1).astype(np.int64)
+    held = pending[rng.random(n) < 0.2]
+    reject = rng.uniform(0.0, 120.0, 2 * n + 5)
+
+    class Cand:
+        pass
+
+    cand = Cand()
+    cand.in_reach = in_reach  # type: ignore[attr-defined]
+    got = _reasons(left, pinned=pinned, held_orders=held, cand=cand, eligible=eligible, pair_o=pair_o,
+                   first_cost=first_cost, first_status=first_status, reject=reject)  # fmt: skip
+    want = plain_reasons(left, pinned, held, in_reach, eligible, pair_o, first_cost, first_status, reject)
+    assert got.tolist() == want

@@ -462,29 +462,35 @@ def _reasons(
     first_status: I64,
     reject: F64,
 ) -> I64:
-    """A Reason for each order left unassigned (int64[len(left)])."""
+    """A Reason for each order left unassigned (int64[len(left)]), in whole arrays: an order is held for batching;
+    else with no rider in reach or no candidate (its pinned rider unavailable, when pinned); else, when no candidate
+    could take it (no finite first-round cost), the shift ends (every candidate's status after its shift or
+    offline) or capacity; else late with every rider when its cheapest cost reaches its reject cost; else riders
+    busy. ``pair_o``: sorted; ``first_cost``, ``first_status``: per pair."""
     out = np.full(left.shape[0], int(Reason.RIDERS_BUSY), dtype=np.int64)
+    if left.shape[0] == 0:
+        return out
     held = np.isin(left, held_orders)
     out[held] = Reason.HELD_FOR_BATCHING
-    reach = dict(zip(eligible.tolist(), cand.in_reach.tolist(), strict=True))
+    size = int(max(left.max(), eligible.max() if eligible.size else 0)) + 1
+    reach = np.zeros(size, dtype=bool)
+    reach[eligible] = cand.in_reach
     starts = np.searchsorted(pair_o, left, side="left")
     ends = np.searchsorted(pair_o, left, side="right")
-    for q in range(left.shape[0]):
-        if held[q]:
-            continue
-        o = int(left[q])
-        if not reach.get(o, False) or ends[q] == starts[q]:
-            out[q] = Reason.PINNED_RIDER_UNAVAILABLE if pinned[o] >= 0 else Reason.NO_RIDER_IN_REACH
-            continue
-        c = first_cost[starts[q] : ends[q]]
-        if not np.any(np.isfinite(c)):
-            st = first_status[starts[q] : ends[q]]
-            if np.all((st == ins.AFTER_SHIFT) | (st == ins.OFFLINE)):
-                out[q] = Reason.SHIFT_ENDS
-            else:
-                out[q] = Reason.CAPACITY
-        elif float(np.min(c)) >= reject[o]:
-            out[q] = Reason.LATE_WITH_EVERY_RIDER
+    none = ~held & (~reach[left] | (ends == starts))
+    out[none] = np.where(pinned[left[none]] >= 0, Reason.PINNED_RIDER_UNAVAILABLE, Reason.NO_RIDER_IN_REACH)
+    rest = np.flatnonzero(~held & ~none)
+    if rest.size:
+        first = np.flatnonzero(np.r_[True, pair_o[1:] != pair_o[:-1]]) if pair_o.size else np.zeros(0, np.int64)
+        seg = np.searchsorted(first, starts[rest], side="right") - 1  # each order's run of pairs
+        any_finite = np.logical_or.reduceat(np.isfinite(first_cost), first)[seg]
+        cheapest = np.minimum.reduceat(first_cost, first)[seg]
+        off = (first_status == ins.AFTER_SHIFT) | (first_status == ins.OFFLINE)
+        all_off = np.logical_and.reduceat(off, first)[seg]
+        out[rest[~any_finite & all_off]] = Reason.SHIFT_ENDS
+        out[rest[~any_finite & ~all_off]] = Reason.CAPACITY
+        late = any_finite & (cheapest >= reject[left[rest]])
+        out[rest[late]] = Reason.LATE_WITH_EVERY_RIDER
     return out
 
 
