@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.grid import _offer
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
 from dispatch.kernels.select import buckets, cheapest_per_group
 from dispatch.kernels.travel import P_DETOUR, P_USE_MATRIX, first_bin, leg_metres, leg_seconds, profile_seconds
@@ -80,31 +81,6 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
             b -= 1
         out_val[b] = v
         out_id[b] = ids[a]
-    return c
-
-
-@device
-def _push_best(v, p, i, c, k, out_val, out_pos, out_id):
-    """Offer value ``v`` (position ``p``, id ``i``) to the running k smallest, ordered by (value, position); returns
-    the new count. Offered in increasing positions this keeps what ``_keep_best`` keeps; in any other order it still
-    keeps the k smallest by (value, position), so a scan that skips values may visit positions out of order."""
-    if not (v < np.inf):
-        return c
-    if c < k:
-        b = c
-        c += 1
-    elif v < out_val[c - 1] or (v == out_val[c - 1] and p < out_pos[c - 1]):
-        b = c - 1
-    else:
-        return c
-    while b > 0 and (out_val[b - 1] > v or (out_val[b - 1] == v and out_pos[b - 1] > p)):
-        out_val[b] = out_val[b - 1]
-        out_pos[b] = out_pos[b - 1]
-        out_id[b] = out_id[b - 1]
-        b -= 1
-    out_val[b] = v
-    out_pos[b] = p
-    out_id[b] = i
     return c
 
 
@@ -396,7 +372,13 @@ def expand_groups(
             for g in range(G):
                 a0, a1 = group_ptr[g], group_ptr[g + 1]
                 by_bound[a0:a1] = np.argsort(bound_key[a0:a1], kind="mergesort")
+        # The running best: (estimate, position in the full scan's order) by ``grid._offer``, which ranks ties by
+        # position as ``_keep_best`` does; ``member_at[position]``: the member offered there.
         best_pos = np.empty(k_rider, dtype=np.int64)
+        max_size = 0
+        for g in range(G):
+            max_size = max(max_size, group_ptr[g + 1] - group_ptr[g])
+        member_at = np.empty(S * max_size, dtype=np.int64)
         prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
         prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
         prop_v = np.empty(n_ok * k_rider)
@@ -416,8 +398,10 @@ def expand_groups(
                 if b >= 0:  # in the group's pool: the order side's numbers
                     np_ = pool_n[g]
                     for q in range(size):
-                        nb = _push_best(est[e_off[g] + q * np_ + b], n + q, base + q, nb, k_rider, best_v, best_pos,
-                                        best_i)  # fmt: skip
+                        e = est[e_off[g] + q * np_ + b]
+                        if e < np.inf:
+                            member_at[n + q] = base + q
+                            nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
                     n += size
                     continue
                 o0 = members[base]
@@ -436,7 +420,9 @@ def expand_groups(
                             break
                         e = _estimate(orders, weights, members[base + q], m1, arrive, fat, m2[base + q],
                                       t2[base + q], speed[r])  # fmt: skip
-                        nb = _push_best(e, n + q, base + q, nb, k_rider, best_v, best_pos, best_i)
+                        if e < np.inf:
+                            member_at[n + q] = base + q
+                            nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
                     n += size
                     continue
                 for q in range(size):
@@ -447,10 +433,12 @@ def expand_groups(
                     if qv >= 0:
                         e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
                                                 drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
-                    nb = _push_best(e, n + q, base + q, nb, k_rider, best_v, best_pos, best_i)
+                    if e < np.inf:
+                        member_at[n + q] = base + q
+                        nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
                 n += size
             for b in range(nb):
-                prop_i[n_prop] = best_i[b]
+                prop_i[n_prop] = member_at[best_pos[b]]
                 prop_r[n_prop] = r
                 prop_v[n_prop] = best_v[b]
                 n_prop += 1
