@@ -2,7 +2,7 @@
 
 - a mirror fed many small deltas holds what one fed a single full delta holds (hypothesis);
 - a slot's call, on only the riders ``Mirror.near`` keeps, assigns exactly like the policy on every rider;
-- the owned sites are split into slots that cover each exactly once;
+- the owned sites are split into slots that cover each exactly once, and slots keep to their schedule;
 - a policy worker that dies loses its mirror: the loop skips that tick and sends everything again;
 - ticks in a row keep every earlier order on its route; a full call's promise inputs give the engine's own summary.
 """
@@ -24,7 +24,7 @@ from svc_fixtures import make_config, online, order, report, running, ts
 from dispatch.policy import DispatchParams, Reason, Snapshot, TickResult, make_policy
 from dispatch.promise import PromiseEngine, PromiseSites
 from dispatch.promise_params import PromiseParams
-from dispatch.service.loop import site_slots
+from dispatch.service.loop import next_slot_at, site_slots
 from dispatch.service.mirror import RIDER_FIELDS, ROW, Delta, Mirror
 from dispatch.service.store import Store
 from dispatch.state import DROPOFF, PICKUP, Routes
@@ -454,3 +454,33 @@ def test_a_moved_order_changes_riders_only_if_both_routes_are_taken(tmp_path: Pa
         with srv.store.lock:
             assert srv.store.orders["m0"].rider == was
             assert {rid: list(r.stops) for rid, r in srv.store.riders.items()} == before
+
+
+def _slot_starts(durations: list[float], tick_s: float = 15.0, slots: int = 15) -> list[float]:
+    """When each slot starts, given how long each runs, under the loop's schedule (``next_slot_at``)."""
+    due, now, starts = 0.0, 0.0, []
+    for d in durations:
+        start = max(now, due)
+        starts.append(start)
+        now = start + d
+        due = next_slot_at(due, now, tick_s, slots)
+    return starts
+
+
+def test_a_slot_that_runs_over_delays_the_next_ones_only_until_the_schedule_is_caught_up():
+    starts = _slot_starts([0.2] * 3 + [2.5] + [0.2] * 40)
+    assert starts[4] == pytest.approx(5.5)  # straight after the long slot
+    assert starts[5] == pytest.approx(5.7)
+    assert starts[6] == pytest.approx(6.0)  # back on the schedule
+    # every site's next turn comes one tick after the last: the overrun does not stretch the cycle
+    for k in range(6, 29):
+        assert starts[k + 15] - starts[k] == pytest.approx(15.0)
+    assert starts[15] == pytest.approx(15.0)
+
+
+def test_a_loop_a_whole_tick_behind_restarts_its_schedule_instead_of_running_slots_back_to_back():
+    starts = _slot_starts([0.2, 40.0] + [0.2] * 5)
+    assert starts[1] == pytest.approx(1.0)
+    assert starts[2] == pytest.approx(41.0)  # at once
+    assert starts[3] == pytest.approx(42.0)  # then one slot a second again, from there
+    assert starts[4] == pytest.approx(43.0)

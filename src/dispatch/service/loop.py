@@ -4,8 +4,9 @@
 slots`` seconds the next group's pending orders are dispatched. Each site is still dispatched once per ``tick_s``,
 but an order waits for its own site's turn plus one small dispatch, not for a whole city's: at the session 6 replay
 load one tick over a city took 2-10 s, so an order placed just after a tick started was assigned 17-25 s later
-(benchmarks/RESULTS.md, "Service, session 9"). The first slot of each cycle also refreshes every route's ETAs,
-the at-risk count and the promise engine.
+(benchmarks/RESULTS.md, "Service, session 9"). The slots keep to a fixed schedule (``next_slot_at``): one that
+runs over its share delays the next ones only until they have caught up. The first slot of each cycle also
+refreshes every route's ETAs, the at-risk count and the promise engine.
 
 **The mirror.** The policy keeps the dispatch state between calls (``dispatch.service.mirror``, in the policy
 worker when there is one), and each call sends only what changed (``_delta``): under the store's lock the pending
@@ -174,11 +175,9 @@ class DispatchLoop:
             k = (k + 1) % n
             if k == 0:
                 self._gc_after_tick()
-            next_at += self.store.params.tick_s / n
             now = time.monotonic()
-            if next_at < now:  # a slot longer than its share of tick_s: start the next one at once, do not pile up
-                next_at = now
-            self._stop.wait(next_at - now)
+            next_at = next_slot_at(next_at, now, self.store.params.tick_s, n)
+            self._stop.wait(max(0.0, next_at - now))
 
     def _gc_after_tick(self) -> None:
         """With ``freeze_gc``: move every object alive now out of the cyclic garbage collector's reach
@@ -526,6 +525,18 @@ def _linked_groups(items: list[_Taken]) -> list[list[_Taken]]:
     for item in items:
         groups.setdefault(find(item[0]), []).append(item)
     return list(groups.values())
+
+
+def next_slot_at(due: float, now: float, tick_s: float, slots: int) -> float:
+    """When the slot after the one that was due at ``due`` starts (monotonic seconds; ``now`` is the clock when the
+    slot ended). Slots keep to a fixed schedule, one every ``tick_s / slots``: a slot that ran over its share makes
+    the next ones start at once until the schedule is caught up, so that each site is still dispatched every
+    ``tick_s`` on average. Restarting the schedule at the late end instead stretched every cycle by each overrun:
+    in session 10's replays a site waited 15.1-15.4 s (median) between its turns, and up to 16.3 s at the 90th
+    percentile (benchmarks/RESULTS.md, "Session 11"). Only when the loop is a whole tick behind (it cannot keep up)
+    does the schedule restart from ``now``, so that an overload never piles up slots to run back to back."""
+    nxt = due + tick_s / slots
+    return now if nxt < now - tick_s else nxt
 
 
 def site_slots(store: Store, slots: int) -> list[npt.NDArray[np.bool_]]:
