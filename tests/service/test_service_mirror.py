@@ -60,8 +60,12 @@ class Model:
         self.routes: list[list[tuple[str, int]]] = []
         self.fields: list[tuple[float, ...]] = []
         self.pos: list[tuple[float, float]] = []
+        self.sent: set[str] = set()  # the pending ids the last delta left the mirror with
 
     def delta(self, reset: bool, rows: list[int], new_orders: list[str]) -> Delta:
+        sent = set() if reset else self.sent
+        now = set(self.pending)
+        self.sent = now
         return Delta(
             reset=reset,
             order_ids=new_orders,
@@ -73,19 +77,23 @@ class Model:
             rider_frozen=[min(1, len(self.routes[r])) for r in rows],
             x=np.array([p[0] for p in self.pos]),
             y=np.array([p[1] for p in self.pos]),
-            pending=list(self.pending),
+            pending_add=[o for o in self.pending if o not in sent],
+            pending_drop=sorted(sent - now),
             n_sites=N_SITES,
             sites=np.zeros(N_SITES, dtype=bool),  # (dispatch nothing: only the state is compared)
         )
 
 
-def _state(m: Mirror) -> tuple[dict[str, tuple[float, ...]], list[list[tuple[str, int]]], np.ndarray, np.ndarray]:
+def _state(
+    m: Mirror,
+) -> tuple[dict[str, tuple[float, ...]], list[list[tuple[str, int]]], np.ndarray, np.ndarray, set[str]]:
     orders = {oid: tuple(m.rows[i]) for oid, i in m.row_of.items()}
+    pending = {m.ids[i] for i in np.flatnonzero(m.is_pending[: len(m.ids)])}
     routes = [
         [(m.ids[int(m.routes.order[r, s])], int(m.routes.kind[r, s])) for s in range(int(m.routes.length[r]))]
         for r in range(m.m)
     ]
-    return orders, routes, m.fields[: m.m].copy(), np.column_stack([m.x[: m.m], m.y[: m.m]])
+    return orders, routes, m.fields[: m.m].copy(), np.column_stack([m.x[: m.m], m.y[: m.m]]), pending
 
 
 op = st.one_of(
@@ -153,6 +161,7 @@ def test_many_small_deltas_hold_what_one_full_delta_holds(steps):
     np.testing.assert_array_equal(a[2], b[2])
     np.testing.assert_array_equal(a[3], b[3])
     assert set(a[0]) == set(everything)
+    assert a[4] == b[4] == set(model.pending)  # the pending set, from its changes alone
 
 
 SPEC = CitySpec(n_orders=300, n_riders=900, n_sites=12, radius_m=20_000.0, busy_share=0.6, seed=5)
@@ -178,7 +187,7 @@ def _full_delta(snap: Snapshot, site_xy: np.ndarray) -> tuple[Delta, list[str]]:
     stops = [[(ids[int(rt.order[i, s])], int(rt.kind[i, s])) for s in range(int(rt.length[i]))] for i in range(r.m)]
     fields = np.column_stack([r.shift_start, r.shift_end, r.capacity, r.speed, r.online.astype(float)])
     d = Delta(True, ids, rows, r.m, np.arange(r.m), fields, stops, rt.frozen.tolist(), r.x, r.y,
-              [ids[i] for i in snap.pending.tolist()], SPEC.n_sites, site_xy=site_xy)  # fmt: skip
+              [ids[i] for i in snap.pending.tolist()], [], SPEC.n_sites, site_xy=site_xy)  # fmt: skip
     return d, ids
 
 
@@ -323,7 +332,7 @@ def test_the_promise_inputs_of_a_full_call_give_the_engines_own_summary():
         routes.order[r, : len(stops)] = [mirror.row_of[oid] for oid, _k in stops]
         routes.kind[r, : len(stops)] = [k for _oid, k in stops]
     taken = {oid for p in got.proposals for oid in p[4]}
-    left = np.array(sorted(mirror.row_of[oid] for oid in d.pending if oid not in taken), dtype=np.int64)
+    left = np.array(sorted(mirror.row_of[oid] for oid in d.pending_add if oid not in taken), dtype=np.int64)
     sites = PromiseSites.build([str(i) for i in range(SPEC.n_sites)], site_xy[:, 0].tolist(),
                                site_xy[:, 1].tolist(), [120.0] * SPEC.n_sites)  # fmt: skip
     zones = disc_zones(site_xy[:, 0].tolist(), site_xy[:, 1].tolist(), [SPEC.zone_m] * SPEC.n_sites)

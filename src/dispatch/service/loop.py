@@ -137,6 +137,8 @@ class DispatchLoop:
         self._known: set[str] = set()
         self._resend: set[str] = set()  # riders whose proposals the last apply took (the mirror does not take them)
         self._pending_delta: list[str] = []
+        self._sent_pending: set[str] = set()  # the pending ids the mirror holds (as of the last call it took)
+        self._pending_now: set[str] = set()  # the pending ids of the delta in flight
         self._site_xy = np.array([(st.x, st.y) for st in store.sites], dtype=np.float64).reshape(-1, 2)
         self._epoch: int | None = None
         self._reset = True
@@ -239,6 +241,7 @@ class DispatchLoop:
         self._reset = True  # until the mirror has taken this delta (``_call``): a failure here resends everything
         if reset:
             self._known = set()
+            self._sent_pending = set()
         pace = self._pace
         recs = self._recs
         m = len(recs)
@@ -256,7 +259,11 @@ class DispatchLoop:
         ]
         pace()
         known = self._known
-        new_ids = [oid for oid in pending if oid not in known]
+        sent = self._sent_pending
+        now_pending = set(pending)
+        pending_add = [oid for oid in pending if oid not in sent]
+        pending_drop = [oid for oid in sent if oid not in now_pending]
+        new_ids = [oid for oid in pending_add if oid not in known]
         seen = set(new_ids)
         for key in keys:
             for oid, _k in key[0]:
@@ -278,6 +285,7 @@ class DispatchLoop:
             if bans:
                 banned[oid] = [self._row[rid] for rid in bans if rid in self._row]
         self._pending_delta = new_ids
+        self._pending_now = now_pending
         return Delta(
             reset=reset,
             order_ids=new_ids,
@@ -289,7 +297,8 @@ class DispatchLoop:
             rider_frozen=[min(k[1], len(k[0])) for k in keys],
             x=np.array(xs, dtype=np.float64),
             y=np.array(ys, dtype=np.float64),
-            pending=pending,
+            pending_add=pending_add,
+            pending_drop=pending_drop,
             n_sites=len(s.sites),
             sites=sites,
             site_xy=self._site_xy,
@@ -323,6 +332,7 @@ class DispatchLoop:
         self._reset = False
         self._known.update(self._pending_delta)
         self._known.difference_update(res.forgotten)
+        self._sent_pending = self._pending_now
         return res
 
     def tick(self, now: float, slot: int | None = None) -> TickStats | None:

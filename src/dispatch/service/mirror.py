@@ -9,7 +9,9 @@ A :class:`Mirror` lives where the policy runs (in the policy worker, or in the s
 none) and keeps the tables: order rows by order id (rows are reused once an order is forgotten), one row per rider
 (the loop's rider numbering: the order in which the store first saw each rider, never reused), and the riders'
 routes. Each call brings a :class:`Delta`: the orders the mirror has not seen, the riders whose route or fields
-changed (with their whole route), every rider's position, and the pending orders. The call then dispatches the
+changed (with their whole route), every rider's position, and the changes to the pending set (ids that became
+pending and ids that stopped being pending: sending every pending id each call cost ~10 ms a call in the worker
+alone, to unpickle and hash ~40,000 ids, at the session 10 replay load). The call then dispatches the
 pending orders of the sites asked for (a *slot* of the tick: ``DispatchLoop``) with the policy and answers with
 proposals (the changed riders' routes with their ETAs and ready-made Route messages) and the reasons of the orders
 left over. The mirror does not take its own proposals: the routes the server keeps come back in the next delta
@@ -53,11 +55,13 @@ class Delta:
     (``OrderRec.row``). ``n_riders``: riders known to the loop (rows 0 .. n-1); ``rider_rows`` (int64[u]): riders
     whose fields or route changed, with ``rider_fields`` (float64[u, 5]: shift start and end, capacity, speed,
     online), ``rider_stops`` (their routes as (order id, kind)) and ``rider_frozen``; ``x``, ``y``
-    (float64[n_riders]): every rider's position. ``pending``: every pending order; ``sites``: bool[n_sites],
-    dispatch the pending orders of these sites only (None: all), with only the riders that could take them
-    (``Mirror.near``; ``site_xy``, float64[n_sites, 2], the sites' positions); ``pinned``: pending orders pinned to
-    a rider (its row, -1 when the rider is unknown); ``banned``: pending orders and the rows of riders who rejected
-    them. ``full``: also answer every route's ETAs, the at-risk count and the promise engine's inputs."""
+    (float64[n_riders]): every rider's position. ``pending_add``, ``pending_drop``: the orders that became pending
+    and those that stopped being pending since the last call (with ``reset``: every pending order, and none dropped);
+    ``sites``: bool[n_sites], dispatch the pending orders of these sites only (None: all), with only the riders
+    that could take them (``Mirror.near``; ``site_xy``, float64[n_sites, 2], the sites' positions); ``pinned``:
+    pending orders pinned to a rider (its row, -1 when the rider is unknown); ``banned``: pending orders and the rows
+    of riders who rejected them. ``full``: also answer every route's ETAs, the at-risk count and the promise
+    engine's inputs."""
 
     reset: bool
     order_ids: list[str]
@@ -69,7 +73,8 @@ class Delta:
     rider_frozen: list[int]
     x: F64
     y: F64
-    pending: list[str]
+    pending_add: list[str]
+    pending_drop: list[str]
     n_sites: int
     sites: npt.NDArray[np.bool_] | None = None
     site_xy: F64 | None = None
@@ -135,6 +140,7 @@ class Mirror:
         self.row_of: dict[str, int] = {}
         self.ids: list[str] = []  # order id by row ("" for a free row)
         self.rows = np.zeros((0, ROW), dtype=np.float64)
+        self.is_pending = np.zeros(0, dtype=bool)  # by order row
         self.free: list[int] = []
         self.m = 0
         self.fields = np.zeros((0, RIDER_FIELDS), dtype=np.float64)
@@ -155,6 +161,9 @@ class Mirror:
                 grown = np.zeros((max(1024, 2 * self.rows.shape[0]), ROW), dtype=np.float64)
                 grown[:i] = self.rows[:i]
                 self.rows = grown
+                mask = np.zeros(grown.shape[0], dtype=bool)
+                mask[:i] = self.is_pending[:i]
+                self.is_pending = mask
             self.ids.append("")
         self.rows[i] = row
         self.ids[i] = oid
@@ -185,6 +194,11 @@ class Mirror:
             self._clear(width)
         for oid, row in zip(d.order_ids, d.order_rows, strict=True):
             self._order_row(oid, row)
+        row_of = self.row_of
+        for oid in d.pending_drop:
+            self.is_pending[row_of[oid]] = False
+        for oid in d.pending_add:
+            self.is_pending[row_of[oid]] = True
         self._grow_riders(d.n_riders)
         rows = np.asarray(d.rider_rows, dtype=np.int64)
         if rows.size:
@@ -193,7 +207,6 @@ class Mirror:
             if longest > self.routes.width:
                 self.routes = self.routes.widened(longest)
             rt = self.routes
-            row_of = self.row_of
             for r, seq, fz in zip(rows.tolist(), d.rider_stops, d.rider_frozen, strict=True):
                 n = len(seq)
                 rt.length[r] = n
@@ -287,7 +300,7 @@ class Mirror:
         width = 2 * params.max_orders_per_rider + 2
         self.apply(d, width)
         row_of = self.row_of
-        pend_all = np.fromiter((row_of[oid] for oid in d.pending), dtype=np.int64, count=len(d.pending))
+        pend_all = np.flatnonzero(self.is_pending[: len(self.ids)]).astype(np.int64)
         orders, riders = self.tables(now)
         m = self.m
         pend = pend_all
