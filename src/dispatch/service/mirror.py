@@ -150,24 +150,37 @@ class Mirror:
 
     # -- the delta ------------------------------------------------------------------------------------------------
 
-    def _order_row(self, oid: str, row: F64) -> None:
-        if oid in self.row_of:
+    def _order_rows(self, ids: list[str], rows: F64) -> None:
+        """Take in the orders ``ids`` (their rows ``rows``, float64[q, ROW]) that the mirror does not hold yet:
+        free rows first (the last freed first), then new ones at the end."""
+        row_of = self.row_of
+        fresh: list[int] = []
+        seen: set[str] = set()
+        for j, oid in enumerate(ids):
+            if oid not in row_of and oid not in seen:
+                seen.add(oid)
+                fresh.append(j)
+        if not fresh:
             return
-        if self.free:
-            i = self.free.pop()
-        else:
-            i = len(self.ids)
-            if i >= self.rows.shape[0]:
-                grown = np.zeros((max(1024, 2 * self.rows.shape[0]), ROW), dtype=np.float64)
-                grown[:i] = self.rows[:i]
-                self.rows = grown
-                mask = np.zeros(grown.shape[0], dtype=bool)
-                mask[:i] = self.is_pending[:i]
-                self.is_pending = mask
-            self.ids.append("")
-        self.rows[i] = row
-        self.ids[i] = oid
-        self.row_of[oid] = i
+        reuse = min(len(fresh), len(self.free))
+        slots = [self.free.pop() for _ in range(reuse)]
+        start = len(self.ids)
+        extra = len(fresh) - reuse
+        if start + extra > self.rows.shape[0]:
+            cap = max(1024, 2 * self.rows.shape[0], start + extra)
+            grown = np.zeros((cap, ROW), dtype=np.float64)
+            grown[:start] = self.rows[:start]
+            self.rows = grown
+            mask = np.zeros(cap, dtype=bool)
+            mask[:start] = self.is_pending[:start]
+            self.is_pending = mask
+        self.ids.extend([""] * extra)
+        slots.extend(range(start, start + extra))
+        self.rows[np.array(slots, dtype=np.int64)] = rows[np.array(fresh, dtype=np.int64)]
+        for i, j in zip(slots, fresh, strict=True):
+            oid = ids[j]
+            self.ids[i] = oid
+            row_of[oid] = i
 
     def _grow_riders(self, m: int) -> None:
         if m <= self.fields.shape[0]:
@@ -192,8 +205,7 @@ class Mirror:
         """Take the delta in (the orders first: the routes refer to them)."""
         if d.reset:
             self._clear(width)
-        for oid, row in zip(d.order_ids, d.order_rows, strict=True):
-            self._order_row(oid, row)
+        self._order_rows(d.order_ids, np.asarray(d.order_rows, dtype=np.float64).reshape(len(d.order_ids), ROW))
         row_of = self.row_of
         for oid in d.pending_drop:
             self.is_pending[row_of[oid]] = False
@@ -207,13 +219,17 @@ class Mirror:
             if longest > self.routes.width:
                 self.routes = self.routes.widened(longest)
             rt = self.routes
-            for r, seq, fz in zip(rows.tolist(), d.rider_stops, d.rider_frozen, strict=True):
-                n = len(seq)
-                rt.length[r] = n
-                rt.frozen[r] = min(fz, n)
-                if n:
-                    rt.order[r, :n] = [row_of[oid] for oid, _k in seq]
-                    rt.kind[r, :n] = [k for _oid, k in seq]
+            # All the changed routes at once (one Python pass over their stops, then whole-array writes).
+            lens = np.fromiter(map(len, d.rider_stops), dtype=np.int64, count=len(d.rider_stops))
+            rt.length[rows] = lens
+            rt.frozen[rows] = np.minimum(np.asarray(d.rider_frozen, dtype=np.int64), lens)
+            total = int(lens.sum())
+            if total:
+                stop_ids = [oid for seq in d.rider_stops for oid, _k in seq]
+                rr = np.repeat(rows, lens)
+                kk = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+                rt.order[rr, kk] = np.fromiter(map(row_of.__getitem__, stop_ids), dtype=np.int64, count=total)
+                rt.kind[rr, kk] = [k for seq in d.rider_stops for _oid, k in seq]
         self.x = np.asarray(d.x, dtype=np.float64)
         self.y = np.asarray(d.y, dtype=np.float64)
 
@@ -420,24 +436,25 @@ class Mirror:
         etas = res.arrive[rr, kk].tolist() if res.arrive.size else [math.nan] * rr.size
         frozen = out.frozen[changed].tolist()
         banned = {self.row_of[oid]: set(rs) for oid, rs in d.banned.items() if oid in self.row_of}
+        # Every changed route's stops as (order id, kind), in one pass; each proposal takes its slice.
+        stops = list(zip([ids[o] for o in orders], kinds, strict=True))
         proposals: list[Proposal] = []
         start = 0
-        for j, (r_sub, end) in enumerate(zip(changed.tolist(), ends_a.tolist(), strict=True)):
-            r = int(rows[r_sub])
-            seq_i = list(zip(orders[start:end], kinds[start:end], strict=True))
+        for j, (r_sub, r, end) in enumerate(zip(changed.tolist(), rows[changed].tolist(), ends_a.tolist(),
+                                                strict=True)):  # fmt: skip
+            seq = stops[start:end]
             eta = etas[start:end]
-            start = end
             new = new_by_rider.get(r_sub, [])
             msg: bytes | None = msgs[j]
-            bad = [o for o in new if r in banned.get(o, ())]
+            bad = [o for o in new if r in banned.get(o, ())] if banned else []
             if bad:
                 msg = None
-                keep = [k for k in range(len(seq_i)) if seq_i[k][0] not in bad]
-                seq_i = [seq_i[k] for k in keep]
+                keep = [k for k in range(end - start) if orders[start + k] not in bad]
+                seq = [seq[k] for k in keep]
                 eta = [eta[k] for k in keep]
                 new = [o for o in new if o not in bad]
                 reasons.extend((ids[o], int(Reason.RIDERS_BUSY)) for o in bad)
-            seq = [(ids[o], k) for o, k in seq_i]
+            start = end
             proposals.append((r, seq, eta, min(frozen[j], len(seq)), [ids[o] for o in new], msg,
                               moved_in.get(r_sub, [])))  # fmt: skip
         return proposals
