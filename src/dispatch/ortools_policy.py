@@ -43,7 +43,16 @@ import numpy.typing as npt
 
 from dispatch.kernels import insertion as ins
 from dispatch.kernels.route import evaluate_routes, evaluate_subset, sequence_cost
-from dispatch.policy import DispatchParams, ParamsError, Reason, Snapshot, TickResult, _accepting, planning_view
+from dispatch.policy import (
+    DispatchParams,
+    ParamsError,
+    Reason,
+    Snapshot,
+    TickResult,
+    _accepting,
+    held_back,
+    planning_view,
+)
 from dispatch.routing import RoutingParams, optimise
 from dispatch.state import DROPOFF, F64, I64, PICKUP, OrderTable, RiderTable, Routes
 
@@ -58,6 +67,8 @@ class OrToolsPolicy:
     ``max_group_orders``: most new orders in one OR-Tools model; ``reassign``: let OR-Tools move open orders
     between the riders of a group.
     """
+
+    holds_orders = True  # as the kernel policy (``dispatch.policy.held_back``)
 
     def __init__(
         self, params: DispatchParams | None = None, *, max_group_orders: int = 20, reassign: bool = False
@@ -87,7 +98,7 @@ class OrToolsPolicy:
         feasible0 = np.asarray(tot0[4], dtype=np.bool_).copy()
 
         pending = np.asarray(snap.pending, dtype=np.int64)
-        held = (now - orders.placed[pending] < p.hold_s) & (orders.pinned[pending] < 0)
+        held = held_back(orders, pending, p, now)
         eligible = pending[~held]
         reject = p.reject_costs(orders, now)
         accepting0 = _accepting(snap, p, now)

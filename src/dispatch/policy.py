@@ -258,6 +258,12 @@ class Policy(Protocol):
     def tick(self, snap: Snapshot, now: float) -> TickResult: ...
 
 
+def held_back(orders: OrderTable, pending: I64, params: DispatchParams, now: float) -> npt.NDArray[np.bool_]:
+    """bool[len(pending)]: the pending orders a tick holds back for batching (``HELD_FOR_BATCHING``): younger than
+    ``hold_s`` and not pinned. The rule of the ``kernel`` and ``ortools`` policies (``holds_orders``)."""
+    return (now - orders.placed[pending] < params.hold_s) & (orders.pinned[pending] < 0)
+
+
 def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArray[np.bool_]:
     """bool[m]: riders online, in shift and below the order limit."""
     riders = snap.riders
@@ -294,6 +300,8 @@ def _evaluation(snap: Snapshot, routes: Routes, weights: F64, mode: int) -> tupl
 class KernelPolicy:
     """The product's policy (see the module docstring)."""
 
+    holds_orders = True  # young orders are held back for batching (``held_back``)
+
     def __init__(self, params: DispatchParams | None = None) -> None:
         self.params = params or DispatchParams()
         self._ticks = 0
@@ -317,8 +325,7 @@ class KernelPolicy:
         cost0 = tot[3].copy()
 
         pending = np.asarray(snap.pending, dtype=np.int64)
-        age = now - snap.orders.placed[pending]
-        held = (age < p.hold_s) & (snap.orders.pinned[pending] < 0)
+        held = held_back(snap.orders, pending, p, now)
         eligible = pending[~held]
         accepting = _accepting(snap, p, now)
         fx, fy, floc, fat = _free_point(snap, ev, tot)
@@ -496,6 +503,8 @@ def _reasons(
 
 class GreedyPolicy:
     """Baseline: first come first served, the nearest idle rider in reach, one order per trip."""
+
+    holds_orders = False
 
     def __init__(self, params: DispatchParams | None = None) -> None:
         self.params = params or DispatchParams()

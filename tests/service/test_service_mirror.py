@@ -493,3 +493,21 @@ def test_a_loop_a_whole_tick_behind_restarts_its_schedule_instead_of_running_slo
     assert starts[2] == pytest.approx(41.0)  # at once
     assert starts[3] == pytest.approx(42.0)  # then one slot a second again, from there
     assert starts[4] == pytest.approx(43.0)
+
+
+@pytest.mark.parametrize(("policy", "hold_s", "want"), [
+    ("kernel", 60.0, Reason.HELD_FOR_BATCHING),  # placed 10 s ago: still held back
+    ("kernel", 5.0, Reason.NO_RIDER_IN_REACH),
+    ("greedy", 60.0, Reason.NO_RIDER_IN_REACH),  # greedy never holds an order back
+])  # fmt: skip
+def test_a_slot_with_no_rider_near_reports_held_orders_as_held(policy, hold_s, want):
+    model = Model()
+    model.pending = [f"o{i}" for i in range(6)]
+    model.routes, model.fields, model.pos = [[]], [_fields(0, True)], [(5e6, 5e6)]  # one rider, far away
+    d = model.delta(True, [0], list(model.pending))
+    d.sites = np.ones(N_SITES, dtype=bool)
+    d.site_xy = np.array([(100.0 * s, 0.0) for s in range(N_SITES)])
+    travel = city_snapshot(CitySpec(n_orders=1, n_riders=1, n_sites=1)).travel
+    res = Mirror().tick(policy, DispatchParams(hold_s=hold_s), d, NOW, travel)
+    assert res.riders == 0 and res.dispatched == 6
+    assert sorted(res.reasons) == [(f"o{i}", int(want)) for i in range(6)]

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from dispatch.kernels.route import MIXED, evaluate_routes
-from dispatch.policy import DispatchParams, Policy, Reason, Snapshot, TickResult, make_policy
+from dispatch.policy import DispatchParams, Policy, Reason, Snapshot, TickResult, held_back, make_policy
 from dispatch.service.routemsg import route_messages
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
@@ -362,8 +362,10 @@ class Mirror:
             proposals = self._proposals(res, rows, d, reasons)
             for o, why in zip(res.unassigned_order.tolist(), res.unassigned_reason.tolist(), strict=True):
                 reasons.append((self.ids[o], int(why)))
-        else:
-            reasons.extend((self.ids[i], int(Reason.NO_RIDER_IN_REACH)) for i in pend.tolist())
+        elif pend.size:  # no rider near the call's sites: held orders are still held, the rest out of reach
+            held = held_back(orders, pend, params, now) if getattr(policy, "holds_orders", False) else pend < 0
+            why = np.where(held, int(Reason.HELD_FOR_BATCHING), int(Reason.NO_RIDER_IN_REACH)).tolist()
+            reasons.extend((self.ids[i], w) for i, w in zip(pend.tolist(), why, strict=True))
         t_policy = time.perf_counter()
         out = MirrorResult(self.epoch, len(self.ids) - len(self.free), int(rows.size), int(pend.size), proposals,
                            reasons, [])  # fmt: skip
