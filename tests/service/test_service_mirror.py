@@ -511,3 +511,36 @@ def test_a_slot_with_no_rider_near_reports_held_orders_as_held(policy, hold_s, w
     res = Mirror().tick(policy, DispatchParams(hold_s=hold_s), d, NOW, travel)
     assert res.riders == 0 and res.dispatched == 6
     assert sorted(res.reasons) == [(f"o{i}", int(want)) for i in range(6)]
+
+
+def test_ortools_every_ticks_counts_each_slots_own_calls(monkeypatch):
+    """With ``ortools_every_ticks = 2``, slots A and B called A, B, A, B are re-optimised on their own second call
+    (calls 3 and 4), not on every second call of the mirror (calls 2 and 4)."""
+    from dispatch.policy import KernelPolicy
+
+    seen: list[int] = []
+    call = [0]
+    original = KernelPolicy._reoptimise
+
+    def spy(self, *args):
+        seen.append(call[0])
+        return original(self, *args)
+
+    monkeypatch.setattr(KernelPolicy, "_reoptimise", spy)
+    params = DispatchParams(hold_s=0.0, ortools_every_ticks=2, ortools_time_limit_s=0.05)
+    snap, site_xy = _city()
+    d, _ids = _full_delta(snap, site_xy)
+    a = np.zeros(SPEC.n_sites, dtype=bool)
+    a[[0, 3, 7]] = True
+    b = np.zeros(SPEC.n_sites, dtype=bool)
+    b[[1, 4]] = True
+    mirror = Mirror()
+    r = snap.riders
+    for k, sites in enumerate([a, b, a, b], start=1):
+        call[0] = k
+        if k > 1:
+            d = Delta(False, [], np.zeros((0, ROW)), r.m, np.zeros(0, np.int64), np.zeros((0, RIDER_FIELDS)), [], [],
+                      r.x, r.y, [], [], SPEC.n_sites, site_xy=site_xy)  # fmt: skip
+        d.sites = sites
+        assert mirror.tick("kernel", params, d, NOW, snap.travel).dispatched > 0
+    assert seen == [3, 4]

@@ -132,7 +132,7 @@ class Mirror:
 
     def __init__(self, width: int = 12) -> None:
         self.epoch = time.monotonic_ns()
-        self._policy: Policy | None = None
+        self._policies: dict[bytes | None, Policy] = {}  # by the call's sites (``_policy_for``)
         self._key: tuple[str, DispatchParams] | None = None
         self._clear(width)
 
@@ -302,11 +302,19 @@ class Mirror:
                 keep[has[visit.any(axis=1)]] = True
         return np.flatnonzero(keep).astype(np.int64)
 
-    def _policy_for(self, name: str, params: DispatchParams) -> Policy:
-        if self._policy is None or self._key != (name, params):
-            self._policy = make_policy(name, params)
+    def _policy_for(self, name: str, params: DispatchParams, sites: npt.NDArray[np.bool_] | None) -> Policy:
+        """The policy for a call on ``sites`` (None: every site). Each slot (set of sites) has its own, so that what
+        a policy counts in ticks counts that slot's calls: with ``ortools_every_ticks = N`` each site's riders are
+        re-optimised every N ticks, as in the simulator, not every N slot calls. A new name or new parameters
+        start them all afresh."""
+        if self._key != (name, params):
+            self._policies = {}
             self._key = (name, params)
-        return self._policy
+        key = None if sites is None else np.packbits(sites).tobytes() + len(sites).to_bytes(4, "little")
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = make_policy(name, params)
+        return policy
 
     # -- one call -------------------------------------------------------------------------------------------------
 
@@ -352,7 +360,7 @@ class Mirror:
         sub_riders = riders.take(rows) if sub is not None else riders
         sub_routes = Routes(rt.length[rows], rt.frozen[rows], rt.order[rows], rt.kind[rows])  # (copies)
         t_apply = time.perf_counter()
-        policy = self._policy_for(name, params)
+        policy = self._policy_for(name, params, d.sites)
         proposals: list[Proposal] = []
         res: TickResult | None = None
         timings: dict[str, float] = {}
