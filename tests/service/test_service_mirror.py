@@ -422,7 +422,7 @@ def test_an_order_moved_to_another_riders_route_gets_that_rider(tmp_path: Path):
         now = time.time()
         was = _moved_setup(srv, stub, now)
         other = "r1" if was == "r0" else "r0"
-        srv.loop.mirror._policy = _Mover()
+        srv.loop.mirror._policies[None] = _Mover()  # the whole-city call's policy
         st_ = srv.loop.tick(now + 2.0)
         assert st_ is not None and st_.dropped_riders == 0
         with srv.store.lock:
@@ -457,7 +457,7 @@ def test_a_moved_order_changes_riders_only_if_both_routes_are_taken(tmp_path: Pa
             with srv.store.lock:
                 srv.store.dirty_riders.add(was)
 
-        srv.loop.mirror._policy = _Mover(mark)
+        srv.loop.mirror._policies[None] = _Mover(mark)
         st_ = srv.loop.tick(now + 2.0)
         assert st_ is not None and st_.dropped_riders == 2
         with srv.store.lock:
