@@ -15,7 +15,7 @@ from svc_fixtures import make_config, online, order, report, running
 from dispatch.service import validate as v
 from dispatch.service.routemsg import route_messages
 from dispatch.service.store import Store
-from dispatch.state import Routes
+from dispatch.state import PICKUP, Routes
 from dispatch.v1 import dispatch_pb2 as pb
 
 
@@ -34,7 +34,7 @@ route_rows = st.lists(
     st.tuples(
         st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1)), max_size=6),  # (order index, kind) per stop
         st.integers(0, 7),  # frozen as the policy returned it
-        st.lists(st.one_of(st.floats(1.7e9, 1.9e9), st.just(math.nan)), min_size=6, max_size=6),  # ETAs
+        st.lists(st.one_of(st.floats(1.7e9, 1.9e9), st.just(math.nan), st.just(0.0)), min_size=6, max_size=6),
     ),
     min_size=1,
     max_size=5,
@@ -64,6 +64,60 @@ def test_route_messages_are_the_stores_route_of(tmp_path_factory, rows, with_eta
         etas = arrive[r, :n].tolist() if with_etas else [math.nan] * n
         fz = max(min(int(routes.frozen[r]), n), 1) if n else 0
         assert got[j] == store.route_of(stops, etas, fz).SerializeToString()
+
+
+def _by_protobuf(ids, latlng, routes, arrive, rows):
+    """The same messages through the protobuf API, stop by stop (the oracle)."""
+    out = []
+    for r in rows.tolist():
+        n = int(routes.length[r])
+        fz = max(min(int(routes.frozen[r]), n), 1) if n else 0
+        route = pb.Route()
+        for s in range(n):
+            o, k = int(routes.order[r, s]), int(routes.kind[r, s])
+            st_ = route.stops.add(kind=pb.STOP_KIND_PICKUP if k == PICKUP else pb.STOP_KIND_DROPOFF,
+                                  order_id=ids[o], frozen=s < fz)  # fmt: skip
+            c = 0 if k == PICKUP else 2
+            st_.position.lat, st_.position.lng = float(latlng[o, c]), float(latlng[o, c + 1])
+            if arrive.size and math.isfinite(arrive[r, s]):
+                sec = math.floor(arrive[r, s])
+                st_.eta.seconds, st_.eta.nanos = sec, min(999_999_999, round((arrive[r, s] - sec) * 1e9))
+        out.append(route.SerializeToString())
+    return out
+
+
+edge_etas = st.one_of(
+    st.floats(-1e12, 1e12), st.just(math.nan), st.just(math.inf), st.sampled_from([0.0, -0.0, 0.5, -0.5, 1.0 + 5e-10,
+    1.7e9 + 0.25, 2.0**52 + 0.5, 2.0**53, -(2.0**53), 1e18, 123.0000000005, 0.9999999999, -0.9999999999]),
+)  # fmt: skip
+edge_degrees = st.one_of(st.floats(-180, 180), st.sampled_from([0.0, -0.0, 5e-324, -180.0, 90.0]))
+edge_ids = st.text(min_size=1, max_size=150)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(edge_ids, min_size=4, max_size=4, unique=True),
+    st.lists(st.lists(edge_degrees, min_size=4, max_size=4), min_size=4, max_size=4),
+    route_rows,
+    st.lists(edge_etas, min_size=6, max_size=6),
+)
+def test_route_messages_are_protobufs_own_bytes_at_the_edges(ids, latlng, rows, etas):
+    """Written directly, the bytes equal protobuf's for any order id (non-ASCII, longer than 127 bytes), any
+    position (0.0 is left out, -0.0 kept) and any ETA (0, negative, half a nanosecond, beyond 2**53)."""
+    m, width = len(rows), 6
+    routes = Routes.empty(m, width)
+    arrive = np.full((m, width), np.nan)
+    for r, (stops, frozen, _etas) in enumerate(rows):
+        routes.length[r] = len(stops)
+        routes.frozen[r] = min(frozen, len(stops))
+        for s, (o, k) in enumerate(stops):
+            routes.order[r, s], routes.kind[r, s] = o % 4, k
+        arrive[r] = etas[r:] + etas[:r]
+    ll = np.array(latlng, dtype=np.float64)
+    pick = np.arange(m, dtype=np.int64)
+    assert route_messages(ids, ll, routes, arrive, pick) == _by_protobuf(ids, ll, routes, arrive, pick)
+    no_etas = np.zeros((0, 0))
+    assert route_messages(ids, ll, routes, no_etas, pick) == _by_protobuf(ids, ll, routes, no_etas, pick)
 
 
 def test_a_tick_with_the_policy_in_its_worker_publishes_the_stores_routes(tmp_path: Path):
