@@ -168,3 +168,36 @@ def test_the_loop_freezes_the_heap_after_each_tick_and_hands_it_back_periodicall
     finally:
         gc.unfreeze()
         loop.stop()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    moves=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "ghost"]),
+            st.floats(-5.0, 5.0),  # seconds after NOW: older fixes are accepted without moving the rider
+            st.one_of(st.floats(31.20, 31.28), st.just(39.9)),  # 39.9: Beijing, refused as too far
+            st.floats(121.44, 121.52),
+        ),
+        max_size=30,
+    ),
+    split=st.integers(0, 30),
+)
+def test_the_stores_position_array_follows_every_riders_position(tmp_path_factory, moves, split):
+    """``Store.rider_xy`` (what each tick's delta sends) is every rider's ``(x, y)`` after runs of LOCATION events
+    that move one rider several times, go back in time or get refused, and after ONLINE events; the loop's delta
+    sends the same, and so does a store rebuilt from the journal."""
+    cfg = make_config(tmp_path_factory.mktemp("xy"))
+    with running(cfg, start_loop=False) as (srv, stub):
+        report(stub, *[online(r, lat=31.23 + 0.01 * i, now=NOW) for i, r in enumerate("abc")])
+        events = [_loc(r, NOW + dt, la, lo) for r, dt, la, lo in moves]
+        report(stub, *events[:split])
+        report(stub, online("b", lat=31.25, now=NOW + 1), *events[split:])
+        store = srv.store
+        want = np.array([(r.x, r.y) for r in store.riders.values()])
+        assert [r.row for r in store.riders.values()] == list(range(len(store.riders)))
+        assert np.array_equal(store.rider_xy(), want)
+        delta = srv.loop._delta(None, True)
+        assert np.array_equal(delta.x, want[:, 0]) and np.array_equal(delta.y, want[:, 1])
+    with running(cfg, start_loop=False) as (srv, _stub):
+        assert np.array_equal(srv.store.rider_xy(), want)

@@ -237,6 +237,7 @@ class DispatchLoop:
                     special[oid] = (o.pinned, set(o.banned or ()))
             touched |= self._resend
             self._resend = set()
+            xy = s.rider_xy()  # (by row: the loop's rows are the store's, riders are only ever added)
         reset = self._reset
         self._reset = True  # until the mirror has taken this delta (``_call``): a failure here resends everything
         if reset:
@@ -245,13 +246,6 @@ class DispatchLoop:
         pace = self._pace
         recs = self._recs
         m = len(recs)
-        xs: list[float] = []
-        ys: list[float] = []
-        for b in range(0, m, BLOCK):
-            block = recs[b : b + BLOCK]
-            xs.extend([r.x for r in block])
-            ys.extend([r.y for r in block])
-            pace()
         rows = list(range(m)) if reset else sorted(self._row[rid] for rid in touched if rid in self._row)
         keys = [
             (r.stops, r.frozen, r.online, r.shift_start, r.shift_end, r.capacity, r.speed)
@@ -295,8 +289,8 @@ class DispatchLoop:
             rider_fields=fields.reshape(len(keys), RIDER_FIELDS),
             rider_stops=[list(k[0]) for k in keys],
             rider_frozen=[min(k[1], len(k[0])) for k in keys],
-            x=np.array(xs, dtype=np.float64),
-            y=np.array(ys, dtype=np.float64),
+            x=np.ascontiguousarray(xy[:, 0]),
+            y=np.ascontiguousarray(xy[:, 1]),
             pending_add=pending_add,
             pending_drop=pending_drop,
             n_sites=len(s.sites),

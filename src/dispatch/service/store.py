@@ -141,6 +141,7 @@ class RiderRec:
     stops: list[tuple[str, int]] = field(default_factory=list)
     etas: list[float] = field(default_factory=list)
     frozen: int = 0
+    row: int = -1  # the rider's place in ``Store.riders`` (insertion order), its row of ``Store.rider_xy``
 
 
 class _Accepted:
@@ -172,6 +173,7 @@ class Store:
         self._build_sites(cfg)
         self.orders: dict[str, OrderRec] = {}
         self.riders: dict[str, RiderRec] = {}
+        self._xy = np.zeros((0, 2), dtype=np.float64)  # every rider's frame position by row (``rider_xy``)
         self.pending: dict[str, None] = {}
         self.special: set[str] = set()  # orders pinned to a rider or rejected by one (the tick treats them apart)
         self.counts: dict[int, int] = {int(st): 0 for st in STATES}
@@ -187,6 +189,10 @@ class Store:
         self.last_tick_at = math.nan
         self.last_tick_s = 0.0
         self.at_risk = 0
+
+    def rider_xy(self) -> npt.NDArray[np.float64]:
+        """Every rider's frame position (x, y), by row (``RiderRec.row``): a copy, float64[riders, 2]."""
+        return self._xy[: len(self.riders)].copy()
 
     # -- sites and frames ---------------------------------------------------------------------------------------
 
@@ -435,6 +441,7 @@ class Store:
         xs, ys = xa.tolist(), ya.tolist()
         accepted = 0
         events = acc.events
+        moved: list[int] = []  # (the events that moved their rider)
         for k, r in enumerate(recs):
             if r is None:
                 rid = run.rider_id[k]
@@ -447,8 +454,15 @@ class Store:
                     refused.append((run.index[k], r.id, RefusalError(FAILED_PRECONDITION, "position", _FAR)))
                     continue
                 r.lat, r.lng, r.at, r.x, r.y = run.lat[k], run.lng[k], at, xs[k], ys[k]
+                moved.append(k)
             events.append(run.raw[k])
             accepted += 1
+        if moved:  # each moved rider's last position in the run
+            rows = np.fromiter((recs[k].row for k in moved), dtype=np.int64, count=len(moved))  # type: ignore[union-attr]
+            rows, last = np.unique(rows[::-1], return_index=True)
+            ks = np.array(moved, dtype=np.int64)[::-1][last]
+            self._xy[rows, 0] = xa[ks]
+            self._xy[rows, 1] = ya[ks]
         return accepted
 
     def _flush(self, acc: _Accepted) -> None:
@@ -480,8 +494,12 @@ class Store:
             sh = ev.shift
             if r is None:
                 r = RiderRec(ev.rider_id, site.group, ev.lat, ev.lng, ev.at, x, y, sh.start, sh.end, sh.capacity,
-                             sh.speed, online=False)  # fmt: skip
+                             sh.speed, online=False, row=len(self.riders))  # fmt: skip
                 self.riders[r.id] = r
+                if r.row >= self._xy.shape[0]:
+                    grown = np.zeros((max(1024, 2 * self._xy.shape[0]), 2), dtype=np.float64)
+                    grown[: self._xy.shape[0]] = self._xy
+                    self._xy = grown
             elif r.stops and r.group != site.group:
                 raise RefusalError(
                     FAILED_PRECONDITION, "position", "a rider with stops cannot come online in another area"
@@ -491,6 +509,7 @@ class Store:
             r.online = True
             r.group = site.group
             r.lat, r.lng, r.at, r.x, r.y = ev.lat, ev.lng, ev.at, x, y
+            self._xy[r.row] = x, y
             r.shift_start, r.shift_end, r.capacity, r.speed = sh.start, sh.end, sh.capacity, sh.speed
             self.dirty_riders.add(r.id)
             accept()
@@ -504,6 +523,7 @@ class Store:
             if abs(x - r.group * FRAME_GAP_M) > MAX_FROM_GROUP_M or abs(y) > MAX_FROM_GROUP_M:
                 raise RefusalError(FAILED_PRECONDITION, "position", _FAR)
             r.lat, r.lng, r.at, r.x, r.y = ev.lat, ev.lng, ev.at, x, y
+            self._xy[r.row] = x, y
         if kind == pb.RIDER_EVENT_KIND_LOCATION:
             accept()
             return 0
@@ -753,6 +773,7 @@ class Store:
             )
             for r, x, y in zip(recs, xs.tolist(), ys.tolist(), strict=True):
                 r.x, r.y = x, y
+            self._xy[[r.row for r in recs]] = np.stack([xs, ys], axis=1)
         self.dirty_riders.clear()
         self.dirty_orders.clear()
         if skipped:
