@@ -24,6 +24,7 @@ from svc_fixtures import make_config, online, order, report, running, ts
 from dispatch.policy import DispatchParams, Reason, Snapshot, TickResult, make_policy
 from dispatch.promise import PromiseEngine, PromiseSites
 from dispatch.promise_params import PromiseParams
+from dispatch.service import mirror as mirror_mod
 from dispatch.service.loop import next_slot_at, site_slots
 from dispatch.service.mirror import RIDER_FIELDS, ROW, Delta, Mirror
 from dispatch.service.store import Store
@@ -219,8 +220,11 @@ def test_a_slot_on_the_riders_near_its_sites_assigns_like_the_policy_on_every_ri
     assert dict(got.reasons) == want_left
 
 
+@pytest.mark.parametrize("brute_force", [True, False])  # (a few sites: brute force; many: a k-d tree)
 @pytest.mark.parametrize("reach_m", [8000.0, 1500.0])
-def test_near_keeps_the_riders_in_reach_and_the_visitors(reach_m):
+def test_near_keeps_the_riders_in_reach_and_the_visitors(reach_m, brute_force, monkeypatch):
+    if not brute_force:
+        monkeypatch.setattr(mirror_mod, "BRUTE_FORCE_SITES", 0)
     params = DispatchParams(hold_s=0.0, max_reach_m=reach_m)
     snap, site_xy = _city()
     d, _ids = _full_delta(snap, site_xy)

@@ -32,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from dispatch.candidates import BRUTE_FORCE_SITES
+from dispatch.kernels.candidates import nearest_groups
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.policy import DispatchParams, Policy, Reason, Snapshot, TickResult, held_back, make_policy
 from dispatch.service.routemsg import route_messages
@@ -289,8 +291,12 @@ class Mirror:
         keep = np.zeros(m, dtype=bool)
         idx = np.flatnonzero(sites[: site_xy.shape[0]])
         if idx.size and m:
-            d, _i = cKDTree(site_xy[idx]).query(np.column_stack([fx, fy]), k=1, distance_upper_bound=reach_m)
-            keep |= np.isfinite(d)
+            cx, cy = site_xy[idx, 0].copy(), site_xy[idx, 1].copy()
+            if idx.size <= BRUTE_FORCE_SITES:  # (a few sites: cheaper than a k-d tree's build and queries)
+                keep |= nearest_groups(fx, fy, cx, cy, 1, float(reach_m))[:, 0] < idx.size
+            else:
+                d, _i = cKDTree(site_xy[idx]).query(np.column_stack([fx, fy]), k=1, distance_upper_bound=reach_m)
+                keep |= np.isfinite(d)
             if has.size:
                 w = rt.width
                 used = np.arange(w)[None, :] < rt.length[has, None]
