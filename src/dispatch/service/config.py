@@ -10,7 +10,7 @@ Every key is optional except where a site source is needed. The layout (top leve
     metrics_host = "127.0.0.1"
     policy = "kernel"               # the dispatch policy (dispatch.policy.POLICIES)
     policy_process = true           # run the policy in a worker process (Numba holds the GIL while it runs)
-    policy_nice = 10                # the worker's niceness (0-19): requests win a saturated CPU over the policy
+    policy_nice = 0                 # the worker's niceness (0-19; higher: requests win a saturated CPU over it)
     grpc_server = "threads"         # "threads" (grpc's thread pool) or "aio" (asyncio, dispatch.service.aio)
     tick_pause_ms = 1.0             # the tick's work in the server pauses this long after every 2 ms (0: no pauses)
     tick_slots = 15                 # each tick_s is cut into this many slots, one group of neighbouring sites each
@@ -130,7 +130,7 @@ class ServiceConfig:
     group_link_m: float = 30_000.0
     policy: str = "kernel"
     policy_process: bool = True
-    policy_nice: int = 10
+    policy_nice: int = 0
     tick_pause_ms: float = 1.0
     tick_slots: int = 15
     grpc_server: str = "threads"

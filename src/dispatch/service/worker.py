@@ -8,10 +8,11 @@ between calls (``dispatch.service.mirror``, rebuilt policy and all when the para
 what changed, and the answer carries the changed riders' Route messages, work that would otherwise hold the
 server's GIL. ``tick`` and ``tick_ends`` run the policy on a whole snapshot (``route_ends``: when each route ends).
 
-The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 10): on a machine
+The worker can run at a lower scheduling priority (``nice``; the service's ``policy_nice``, default 0): on a machine
 whose cores are all busy, the kernel then gives the server's request threads the CPU first and the policy what is
-left, so that a long tick delays assignments rather than acknowledgements (measured: benchmarks/RESULTS.md,
-"Service, session 5").
+left, so that a long tick delays assignments rather than acknowledgements. That mattered for ticks of several
+seconds (benchmarks/RESULTS.md, "Service, session 5"); with slots of a few hundred milliseconds, nice 10 made
+assignments later and acknowledgements no faster ("Session 12"), so the default is 0.
 """
 
 from __future__ import annotations
