@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
+import pytest
 
 from dispatch.policy import DispatchParams, make_policy
 from dispatch.service.worker import PolicyProcess
@@ -23,3 +28,22 @@ def test_worker_tick_equals_local_tick():
     np.testing.assert_array_equal(remote.assigned_rider, local.assigned_rider)
     np.testing.assert_array_equal(remote.routes.order, local.routes.order)
     np.testing.assert_array_equal(remote.unassigned_reason, local.unassigned_reason)
+
+
+def test_an_error_in_the_worker_reaches_the_caller_and_a_dead_worker_says_so():
+    """An exception in the worker is raised in the caller, and the worker goes on; once the worker is dead,
+    every call raises ``BrokenProcessPool`` (the loop then starts a new one)."""
+    spec = CitySpec(n_orders=10, n_riders=10, n_sites=1, seed=3)
+    worker = PolicyProcess()
+    try:
+        with pytest.raises(ValueError, match="no-such-policy"):
+            worker.tick("no-such-policy", DispatchParams(), city_snapshot(spec), NOW)
+        pid = worker.pid()
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            worker.pid()
+        with pytest.raises(BrokenProcessPool):
+            worker.tick("kernel", DispatchParams(), city_snapshot(spec), NOW)
+    finally:
+        worker.close()
