@@ -41,19 +41,27 @@ route_rows = st.lists(
 )
 
 
+def _routes(rows, etas, n_orders):
+    """Routes (width 6) from ``route_rows``' stops and frozen counts (order indices modulo ``n_orders``), and
+    their ETAs (``etas``: one list of 6 per route)."""
+    m, width = len(rows), 6
+    routes = Routes.empty(m, width)
+    arrive = np.full((m, width), np.nan)
+    for r, (stops, frozen, _etas) in enumerate(rows):
+        routes.length[r] = len(stops)
+        routes.frozen[r] = min(frozen, len(stops))
+        for s, (o, k) in enumerate(stops):
+            routes.order[r, s], routes.kind[r, s] = o % n_orders, k
+        arrive[r] = etas[r]
+    return routes, arrive
+
+
 @settings(max_examples=60, deadline=None)
 @given(route_rows, st.booleans())
 def test_route_messages_are_the_stores_route_of(tmp_path_factory, rows, with_etas):
     store, ids = _store(tmp_path_factory.mktemp("rm"))
-    m, width = len(rows), 6
-    routes = Routes.empty(m, width)
-    arrive = np.full((m, width), np.nan)
-    for r, (stops, frozen, etas) in enumerate(rows):
-        routes.length[r] = len(stops)
-        routes.frozen[r] = min(frozen, len(stops))
-        for s, (o, k) in enumerate(stops):
-            routes.order[r, s], routes.kind[r, s] = o, k
-        arrive[r] = etas
+    m = len(rows)
+    routes, arrive = _routes(rows, [etas for _s, _f, etas in rows], n_orders=6)
     latlng = np.array([o.row[11:15] for o in (store.orders[i] for i in ids)], dtype=np.float64)
     pick = np.arange(m, dtype=np.int64)[::-1].copy()  # any order of rows
     got = route_messages(ids, latlng, routes, arrive if with_etas else np.zeros((0, 0)), pick)
@@ -104,15 +112,8 @@ edge_ids = st.text(min_size=1, max_size=150)
 def test_route_messages_are_protobufs_own_bytes_at_the_edges(ids, latlng, rows, etas):
     """Written directly, the bytes equal protobuf's for any order id (non-ASCII, longer than 127 bytes), any
     position (0.0 is left out, -0.0 kept) and any ETA (0, negative, half a nanosecond, beyond 2**53)."""
-    m, width = len(rows), 6
-    routes = Routes.empty(m, width)
-    arrive = np.full((m, width), np.nan)
-    for r, (stops, frozen, _etas) in enumerate(rows):
-        routes.length[r] = len(stops)
-        routes.frozen[r] = min(frozen, len(stops))
-        for s, (o, k) in enumerate(stops):
-            routes.order[r, s], routes.kind[r, s] = o % 4, k
-        arrive[r] = etas[r:] + etas[:r]
+    m = len(rows)
+    routes, arrive = _routes(rows, [etas[r:] + etas[:r] for r in range(m)], n_orders=4)
     ll = np.array(latlng, dtype=np.float64)
     pick = np.arange(m, dtype=np.int64)
     assert route_messages(ids, ll, routes, arrive, pick) == _by_protobuf(ids, ll, routes, arrive, pick)

@@ -161,7 +161,7 @@ def _with_protobuf(
     arrive: npt.NDArray[np.float64],
     rows: npt.NDArray[np.int64],
 ) -> list[bytes]:
-    """``route_messages`` through the protobuf API (for ETAs too far out for ``eta_fields``)."""
+    """``route_messages`` through the protobuf API (for ETAs too far out for ``_timestamp``)."""
     out: list[bytes] = []
     for r in rows.tolist():
         n = int(routes.length[r])
