@@ -22,8 +22,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.connection import Connection
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -107,80 +106,33 @@ def _warm(name: str, params: DispatchParams) -> float:
     return warm_up(_policy_for(name, params))
 
 
-def _serve(conn: Connection, parent: int, nice: int) -> None:
-    """The worker's loop: ``(function, args)`` in, ``(True, result)`` or ``(False, exception)`` out, until the
-    server closes its end."""
-    _init(parent, nice)
-    while True:
-        try:
-            fn, args = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            out: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as exc:  # (the server re-raises it)
-            out = (False, exc)
-        try:
-            conn.send(out)
-        except Exception as exc:  # an unpicklable result or exception: say what it was
-            conn.send((False, RuntimeError(f"the worker's answer could not be sent: {exc!r}")))
-
-
 class PolicyProcess:
-    """One worker process running ``policy.tick``; each call blocks until the result is back. ``nice``: how much
-    lower than the server's its scheduling priority is (0 to 19). The process starts on first use.
-
-    A call goes down a pipe of its own, written and read by the calling thread, which waits for the answer with
-    the GIL released. (A ``ProcessPoolExecutor`` passed each call and its answer through two helper threads of
-    the server, each of which had to win the GIL from the request threads first: on the loaded server that added
-    ~40 ms to a slot's call.) If the worker dies, the call and every later one raise ``BrokenProcessPool``, as the
-    executor did: the caller starts a new one."""
+    """One worker process running ``policy.tick``; ``tick`` blocks until the result is back. ``nice``: how much
+    lower than the server's its scheduling priority is (0 to 19)."""
 
     def __init__(self, nice: int = 0) -> None:
         if not 0 <= nice <= 19:
             raise ValueError(f"nice: must be in [0, 19], got {nice}")
         self.nice = nice
-        self._lock = threading.Lock()
-        self._conn: Connection | None = None
-        self._proc: multiprocessing.process.BaseProcess | None = None
-        self._broken = False
-
-    def _start(self) -> Connection:
-        ctx = multiprocessing.get_context("spawn")
-        mine, theirs = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_serve, args=(theirs, os.getpid(), self.nice), name="dispatch-policy", daemon=True)
-        proc.start()
-        theirs.close()  # (so that the worker's death reads as the end of the pipe here)
-        self._conn, self._proc = mine, proc
-        return mine
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        with self._lock:
-            if self._broken:
-                raise BrokenProcessPool("the policy worker died")
-            conn = self._conn if self._conn is not None else self._start()
-            try:
-                conn.send((fn, args))
-                ok, out = conn.recv()
-            except (EOFError, OSError) as exc:
-                self._broken = True
-                raise BrokenProcessPool("the policy worker died") from exc
-        if not ok:
-            raise out
-        return out
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init,
+            initargs=(os.getpid(), nice),
+        )
 
     def warm(self, name: str, params: DispatchParams) -> float:
         """Build the policy in the worker and run it once (``dispatch.policy.warm_up``); blocks until done."""
-        return float(self._call(_warm, name, params))
+        return self._pool.submit(_warm, name, params).result()
 
     def tick(self, name: str, params: DispatchParams, snap: Snapshot, now: float) -> Any:
-        return self._call(_tick, name, params, snap, now)
+        return self._pool.submit(_tick, name, params, snap, now).result()
 
     def tick_ends(
         self, name: str, params: DispatchParams, snap: Snapshot, now: float
     ) -> tuple[TickResult, npt.NDArray[np.float64]]:
         """``tick`` and the result's ``route_ends`` (float64[m]), both computed in the worker."""
-        res, ends = self._call(_tick_ends, name, params, snap, now)
+        res, ends = self._pool.submit(_tick_ends, name, params, snap, now).result()
         return res, ends
 
     def mirror_tick(
@@ -188,24 +140,12 @@ class PolicyProcess:
     ) -> MirrorResult:
         """``Mirror.tick`` on the worker's mirror (made on first use; a new worker starts with an empty one and
         says so with a new ``MirrorResult.epoch``)."""
-        out: MirrorResult = self._call(_mirror_tick, name, params, delta, now, travel)
+        out: MirrorResult = self._pool.submit(_mirror_tick, name, params, delta, now, travel).result()
         return out
 
     def pid(self) -> int:
         """The worker's process id (it is started on first use)."""
-        return int(self._call(os.getpid))
+        return int(self._pool.submit(os.getpid).result())
 
     def close(self) -> None:
-        """Stop the worker (after the call under way, if any): its pipe is closed, and it is killed if it has not
-        ended within 5 s."""
-        with self._lock:
-            conn, proc = self._conn, self._proc
-            self._conn = self._proc = None
-            self._broken = True
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            proc.join(5.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5.0)
+        self._pool.shutdown(wait=True, cancel_futures=True)
