@@ -6,8 +6,7 @@ but an order waits for its own site's turn plus one small dispatch, not for a wh
 load one tick over a city took 2-10 s, so an order placed just after a tick started was assigned 17-25 s later
 (benchmarks/RESULTS.md, "Service, session 9"). The slots keep to a fixed schedule (``next_slot_at``): one that
 runs over its share delays the next ones only until they have caught up. The first slot of each cycle also
-refreshes every route's ETAs, the at-risk count and the promise engine. A slot's length grows with its orders, so
-the groups are rebalanced to the orders their sites take in (``DispatchLoop.rebalance``).
+refreshes every route's ETAs, the at-risk count and the promise engine.
 
 **The mirror.** The policy keeps the dispatch state between calls (``dispatch.service.mirror``, in the policy
 worker when there is one), and each call sends only what changed (``_delta``): under the store's lock the pending
