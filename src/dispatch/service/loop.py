@@ -63,8 +63,7 @@ CHUNK = 64  # riders applied per lock hold
 BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
 PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
-REBALANCE_CYCLES = 1  # cycles between two looks at the slots' loads (``DispatchLoop.rebalance``)
-REBALANCE_MIN_ORDERS = 20.0  # below this many orders a slot a cycle (smoothed, on average) slots are left as they are
+REBALANCE_CYCLES = 4  # cycles between two looks at the slots' loads (``DispatchLoop.rebalance``)
 REBALANCE_GAIN = 1.15  # new slots are taken when their heaviest would be this many times lighter
 GC_UNFREEZE_TICKS = 240  # with freeze_gc, ticks between two hand-backs of the frozen objects (1 h at 15 s)
 
@@ -210,7 +209,7 @@ class DispatchLoop:
         self._orders_seen = seen
         self._load = fresh if not self._load.any() else 0.5 * self._load + 0.5 * fresh
         n = len(self.slots)
-        if n < 2 or not self._load.sum() >= REBALANCE_MIN_ORDERS * n:  # (light slots are quick anyway)
+        if n < 2 or not self._load.sum() > 0.0:
             return False
         new = site_slots(s, n, self._load)
         now_max, new_max = float(slot_load(self.slots, self._load).max()), float(slot_load(new, self._load).max())
