@@ -52,7 +52,6 @@ from dispatch.service.worker import PolicyProcess
 from dispatch.sim.shard import travel_arrays
 from dispatch.v1 import dispatch_pb2 as pb
 
-I64 = npt.NDArray[np.int64]
 log = logging.getLogger("dispatch.service.loop")
 
 # A proposal as the apply takes it: (rider id, stops, ETAs, frozen count, new order ids, Route, orders moved in as
@@ -63,8 +62,6 @@ CHUNK = 64  # riders applied per lock hold
 BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
 PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
-REBALANCE_CYCLES = 4  # cycles between two looks at the slots' loads (``DispatchLoop.rebalance``)
-REBALANCE_GAIN = 1.15  # new slots are taken when their heaviest would be this many times lighter
 GC_UNFREEZE_TICKS = 240  # with freeze_gc, ticks between two hand-backs of the frozen objects (1 h at 15 s)
 
 
@@ -134,10 +131,6 @@ class DispatchLoop:
         self._pace = Pacer(self.slice_s, self.pause_s)
         self._frozen_ticks = 0
         self.slots = site_slots(store, store.cfg.tick_slots)
-        self._cycle_slots: list[npt.NDArray[np.bool_]] | None = None  # this cycle's, while the slots change
-        self._load = np.zeros(len(store.sites))  # orders a cycle by site, smoothed (``rebalance``)
-        self._orders_seen = np.zeros(len(store.sites), dtype=np.int64)
-        self._cycles = 0
         # What the mirror holds (``_delta``): riders by row and the orders it knows.
         self._recs: list[RiderRec] = []
         self._row: dict[str, int] = {}
@@ -184,42 +177,9 @@ class DispatchLoop:
             k = (k + 1) % n
             if k == 0:
                 self._gc_after_tick()
-                self._cycle_slots = None
-                self._cycles += 1
-                if self._cycles % REBALANCE_CYCLES == 0:
-                    try:
-                        self.rebalance()
-                    except Exception:
-                        log.exception("rebalancing the slots failed")
             now = time.monotonic()
             next_at = next_slot_at(next_at, now, self.store.params.tick_s, n)
             self._stop.wait(max(0.0, next_at - now))
-
-    def rebalance(self) -> bool:
-        """At a cycle's start: smooth each site's orders since the last look into ``_load``, and if slots of about
-        equal load (``site_slots`` by weight) would make the heaviest slot ``REBALANCE_GAIN`` times lighter, take
-        them. A slot's length grows with its orders, and an order's wait is its site's turn plus its slot's length,
-        so the heaviest slots make the slowest assignments. For this one cycle the slots are
-        ``transition_slots``, so that no site waits more than one cycle for its turn. Returns whether they
-        changed."""
-        s = self.store
-        with s.lock:
-            seen = s.site_orders.copy()
-        fresh = (seen - self._orders_seen) / REBALANCE_CYCLES
-        self._orders_seen = seen
-        self._load = fresh if not self._load.any() else 0.5 * self._load + 0.5 * fresh
-        n = len(self.slots)
-        if n < 2 or not self._load.sum() > 0.0:
-            return False
-        new = site_slots(s, n, self._load)
-        now_max, new_max = float(slot_load(self.slots, self._load).max()), float(slot_load(new, self._load).max())
-        if not now_max > REBALANCE_GAIN * new_max:
-            return False
-        self._cycle_slots = transition_slots(self.slots, new)
-        self.slots = new
-        log.info("slots rebalanced", extra={"heaviest_before": round(now_max, 1), "heaviest_after": round(new_max, 1),
-                                            "mean": round(float(self._load.sum()) / n, 1)})  # fmt: skip
-        return True
 
     def _gc_after_tick(self) -> None:
         """With ``freeze_gc``: move every object alive now out of the cyclic garbage collector's reach
@@ -389,8 +349,7 @@ class DispatchLoop:
             return None  # (a slot with nothing pending anywhere: its positions go with the next call)
         # A slot's own orders are dispatched and published first; slot 0's refresh of every route's ETAs, the late
         # risk and the promise engine comes after, in a second call that dispatches nothing.
-        slots = self._cycle_slots if self._cycle_slots is not None else self.slots
-        delta = self._delta(None if slot is None else slots[slot], full and slot is None)
+        delta = self._delta(None if slot is None else self.slots[slot], full and slot is None)
         t_snap = time.perf_counter()
         res = self._call(policy, delta, now)
         self.last = res
@@ -584,47 +543,10 @@ def next_slot_at(due: float, now: float, tick_s: float, slots: int) -> float:
     return now if nxt < now - tick_s else nxt
 
 
-def _cut(order: I64, k: int, w: npt.NDArray[np.float64] | None) -> list[I64]:
-    """``order`` cut into k non-empty runs: of equal count, or, with weights ``w`` (in the same order), each run
-    ending at the first site where the running total reaches its share of the total."""
-    n = order.size
-    if w is None or not float(w.sum()) > 0.0:
-        return list(np.array_split(order, k))
-    cum = np.cumsum(w)
-    share = cum[-1] / k
-    ends = []
-    start = 0
-    for j in range(1, k):
-        end = int(np.searchsorted(cum, j * share - 1e-9 * cum[-1], side="left")) + 1  # past the site reaching it
-        end = min(max(end, start + 1), n - (k - j))  # every run keeps at least one site
-        ends.append(end)
-        start = end
-    return list(np.split(order, ends))
-
-
-def slot_load(slots: list[npt.NDArray[np.bool_]], weight: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Each slot's total weight."""
-    return np.array([float(weight[m[: weight.size]].sum()) for m in slots])
-
-
-def transition_slots(old: list[npt.NDArray[np.bool_]], new: list[npt.NDArray[np.bool_]]) -> list[npt.NDArray[np.bool_]]:
-    """The slots for the one cycle in which ``old`` gives way to ``new`` (as many slots each): slot i is ``new[i]``
-    plus the sites of ``old[i]`` that move to a later slot. Such a site is then dispatched at its old turn too, so
-    that no site waits more than one cycle between two turns (it would wait until its later new turn otherwise);
-    a site that moves earlier is dispatched sooner, once."""
-    n = len(new)
-    new_slot = np.full(new[0].size, -1, dtype=np.int64)
-    for i, m in enumerate(new):
-        new_slot[m] = i
-    return [new[i] | (old[i] & (new_slot > i)) for i in range(n)]
-
-
-def site_slots(store: Store, slots: int, weight: npt.NDArray[np.float64] | None = None) -> list[npt.NDArray[np.bool_]]:
+def site_slots(store: Store, slots: int) -> list[npt.NDArray[np.bool_]]:
     """The owned sites in ``min(slots, owned)`` groups of neighbours (bool masks over all the store's sites):
     sorted by frame group, then along a Z-order curve of their frame positions, and cut into runs of equal
-    count, or, given each site's ``weight`` (float64[n_sites], >= 0; its load), of about equal weight: each run
-    ends where the running total first reaches its share (every run keeps at least one site). Sites not owned
-    go with the first group (they have no pending orders: the store refuses them)."""
+    count. Sites not owned go with the first group (they have no pending orders: the store refuses them)."""
     sites = store.sites
     owned = [st for st in sites if st.owned]
     k = max(1, min(slots, len(owned)))
@@ -638,7 +560,7 @@ def site_slots(store: Store, slots: int, weight: npt.NDArray[np.float64] | None 
         for bit in range(16):
             z |= ((qx >> bit) & 1) << (2 * bit) | ((qy >> bit) & 1) << (2 * bit + 1)
         order = np.lexsort((z, np.array([st.group for st in owned])))
-        for j, part in enumerate(_cut(order, k, None if weight is None else weight[[owned[i].index for i in order]])):
+        for j, part in enumerate(np.array_split(order, k)):
             for i in part.tolist():
                 masks[j][owned[i].index] = True
     for st in sites:

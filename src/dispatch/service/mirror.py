@@ -129,9 +129,6 @@ def last_stops(orders: OrderTable, routes: Routes, rows: I64) -> tuple[F64, F64]
     return np.where(pick, orders.pick_x[lo], orders.drop_x[lo]), np.where(pick, orders.pick_y[lo], orders.drop_y[lo])
 
 
-MAX_POLICIES = 64  # the policies kept by set of sites (``Mirror._policy_for``)
-
-
 class Mirror:
     """See the module docstring. ``tick`` is the one entry point; not thread-safe (one loop calls it)."""
 
@@ -315,9 +312,8 @@ class Mirror:
         """The policy for a call on ``sites`` (None: every site). Each slot (set of sites) has its own, so that what
         a policy counts in ticks counts that slot's calls: with ``ortools_every_ticks = N`` each site's riders are
         re-optimised every N ticks, as in the simulator, not every N slot calls. A new name or new parameters
-        start them all afresh, and so do more than ``MAX_POLICIES`` sets of sites (the loop's slots change when it
-        rebalances them)."""
-        if self._key != (name, params) or len(self._policies) > MAX_POLICIES:
+        start them all afresh."""
+        if self._key != (name, params):
             self._policies = {}
             self._key = (name, params)
         key = None if sites is None else np.packbits(sites).tobytes() + len(sites).to_bytes(4, "little")

@@ -173,7 +173,6 @@ class Store:
         self._build_sites(cfg)
         self.orders: dict[str, OrderRec] = {}
         self.riders: dict[str, RiderRec] = {}
-        self.site_orders = np.zeros(len(self.sites), dtype=np.int64)  # orders taken in, by site (the slots' load)
         self._xy = np.zeros((0, 2), dtype=np.float64)  # every rider's frame position by row (``rider_xy``)
         self.pending: dict[str, None] = {}
         self.special: set[str] = set()  # orders pinned to a rider or rejected by one (the tick treats them apart)
@@ -348,7 +347,6 @@ class Store:
                 f"{d / 1000:.1f} km from site {oi.site_id!r}; at most {self.limits.max_dropoff_m / 1000:g} km",
             )
         dx, dy = self.to_frame(site.group, oi.lat, oi.lng)
-        self.site_orders[si] += 1
         rec = OrderRec(
             oi.id, key, proto, si, oi.lat, oi.lng, dx, dy, oi.placed, oi.ready, oi.promised, oi.size,
             oi.service_drop, oi.pinned,
