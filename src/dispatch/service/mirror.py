@@ -291,8 +291,8 @@ class Mirror:
         keep = np.zeros(m, dtype=bool)
         idx = np.flatnonzero(sites[: site_xy.shape[0]])
         if idx.size and m:
-            cx, cy = site_xy[idx, 0].copy(), site_xy[idx, 1].copy()
             if idx.size <= BRUTE_FORCE_SITES:  # (a few sites: cheaper than a k-d tree's build and queries)
+                cx, cy = site_xy[idx, 0].copy(), site_xy[idx, 1].copy()
                 keep |= nearest_groups(fx, fy, cx, cy, 1, float(reach_m))[:, 0] < idx.size
             else:
                 d, _i = cKDTree(site_xy[idx]).query(np.column_stack([fx, fy]), k=1, distance_upper_bound=reach_m)
