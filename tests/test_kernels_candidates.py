@@ -9,7 +9,7 @@ from conftest import random_instance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.kernels.candidates import _estimate, _row_profile, bag_estimate
+from dispatch.kernels.candidates import _estimate, _row_profile, bag_estimate, pool_profile, pool_scratch
 from dispatch.kernels.travel import first_bin, profile_seconds
 
 
@@ -41,8 +41,9 @@ def test_first_bin_gives_profile_seconds_within_the_bin(
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["constant", "profile", "short_bins"]))
 def test_row_profile_equals_the_generic_estimates(seed: int, kind: str) -> None:
-    """Each order's row over a random pool (riders with and without a visit, some out of shift) is, to the last
-    bit, the smaller of the append estimate and the bag estimate, as the generic path computes them."""
+    """Each order's row over a random pool (riders with and without a visit, some out of shift, visits with 0 to 4
+    later drop-off points, legs from the bag within and beyond the visit's speed bin) is, to the last bit, the
+    smaller of the append estimate and the bag estimate, as the generic path computes them."""
     rng = np.random.default_rng(seed)
     inst = random_instance(rng, 12, 20, n_sites=1, kind=kind)
     orders = inst.orders.as_tuple()
@@ -70,19 +71,19 @@ def test_row_profile_equals_the_generic_estimates(seed: int, kind: str) -> None:
     )
     n_pool = 20
     p_r = np.arange(n_pool, dtype=np.int64)
-    p_v = np.where(np.arange(n_pool) < n_vis, np.arange(n_pool), -1).astype(np.int64)
+    p_v = np.full(n_pool, -1, dtype=np.int64)
+    p_v[rng.permutation(n_pool)[:n_vis]] = np.arange(n_vis)  # the visitors anywhere in the pool
     p_m1 = rng.uniform(0.0, 5000.0, n_pool)
     p_fat = 1.7e9 + rng.uniform(0.0, 900.0, n_pool)
     p_arr = np.where(rng.random(n_pool) < 0.2, np.inf, p_fat + p_m1 / 4.5)
-    p_bv = np.zeros(n_pool)
-    p_reach = np.zeros(n_pool)
-    for b in range(n_vis):
-        p_bv[b], p_reach[b] = first_bin(travel[0], travel[1], vis_at[b], speed[b])
+    shared = pool_scratch(n_pool, max(1, int(counts.max())))
+    nv, width = pool_profile(travel, visits, n_pool, p_r, p_v, speed, shared)
+    assert nv == n_vis
     row = np.empty(n_pool)
     for o in range(12):
         m2, t2 = rng.uniform(100.0, 4000.0), rng.uniform(30.0, 900.0)
-        _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_r, p_v, p_m1, p_arr, p_fat, p_bv, p_reach,
-                     speed, visits, row)  # fmt: skip
+        _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_m1, p_arr, p_fat, speed[p_r], shared, nv, width,
+                     row)  # fmt: skip
         for b in range(n_pool):
             want = np.inf
             if p_arr[b] < np.inf:

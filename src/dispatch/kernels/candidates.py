@@ -134,47 +134,101 @@ def _estimate(orders, weights, o, m1, arrive, fat, m2, t2, speed):
     return weights[W_TIME] * (at_drop + orders[11][o] - fat) + weights[W_DIST] * (m1 + m2) + weights[W_LATE] * late
 
 
+@kernel
+def pool_scratch(cap, width):
+    """Scratch arrays for ``pool_profile`` and ``_row_profile``: a pool of up to ``cap`` riders whose visits have
+    up to ``width`` (>= 1) later drop-off points each."""
+    f = (np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap), np.empty(cap))
+    return f, np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.bool_), np.empty(width * cap), np.empty(width * cap)
+
+
 @device
-def _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_r, p_v, p_m1, p_arr, p_fat, p_bv, p_reach, speed,
-                 visits, row):  # fmt: skip
-    """``row[b]``: order o's estimate with each pool rider b, in profile mode (straight legs), as ``_estimate`` and
-    ``bag_estimate`` give it, to the last bit. The order's fields are read once, and a visitor's speed bin at its
-    visit (``p_bv``, ``p_reach``: ``first_bin``) is found once per group, not once per order: the leg from the
-    bag is short and nearly always ends in that bin."""
+def pool_profile(travel, visits, n_pool, p_r, p_v, speed, shared):
+    """Lay out a group's visitors (the pool riders b with a visit at the site, ``p_v[b] >= 0``) for
+    ``_row_profile`` (profile mode), into ``shared`` (from ``pool_scratch``), visitor j at pool position
+    ``vb[j]``: its speed factor, the visit's time and speed bin (``first_bin``: found once per group, not once per
+    order; the leg from the bag is short and nearly always ends in that bin), and its later drop-off points column
+    by column (``dxw[w * cap + j]``; +inf past the last, so +inf in column 0 when there is none). Returns
+    ``(visitors, columns)``."""
     _site, _rider, vis_at, vis_q0, vis_q1, drop_x, drop_y, _loc = visits
+    (v_spd, v_at, v_bv, v_reach, _bs, _bag), vb, _slow, dxw, dyw = shared
+    cap = vb.shape[0]
+    nv = 0
+    width = 1
+    for b in range(n_pool):
+        qv = p_v[b]
+        if qv >= 0:
+            vb[nv] = b
+            nv += 1
+            width = max(width, vis_q1[qv] - vis_q0[qv])
+    for j in range(nv):
+        b = vb[j]
+        r = p_r[b]
+        qv = p_v[b]
+        v_spd[j] = speed[r]
+        v_at[j] = vis_at[qv]
+        v_bv[j], v_reach[j] = first_bin(travel[0], travel[1], vis_at[qv], speed[r])
+        for w in range(width):
+            q = vis_q0[qv] + w
+            dxw[w * cap + j] = drop_x[q] if q < vis_q1[qv] else np.inf
+            dyw[w * cap + j] = drop_y[q] if q < vis_q1[qv] else np.inf
+    return nv, width
+
+
+@device
+def _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_m1, p_arr, p_fat, p_spd, shared, nv, width, row):
+    """``row[b]``: order o's estimate with each pool rider b, in profile mode (straight legs), as ``_estimate`` and
+    ``bag_estimate`` give it, to the last bit (``p_spd``: each pool rider's speed factor; the visitors as
+    ``pool_profile`` laid them out). Branch-free passes, so that they run as vector code: the append estimate over
+    the pool, then over the visitors the nearest later drop-off, column by column, and the bag estimate; then the
+    few visitors whose leg from the bag leaves the speed bin, or that have no later drop-off, again one by one as
+    ``bag_estimate`` computes them."""
+    (v_spd, v_at, v_bv, v_reach, bs, bag), vb, slow, dxw, dyw = shared
+    cap = vb.shape[0]
     params, speed_mps = travel[0], travel[1]
     detour = params[P_DETOUR]
     px, py = orders[0][o], orders[1][o]
     dx, dy = orders[3][o], orders[4][o]
-    ready, svc_drop = orders[7][o], orders[11][o]
-    w_time, w_dist = weights[W_TIME], weights[W_DIST]
-    for b in range(n_pool):
-        e = np.inf
-        if p_arr[b] < np.inf:
-            e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2, t2, speed[p_r[b]])
-        qv = p_v[b]
-        if qv >= 0:
-            q0, q1 = vis_q0[qv], vis_q1[qv]
-            if q1 > q0:
-                best_sq = np.inf
-                for q in range(q0, q1):
-                    d2 = (dx - drop_x[q]) * (dx - drop_x[q]) + (dy - drop_y[q]) * (dy - drop_y[q])
-                    if d2 < best_sq:
-                        best_sq = d2
-            else:
-                best_sq = (dx - px) * (dx - px) + (dy - py) * (dy - py)
-            best = math.sqrt(best_sq) * detour
-            at = vis_at[qv]
+    ready, svc_pick, promised, svc_drop = orders[7][o], orders[10][o], orders[8][o], orders[11][o]
+    w_time, w_dist, w_late = weights[W_TIME], weights[W_DIST], weights[W_LATE]
+    for b in range(n_pool):  # ``_estimate``: the order appended after the rider's last stop
+        depart = max(p_arr[b], ready) + svc_pick
+        at_drop = depart + t2 / p_spd[b]
+        late = max(0.0, at_drop - promised)
+        e = w_time * (at_drop + svc_drop - p_fat[b]) + w_dist * (p_m1[b] + m2) + w_late * late
+        row[b] = e if p_arr[b] < np.inf else np.inf
+    if nv == 0:
+        return
+    for j in range(nv):
+        bs[j] = np.inf
+    for w in range(width):
+        xs = dxw[w * cap : w * cap + nv]
+        ys = dyw[w * cap : w * cap + nv]
+        for j in range(nv):
+            d2 = (dx - xs[j]) * (dx - xs[j]) + (dy - ys[j]) * (dy - ys[j])
+            bs[j] = d2 if d2 < bs[j] else bs[j]
+    for j in range(nv):  # the bag estimate, when the leg from the bag ends in the visit's speed bin
+        best = math.sqrt(bs[j]) * detour
+        seconds = best / v_bv[j]
+        seconds = 0.0 if best <= 0.0 else seconds
+        bag[j] = w_time * (max(0.0, ready - v_at[j]) + 2.0 * seconds + svc_drop) + w_dist * 2.0 * best
+        slow[j] = (dxw[j] == np.inf) | ~((best <= 0.0) | (v_reach[j] >= best))
+    for j in range(nv):
+        e = bag[j]
+        if slow[j]:  # no later drop-off (then the leg is the order's own), or a leg leaving the speed bin
+            best = math.sqrt(bs[j]) * detour
+            if dxw[j] == np.inf:
+                best = math.sqrt((dx - px) * (dx - px) + (dy - py) * (dy - py)) * detour
             if best <= 0.0:
                 seconds = 0.0
-            elif p_reach[b] >= best:
-                seconds = best / p_bv[b]
+            elif v_reach[j] >= best:
+                seconds = best / v_bv[j]
             else:
-                seconds = profile_seconds(params, speed_mps, best, at, speed[p_r[b]])
-            bag = w_time * (max(0.0, ready - at) + 2.0 * seconds + svc_drop) + w_dist * 2.0 * best
-            if bag < e:
-                e = bag
-        row[b] = e
+                seconds = profile_seconds(params, speed_mps, best, v_at[j], v_spd[j])
+            e = w_time * (max(0.0, ready - v_at[j]) + 2.0 * seconds + svc_drop) + w_dist * 2.0 * best
+        b = vb[j]
+        if e < row[b]:
+            row[b] = e
 
 
 @kernel
@@ -239,9 +293,12 @@ def expand_groups(
     p_r = np.empty(cap, dtype=np.int64)
     p_v = np.empty(cap, dtype=np.int64)
     row = np.empty(cap)
-    p_bv = np.empty(cap)
-    p_reach = np.empty(cap)
+    p_spd = np.empty(cap)
     matrix = travel[0][P_USE_MATRIX] != 0.0
+    width_max = 1
+    for v in range(n_vis_max):
+        width_max = max(width_max, vis_q1[v] - vis_q0[v])
+    shared = pool_scratch(cap, width_max)
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
     # The order side's estimates, kept per group (member x pool rider) for the rider side: a rider in a group's
@@ -319,11 +376,11 @@ def expand_groups(
                 slot[p_r[b]] = -1
         ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
         nr = ranked.shape[0]
+        nv, width = 0, 1
         if not matrix:
+            nv, width = pool_profile(travel, visits, n_pool, p_r, p_v, speed, shared)
             for b in range(n_pool):
-                qv = p_v[b]
-                if qv >= 0:
-                    p_bv[b], p_reach[b] = first_bin(travel[0], travel[1], vis_at[qv], speed[p_r[b]])
+                p_spd[b] = speed[p_r[b]]
         # Order side: each member's k cheapest estimates, plus a window along the ranking (a rider of its own).
         for q in range(size):
             o = members[base + q]
@@ -339,8 +396,8 @@ def expand_groups(
                                                 drop_x, drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
                     row[b] = e
             else:
-                _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_pool, p_r, p_v, p_m1, p_arr,
-                             p_fat, p_bv, p_reach, speed, visits, row)  # fmt: skip
+                _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_pool, p_m1, p_arr, p_fat, p_spd,
+                             shared, nv, width, row)  # fmt: skip
             if k_rider > 0:
                 est[e_off[g] + q * n_pool : e_off[g] + (q + 1) * n_pool] = row[:n_pool]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
