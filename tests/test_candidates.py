@@ -211,6 +211,33 @@ def test_rider_side_reaches_orders_the_order_side_misses() -> None:
     assert matching_size(pending.tolist(), pairs_by_order(both), 6) >= 1
 
 
+def test_rider_side_ties_go_to_the_nearer_sites_order_across_the_two_paths() -> None:
+    """Rider 0 stands halfway between two sites, each with one order, the two orders mirror images (the same
+    estimate for rider 0 to the last bit). Site 1's pool holds rider 0 (its estimate comes from the order side);
+    site 0's does not (three riders stand at it), so rider 0 estimates that order itself. With one proposal per
+    rider the tie goes to the order that comes first in rider 0's own scan, site 0's (nearest first, ties to the
+    lower site): whichever path offered it, and in whatever order."""
+    orders = OrderTable.build(
+        pick_x=np.array([-1000.0, 1000.0]), pick_y=np.zeros(2), drop_x=np.array([-1500.0, 1500.0]),
+        drop_y=np.array([300.0, 300.0]), site=np.array([0, 1]), ready=np.full(2, NOW),
+        promised=np.full(2, NOW + 3600.0),
+    )  # fmt: skip
+    fx = np.array([0.0, -1000.0, -1000.0, -990.0])
+    fy = np.array([0.0, 10.0, -10.0, 0.0])
+    riders = RiderTable.build(x=fx, y=fy, avail=np.full(4, NOW), shift_end=np.full(4, NOW + 7200.0),
+                              capacity=np.full(4, 6))  # fmt: skip
+    fat = np.full(4, NOW)
+    accepting = np.ones(4, dtype=bool)
+    pending = np.arange(2, dtype=np.int64)
+    cand = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 1e4, 4.5, k_rider=1, window=0)
+    pairs = set(zip(cand.pair_o.tolist(), cand.pair_r.tolist(), strict=True))
+    order_side = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, 1, 1e4, 4.5, k_rider=0,
+                                 window=0)  # fmt: skip
+    assert (0, 0) not in set(zip(order_side.pair_o.tolist(), order_side.pair_r.tolist(), strict=True))
+    assert (0, 0) in pairs  # rider 0's proposal: site 0's order
+    assert (1, 0) in pairs  # site 1's own cheapest rider
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(40, 100), k=st.integers(1, 3))
 def test_rider_side_keeps_each_orders_cheapest_proposals(seed: int, m: int, k: int) -> None:

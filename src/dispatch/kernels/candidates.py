@@ -10,7 +10,6 @@ import math
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
-from dispatch.kernels.grid import _offer
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
 from dispatch.kernels.select import buckets, cheapest_per_group
 from dispatch.kernels.travel import P_DETOUR, P_USE_MATRIX, first_bin, leg_metres, leg_seconds, profile_seconds
@@ -81,6 +80,29 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
             b -= 1
         out_val[b] = v
         out_id[b] = ids[a]
+    return c
+
+
+@device
+def _offer_member(d, i, m, k, c, out_d, out_i, out_m):
+    """Put estimate d at position i (member m) into the sorted k best ``out_*[:c]`` (cheapest first, ties to the
+    lower position), as ``grid._offer`` does, carrying the member along; returns the new count. The k best by
+    (estimate, position) are the same whatever order the offers come in."""
+    if c < k:
+        a = c
+        c += 1
+    elif d < out_d[c - 1] or (d == out_d[c - 1] and i < out_i[c - 1]):
+        a = c - 1
+    else:
+        return c
+    while a > 0 and (out_d[a - 1] > d or (out_d[a - 1] == d and out_i[a - 1] > i)):
+        out_d[a] = out_d[a - 1]
+        out_i[a] = out_i[a - 1]
+        out_m[a] = out_m[a - 1]
+        a -= 1
+    out_d[a] = d
+    out_i[a] = i
+    out_m[a] = m
     return c
 
 
@@ -301,16 +323,28 @@ def expand_groups(
     shared = pool_scratch(cap, width_max)
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
-    # The order side's estimates, kept per group (member x pool rider) for the rider side: a rider in a group's
-    # pool would compute the same numbers again. ``pos[t * S + s]``: rider t's column in the pool of its s-th
-    # nearest group, or -1.
-    e_off = np.zeros(G + 1, dtype=np.int64)
-    for g in range(G):
-        n_vis_g = np.searchsorted(vis_site, group_site[g], side="right") - np.searchsorted(vis_site, group_site[g])
-        e_off[g + 1] = e_off[g] + (group_ptr[g + 1] - group_ptr[g]) * (K + n_vis_g)
-    est = np.empty(e_off[G] if k_rider > 0 else 0)
-    pool_n = np.zeros(G, dtype=np.int64)
+    # The rider side of a rider in a group's pool takes the order side's numbers as they are computed: each rider
+    # keeps its running k_rider best (estimate, position in its own scan of its S nearest groups, member), which is
+    # the same whatever order they are offered in (``_offer_member`` ranks ties by position). ``pos[t * S + s]``:
+    # rider t's column in the pool of its s-th nearest group, or -1; ``npos[t * S + s]``: where that group's
+    # orders start in rider t's scan.
     pos = np.full(n_ok * S, -1, dtype=np.int64)
+    npos = np.zeros(n_ok * S, dtype=np.int64)
+    for t in range(n_ok):
+        n_ = 0
+        for s_ in range(S):
+            g = rider_sites[t, s_]
+            if g >= G:
+                break
+            npos[t * S + s_] = n_
+            n_ += group_ptr[g + 1] - group_ptr[g]
+    kr_ = max(k_rider, 1)
+    run_v = np.empty((n_ok, kr_))
+    run_p = np.empty((n_ok, kr_), dtype=np.int64)
+    run_m = np.empty((n_ok, kr_), dtype=np.int64)
+    run_n = np.zeros(n_ok, dtype=np.int64)
+    b_ent = np.empty(cap, dtype=np.int64)  # per pool column: the rider-side entry t * S + s, or -1
+    b_thr = np.empty(cap)  # per pool column: its rider's k-th best so far (+inf until it has k), -inf for none
     gs_ptr, gs_idx = buckets(rider_sites.ravel(), G + 1)
     slot = np.full(n_riders, -1, dtype=np.int64)
     for g in range(G):
@@ -366,12 +400,18 @@ def expand_groups(
                 p_arr[n_pool] = arrive if arrive <= shift_end[r] else np.inf
                 n_pool += 1
         if k_rider > 0:
-            pool_n[g] = n_pool
             for b in range(n_pool):
                 slot[p_r[b]] = b
+                b_ent[b] = -1
+                b_thr[b] = -np.inf
             for a in range(gs_ptr[g], gs_ptr[g + 1]):
                 e_ = gs_idx[a]
-                pos[e_] = slot[ok_idx[e_ // S]]
+                b = slot[ok_idx[e_ // S]]
+                pos[e_] = b
+                if b >= 0:
+                    t = e_ // S
+                    b_ent[b] = e_
+                    b_thr[b] = run_v[t, k_rider - 1] if run_n[t] == k_rider else np.inf
             for b in range(n_pool):
                 slot[p_r[b]] = -1
         ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
@@ -399,7 +439,15 @@ def expand_groups(
                 _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_pool, p_m1, p_arr, p_fat, p_spd,
                              shared, nv, width, row)  # fmt: skip
             if k_rider > 0:
-                est[e_off[g] + q * n_pool : e_off[g] + (q + 1) * n_pool] = row[:n_pool]
+                for b in range(n_pool):
+                    e = row[b]
+                    if e < np.inf and e <= b_thr[b]:  # may enter its rider's k best (a tie goes by position)
+                        e_ = b_ent[b]
+                        t = e_ // S
+                        run_n[t] = _offer_member(e, npos[e_] + q, base + q, k_rider, run_n[t], run_v[t], run_p[t],
+                                                 run_m[t])  # fmt: skip
+                        if run_n[t] == k_rider:
+                            b_thr[b] = run_v[t, k_rider - 1]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
             for b in range(nb):
                 out_key[w] = o * n_riders + best_i[b]
@@ -429,13 +477,8 @@ def expand_groups(
             for g in range(G):
                 a0, a1 = group_ptr[g], group_ptr[g + 1]
                 by_bound[a0:a1] = np.argsort(bound_key[a0:a1], kind="mergesort")
-        # The running best: (estimate, position in the full scan's order) by ``grid._offer``, which ranks ties by
-        # position as ``_keep_best`` does; ``member_at[position]``: the member offered there.
-        best_pos = np.empty(k_rider, dtype=np.int64)
-        max_size = 0
-        for g in range(G):
-            max_size = max(max_size, group_ptr[g + 1] - group_ptr[g])
-        member_at = np.empty(S * max_size, dtype=np.int64)
+        # Each rider's running best, (estimate, position in the full scan's order, member) by ``_offer_member``,
+        # which ranks ties by position as ``_keep_best`` does, goes on from what the pools gave it.
         prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
         prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
         prop_v = np.empty(n_ok * k_rider)
@@ -443,44 +486,34 @@ def expand_groups(
         for t in range(n_ok):
             r = ok_idx[t]
             fat = max(free_at[r], now)
-            n = 0  # position of the group's first order among the rider's (the order of the full scan)
-            nb = 0
+            bv, bp, bm = run_v[t], run_p[t], run_m[t]
+            nb = run_n[t]
             for s_ in range(S):
                 g = rider_sites[t, s_]
                 if g >= G:
                     break
+                if pos[t * S + s_] >= 0:
+                    continue  # in the group's pool: offered by the order side
                 base = group_ptr[g]
                 size = group_ptr[g + 1] - base
-                b = pos[t * S + s_]
-                if b >= 0:  # in the group's pool: the order side's numbers
-                    np_ = pool_n[g]
-                    for q in range(size):
-                        e = est[e_off[g] + q * np_ + b]
-                        if e < np.inf:
-                            member_at[n + q] = base + q
-                            nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
-                    n += size
-                    continue
+                n = npos[t * S + s_]  # position of the group's first order among the rider's
                 o0 = members[base]
                 px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
                 m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
                 arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
                 qv = _visit_of(vis_site, rv_ptr, rv_idx, r, group_site[g])
                 if qv < 0 and arrive > shift_end[r]:
-                    n += size
                     continue
                 if prune and qv < 0:
                     lb0 = w_time * (arrive - fat) + w_dist * m1
                     for j in range(size):
                         q = by_bound[base + j]
-                        if nb == k_rider and lb0 + bound_key[base + q] > best_v[nb - 1] + _BOUND_SLACK:
+                        if nb == k_rider and lb0 + bound_key[base + q] > bv[nb - 1] + _BOUND_SLACK:
                             break
                         e = _estimate(orders, weights, members[base + q], m1, arrive, fat, m2[base + q],
                                       t2[base + q], speed[r])  # fmt: skip
                         if e < np.inf:
-                            member_at[n + q] = base + q
-                            nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
-                    n += size
+                            nb = _offer_member(e, n + q, base + q, k_rider, nb, bv, bp, bm)
                     continue
                 for q in range(size):
                     o = members[base + q]
@@ -491,13 +524,11 @@ def expand_groups(
                         e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
                                                 drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
                     if e < np.inf:
-                        member_at[n + q] = base + q
-                        nb = _offer(e, n + q, k_rider, nb, best_v, best_pos)
-                n += size
+                        nb = _offer_member(e, n + q, base + q, k_rider, nb, bv, bp, bm)
             for b in range(nb):
-                prop_i[n_prop] = member_at[best_pos[b]]
+                prop_i[n_prop] = bm[b]
                 prop_r[n_prop] = r
-                prop_v[n_prop] = best_v[b]
+                prop_v[n_prop] = bv[b]
                 n_prop += 1
         # Each order keeps its per_order cheapest proposals (ties: the earlier proposal): riders far outnumbering
         # orders (a quiet site) would otherwise make the pairs dense (every rider proposes to every order).
