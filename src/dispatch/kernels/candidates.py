@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.grid import _offer
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
 from dispatch.kernels.select import buckets, cheapest_per_group
 from dispatch.kernels.travel import P_DETOUR, P_USE_MATRIX, first_bin, leg_metres, leg_seconds, profile_seconds
@@ -60,6 +61,17 @@ def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
 
 
 @device
+def _member_at(i, t, rider_sites, npos, group_ptr, G):
+    """The member at position i of rider t's scan of its nearest groups (``npos``: where each starts)."""
+    S = rider_sites.shape[1]
+    for s_ in range(S - 1, -1, -1):
+        g = rider_sites[t, s_]
+        if g < G and npos[t * S + s_] <= i:
+            return group_ptr[g] + i - npos[t * S + s_]
+    return -1
+
+
+@device
 def _keep_best(vals, ids, n, k, out_val, out_id):
     """The (at most) k smallest finite values of ``vals[:n]`` with their ``ids``, into ``out_*``; returns how many."""
     c = 0
@@ -80,29 +92,6 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
             b -= 1
         out_val[b] = v
         out_id[b] = ids[a]
-    return c
-
-
-@device
-def _offer_member(d, i, m, k, c, out_d, out_i, out_m):
-    """Put estimate d at position i (member m) into the sorted k best ``out_*[:c]`` (cheapest first, ties to the
-    lower position), as ``grid._offer`` does, carrying the member along; returns the new count. The k best by
-    (estimate, position) are the same whatever order the offers come in."""
-    if c < k:
-        a = c
-        c += 1
-    elif d < out_d[c - 1] or (d == out_d[c - 1] and i < out_i[c - 1]):
-        a = c - 1
-    else:
-        return c
-    while a > 0 and (out_d[a - 1] > d or (out_d[a - 1] == d and out_i[a - 1] > i)):
-        out_d[a] = out_d[a - 1]
-        out_i[a] = out_i[a - 1]
-        out_m[a] = out_m[a - 1]
-        a -= 1
-    out_d[a] = d
-    out_i[a] = i
-    out_m[a] = m
     return c
 
 
@@ -324,8 +313,8 @@ def expand_groups(
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
     # The rider side of a rider in a group's pool takes the order side's numbers as they are computed: each rider
-    # keeps its running k_rider best (estimate, position in its own scan of its S nearest groups, member), which is
-    # the same whatever order they are offered in (``_offer_member`` ranks ties by position). ``pos[t * S + s]``:
+    # keeps its running k_rider best (estimate, position in its own scan of its S nearest groups), which is the
+    # same whatever order they are offered in (``grid._offer`` ranks ties by position). ``pos[t * S + s]``:
     # rider t's column in the pool of its s-th nearest group, or -1; ``npos[t * S + s]``: where that group's
     # orders start in rider t's scan.
     pos = np.full(n_ok * S, -1, dtype=np.int64)
@@ -341,7 +330,6 @@ def expand_groups(
     kr_ = max(k_rider, 1)
     run_v = np.empty((n_ok, kr_))
     run_p = np.empty((n_ok, kr_), dtype=np.int64)
-    run_m = np.empty((n_ok, kr_), dtype=np.int64)
     run_n = np.zeros(n_ok, dtype=np.int64)
     b_ent = np.empty(cap, dtype=np.int64)  # per pool column: the rider-side entry t * S + s, or -1
     b_thr = np.empty(cap)  # per pool column: its rider's k-th best so far (+inf until it has k), -inf for none
@@ -444,8 +432,7 @@ def expand_groups(
                     if e < np.inf and e <= b_thr[b]:  # may enter its rider's k best (a tie goes by position)
                         e_ = b_ent[b]
                         t = e_ // S
-                        run_n[t] = _offer_member(e, npos[e_] + q, base + q, k_rider, run_n[t], run_v[t], run_p[t],
-                                                 run_m[t])  # fmt: skip
+                        run_n[t] = _offer(e, npos[e_] + q, k_rider, run_n[t], run_v[t], run_p[t])
                         if run_n[t] == k_rider:
                             b_thr[b] = run_v[t, k_rider - 1]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
@@ -477,8 +464,8 @@ def expand_groups(
             for g in range(G):
                 a0, a1 = group_ptr[g], group_ptr[g + 1]
                 by_bound[a0:a1] = np.argsort(bound_key[a0:a1], kind="mergesort")
-        # Each rider's running best, (estimate, position in the full scan's order, member) by ``_offer_member``,
-        # which ranks ties by position as ``_keep_best`` does, goes on from what the pools gave it.
+        # Each rider's running best, (estimate, position in the full scan's order) by ``grid._offer``, which ranks
+        # ties by position as ``_keep_best`` does, goes on from what the pools gave it.
         prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
         prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
         prop_v = np.empty(n_ok * k_rider)
@@ -486,7 +473,7 @@ def expand_groups(
         for t in range(n_ok):
             r = ok_idx[t]
             fat = max(free_at[r], now)
-            bv, bp, bm = run_v[t], run_p[t], run_m[t]
+            bv, bp = run_v[t], run_p[t]
             nb = run_n[t]
             for s_ in range(S):
                 g = rider_sites[t, s_]
@@ -513,7 +500,7 @@ def expand_groups(
                         e = _estimate(orders, weights, members[base + q], m1, arrive, fat, m2[base + q],
                                       t2[base + q], speed[r])  # fmt: skip
                         if e < np.inf:
-                            nb = _offer_member(e, n + q, base + q, k_rider, nb, bv, bp, bm)
+                            nb = _offer(e, n + q, k_rider, nb, bv, bp)
                     continue
                 for q in range(size):
                     o = members[base + q]
@@ -524,9 +511,9 @@ def expand_groups(
                         e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
                                                 drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
                     if e < np.inf:
-                        nb = _offer_member(e, n + q, base + q, k_rider, nb, bv, bp, bm)
+                        nb = _offer(e, n + q, k_rider, nb, bv, bp)
             for b in range(nb):
-                prop_i[n_prop] = bm[b]
+                prop_i[n_prop] = _member_at(bp[b], t, rider_sites, npos, group_ptr, G)
                 prop_r[n_prop] = r
                 prop_v[n_prop] = bv[b]
                 n_prop += 1
