@@ -5,6 +5,7 @@ end to end against the real server when dispatch.service is importable."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import threading
@@ -228,7 +229,7 @@ def fake(log_dir: Path) -> Iterator[tuple[FakeDispatcher, str]]:
 
 
 def _connect(target: str) -> Any:
-    return lambda: DispatchClient(target, insecure=True, timeout=5)
+    return functools.partial(DispatchClient, target, insecure=True, timeout=5)
 
 
 def _orders_in_window(log_dir: Path, start: str, speed: float, duration: float) -> int:

@@ -13,6 +13,7 @@ for a local server started with ``--insecure``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -62,22 +63,22 @@ def _connector(args: argparse.Namespace, extra_options: tuple[tuple[str, Any], .
         if path and not os.path.isfile(path):
             raise UsageError(f"{flag}: no such file {path!r}")
 
-    def connect() -> DispatchClient:
-        try:
-            return DispatchClient(
-                args.target,
-                token=token,
-                root_certificates=args.tls_ca,
-                certificate_chain=args.tls_cert,
-                private_key=args.tls_key,
-                insecure=args.insecure,
-                timeout=args.timeout,
-                options=extra_options,
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-
-    connect().close()  # check the options once, here, where a UsageError is still a usage error
+    # a partial, not a closure: the replay's order process gets it pickled
+    connect = functools.partial(
+        DispatchClient,
+        args.target,
+        token=token,
+        root_certificates=args.tls_ca,
+        certificate_chain=args.tls_cert,
+        private_key=args.tls_key,
+        insecure=args.insecure,
+        timeout=args.timeout,
+        options=extra_options,
+    )
+    try:
+        connect().close()  # check the options once, here, where a ValueError is still a usage error
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return connect
 
 

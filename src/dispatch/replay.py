@@ -52,7 +52,7 @@ import math
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +62,8 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.client import DispatchClient, DispatchError, Rejection, dur_to_proto, ts_to_proto
+from dispatch.client import DispatchClient, DispatchError, ts_to_proto
+from dispatch.replay_orders import OrderPlan, OrderProcess, OrderSideError
 from dispatch.sim.log import OrderLog, read_log
 from dispatch.v1 import dispatch_pb2 as pb
 
@@ -79,12 +80,6 @@ _REJECTED = pb.RIDER_EVENT_KIND_REJECTED
 _ASSIGNED = pb.ASSIGNMENT_EVENT_KIND_ASSIGNED
 _UNASSIGNED = pb.ASSIGNMENT_EVENT_KIND_UNASSIGNED
 _PICKUP = pb.STOP_KIND_PICKUP
-
-
-# SubmitOrders streams reconnect on these codes, at most this many times in a row without an ack in between.
-_RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
-                          grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED})  # fmt: skip
-_RECONNECTS = 12
 
 
 class ReplayError(ValueError):
@@ -355,6 +350,13 @@ class _Replay:
             if what and len(samples) < 3:
                 samples.append(what)
 
+    def merge_errors(self, counts: dict[str, int], samples: dict[str, list[str]]) -> None:
+        with self.err_lock:
+            for code, k in counts.items():
+                self.errors[code] += k
+                kept = self.error_samples.setdefault(code, [])
+                kept.extend(samples.get(code, [])[: max(0, 3 - len(kept))])
+
     # -- setup -------------------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
@@ -387,10 +389,26 @@ class _Replay:
         o = log.orders
         self.order_ids = [f"{self.prefix}{int(x)}" for x in o.order_id[self.i0 : self.i1]]
         self.row_of = {oid: i for i, oid in enumerate(self.order_ids)}
+        sl = slice(self.i0, self.i1)
+        placed = o.placed_at[sl].astype(np.float64)
+        self.plan = OrderPlan(
+            ids=self.order_ids,
+            site_ids=[str(int(x)) for x in o.site_id[sl]],
+            lat=o.drop_y[sl].astype(np.float64),
+            lng=o.drop_x[sl].astype(np.float64),
+            placed=placed,
+            ready_after=np.maximum(0.0, o.ready_at[sl] - placed),
+            promise_after=o.promised_by[sl] - placed,
+            size=o.size[sl].astype(np.int64),
+            service_drop=o.service_drop_s[sl].astype(np.float64),
+            sim_t0=self.sim_t0,
+            speed=opts.speed,
+        )
+        # the order side's arrays until the order process starts (then views of the arrays it shares)
         self.t_send = np.full(n, np.nan)
         self.t_ack = np.full(n, np.nan)
-        self.t_assign = np.full(n, np.nan)
         self.accepted = np.zeros(n, dtype=bool)
+        self.t_assign = np.full(n, np.nan)
         self.last_reason: dict[int, int] = {}
         self.ready_wall = np.zeros(n)
 
@@ -422,68 +440,6 @@ class _Replay:
             self.hold_s = float(params["dispatch"]["batching_hold"])
         except (DispatchError, KeyError, TypeError, ValueError):
             pass
-
-    # -- order streams -----------------------------------------------------------------------------------------
-
-    def order_stream(self, k: int, q: queue.Queue[tuple[int, pb.Order] | None], done: list[float]) -> None:
-        """One SubmitOrders stream fed from ``q``. When the stream breaks (server restart), the orders sent but not
-        acknowledged are sent again on a new stream (SubmitOrders is idempotent by order id), up to
-        ``_RECONNECTS`` times in a row without an ack in between."""
-        fifo: deque[tuple[int, pb.Order]] = deque()
-        retry: deque[tuple[int, pb.Order]] = deque()
-        t_send, t_ack = self.t_send, self.t_ack
-        state = {"finished": False}
-
-        def gen(dead: threading.Event, exited: threading.Event) -> Iterator[pb.Order]:
-            try:
-                while retry and not dead.is_set():
-                    item = retry.popleft()
-                    fifo.append(item)
-                    t_send[item[0]] = time.time()
-                    yield item[1]
-                while not dead.is_set() and not state["finished"]:
-                    try:
-                        got = q.get(timeout=0.1)
-                    except queue.Empty:
-                        continue
-                    if got is None:
-                        state["finished"] = True
-                        return
-                    fifo.append(got)
-                    t_send[got[0]] = time.time()
-                    yield got[1]
-            finally:
-                exited.set()
-
-        failures = 0
-        with self.connect() as c:
-            while True:
-                dead, exited = threading.Event(), threading.Event()
-                try:
-                    for ack in c.submit_orders_raw(gen(dead, exited)):
-                        row, _ = fifo.popleft()
-                        t_ack[row] = time.time()
-                        failures = 0
-                        if ack.HasField("rejection"):
-                            r = Rejection.from_proto(ack.rejection)
-                            self.error(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
-                        else:
-                            self.accepted[row] = True
-                    break
-                except DispatchError as exc:
-                    self.error(exc.code.name, 1, str(exc))
-                    dead.set()
-                    exited.wait(5.0)
-                    retry.extendleft(reversed(fifo))  # not acknowledged: send again, in the same order
-                    fifo.clear()
-                    failures += 1
-                    if exc.code not in _RETRY_CODES or failures > _RECONNECTS or (state["finished"] and not retry):
-                        break
-                    time.sleep(min(2.0, 0.1 * 2 ** (failures - 1)))
-        if not state["finished"]:
-            while q.get() is not None:  # give up: drain the queue so that the scheduler never blocks
-                pass
-        done[k] = time.time()
 
     # -- rider streams -----------------------------------------------------------------------------------------
 
@@ -693,23 +649,6 @@ class _Replay:
 
     # -- the run -----------------------------------------------------------------------------------------------
 
-    def _order_proto(self, i: int, placed_wall: float) -> pb.Order:
-        o = self.log.orders
-        g = self.i0 + i
-        p = float(o.placed_at[g])
-        ready = placed_wall + max(0.0, float(o.ready_at[g]) - p)
-        self.ready_wall[i] = ready
-        return pb.Order(
-            id=self.order_ids[i],
-            site_id=str(int(o.site_id[g])),
-            dropoff=pb.LatLng(lat=float(o.drop_y[g]), lng=float(o.drop_x[g])),
-            placed_at=ts_to_proto(placed_wall),
-            ready_at=ts_to_proto(ready),
-            promised_by=ts_to_proto(placed_wall + (float(o.promised_by[g]) - p)),
-            size=int(o.size[g]),
-            dropoff_service=dur_to_proto(float(o.service_drop_s[g])),
-        )
-
     def run(self) -> ReplayResult:
         opts = self.opts
         self.prepare()
@@ -749,23 +688,25 @@ class _Replay:
             watch = admin.watch_assignments(from_sequence=last_seq + 1, max_retries=40)
 
             n = self.i1 - self.i0
-            placed = self.log.orders.placed_at[self.i0 : self.i1]
+            orders = OrderProcess(self.plan, self.connect, opts.order_streams)
+            try:
+                orders.start()
+            except OrderSideError as exc:
+                watch.cancel()
+                raise ReplayError(str(exc)) from None
+            self.t_send, self.t_ack, self.accepted = orders.t_send, orders.t_ack, orders.accepted
+            drain = opts.drain_s if opts.drain_s is not None else 3 * self.tick_s + self.hold_s + 5.0
             cpu0 = time.process_time()
             wall_t0 = time.time() + 0.2
             riders.set_clock(wall_t0)
             riders.next_ping[first] = wall_t0 + riders.ping_wall * self.rng.random(first.size)
-            sched = wall_t0 + (placed - self.sim_t0) / opts.speed
+            self.ready_wall[:] = self.plan.schedule(wall_t0) + self.plan.ready_after
+            orders.go(wall_t0, opts.duration_s, drain)
 
-            oqs: list[queue.Queue[tuple[int, pb.Order] | None]] = [queue.Queue() for _ in range(opts.order_streams)]
             rqs: list[queue.Queue[pb.ReportRiderEventsRequest | None]] = [
                 queue.Queue(maxsize=1000) for _ in range(opts.rider_streams)
             ]
-            done = [math.nan] * opts.order_streams
             rstats: list[tuple[float, float, int, int]] = []
-            threads = [
-                threading.Thread(target=self.order_stream, args=(k, oqs[k], done), daemon=True)
-                for k in range(opts.order_streams)
-            ]
             rthreads = [
                 threading.Thread(target=self.rider_stream, args=(rqs[k], rstats), daemon=True)
                 for k in range(opts.rider_streams)
@@ -775,34 +716,31 @@ class _Replay:
             sthread = threading.Thread(target=self.stats_loop, args=(ticks,), daemon=True)
             sthread.start()
             ethread = threading.Thread(target=self.rider_loop, args=(riders, rqs, counts), daemon=True)
-            for t in (*threads, *rthreads, wthread):
+            for t in (*rthreads, wthread):
                 t.start()
             ethread.start()
 
-            # The scheduler: each order at its compressed placed_at, round robin over the order streams.
-            i = 0
+            # The order process sends each order at its compressed placed_at; here, progress until the window ends.
             last_progress = time.time()
-            while i < n:
-                now = time.time()
-                while i < n and sched[i] <= now:
-                    oqs[i % len(oqs)].put((i, self._order_proto(i, float(sched[i]))))
-                    i += 1
-                if self.progress is not None and now - last_progress >= 2.0:
-                    last_progress = now
-                    self.progress(self._snapshot(now - wall_t0, i, counts))
-                if i < n:
-                    time.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
             window_end = wall_t0 + opts.duration_s
             while time.time() < window_end:
-                time.sleep(min(0.05, window_end - time.time()))
+                now = time.time()
+                if self.progress is not None and now - last_progress >= 2.0:
+                    last_progress = now
+                    self.progress(self._snapshot(now - wall_t0, orders.sent, counts))
+                time.sleep(min(0.05, max(0.0, window_end - now)))
             events_in_window = counts["sent"]
-            for q in oqs:
-                q.put(None)
-            # Drain: acks of every order sent, then the first assignment of every accepted order.
-            drain = opts.drain_s if opts.drain_s is not None else 3 * self.tick_s + self.hold_s + 5.0
+            # Drain: acks of every order sent (the order process ends by then), then the first assignment of
+            # every accepted order.
             deadline = time.time() + drain
-            for t in threads:
-                t.join(max(0.0, deadline - time.time()))
+            try:
+                sent = orders.result(drain + 30.0)
+            except OrderSideError as exc:
+                watch.cancel()
+                self.stop_riders.set()
+                self.stop_stats.set()
+                raise ReplayError(str(exc)) from None
+            self.merge_errors(sent.errors, sent.samples)
             while time.time() < deadline:
                 waiting = self.accepted & np.isnan(self.t_assign)
                 if not waiting.any():
@@ -812,7 +750,7 @@ class _Replay:
                     self.progress(self._snapshot(time.time() - wall_t0, n, counts))
                 time.sleep(0.05)
             wall_end = time.time()
-            cpu = time.process_time() - cpu0
+            cpu = time.process_time() - cpu0 + sent.cpu_s
             verified = self.verify() if opts.verify else None
             self.stop_stats.set()
             sthread.join(5.0)
@@ -835,7 +773,7 @@ class _Replay:
             for t in rthreads:
                 t.join(30.0)
         result = self._result(
-            wall_t0, wall_end, done, rstats, counts, events_in_window, setup_accepted, len(first), offline, cpu, watch
+            wall_t0, wall_end, rstats, counts, events_in_window, setup_accepted, len(first), offline, cpu, watch
         )
         tick_s = np.array([d for t, d in ticks.items() if t >= wall_t0], dtype=np.float64)
         if verified is not None:
@@ -860,7 +798,6 @@ class _Replay:
         self,
         wall_t0: float,
         wall_end: float,
-        done: list[float],
         rstats: list[tuple[float, float, int, int]],
         counts: dict[str, int],
         events_in_window: int,
@@ -959,7 +896,8 @@ def run_replay(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> ReplayResult:
     """Replay the log in ``log_dir`` into the server that ``connect()`` reaches (called once per stream, so that
-    each stream may have its own connection) and measure it.
+    each stream may have its own connection) and measure it. The order streams run in a child process
+    (``dispatch.replay_orders``), so ``connect`` must be picklable: e.g. ``functools.partial(DispatchClient, ...)``.
 
     Raises:
         ReplayError: bad options, a log the service cannot take, no reachable server, a server without the log's

@@ -1,0 +1,333 @@
+"""The replay's order streams, in a process of their own.
+
+``dispatch replay`` simulates the riders (positions, stops, batches of events), watches the assignments and submits
+the orders. In one process, the threads that read the order acks wait for the GIL behind the riders' simulation
+(session 13 measured the client's GIL held 36% of the time, a third of that by the riders), and that wait was
+counted in ``ack_ms``: the client saw an ack p99 of 304 ms where the server's own histogram put it under 100 ms.
+So the scheduler and the SubmitOrders streams run in a child process (``multiprocessing`` with ``spawn``: gRPC's
+channels do not survive a fork). Parent and child share, in shared memory, each order's send and ack times, whether
+it was accepted, and how many orders were handed to a stream; the child's errors and CPU time come back through a
+pipe at the end. Both read the same clock (``time.time``), so the parent can set the acks beside the assignments it
+sees on its watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import pickle
+import queue
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.client import DispatchClient, DispatchError, Rejection, dur_to_proto, ts_to_proto
+from dispatch.v1 import dispatch_pb2 as pb
+
+F64 = npt.NDArray[np.float64]
+
+# SubmitOrders streams reconnect on these codes, at most this many times in a row without an ack in between.
+_RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
+                          grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED})  # fmt: skip
+_RECONNECTS = 12
+_START_S = 120.0  # how long the child may take to start (a fresh interpreter imports numpy and grpc)
+_SAMPLES = 3  # error messages kept per code
+
+
+class OrderSideError(RuntimeError):
+    """The order process failed to start, or failed while running (the message holds its traceback)."""
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    """The orders of the window, in send order, with their times in the log's (simulated) seconds.
+
+    ``placed`` float64[n] simulated placement times; ``ready_after`` and ``promise_after`` float64[n] seconds from
+    placement to ready (>= 0) and to the promise; ``lat``, ``lng`` the drop-offs; ``size`` int64[n];
+    ``service_drop`` float64[n] seconds. An order is sent at wall ``wall_t0 + (placed - sim_t0) / speed``."""
+
+    ids: list[str]
+    site_ids: list[str]
+    lat: F64
+    lng: F64
+    placed: F64
+    ready_after: F64
+    promise_after: F64
+    size: npt.NDArray[np.int64]
+    service_drop: F64
+    sim_t0: float
+    speed: float
+
+    def schedule(self, wall_t0: float) -> F64:
+        """Each order's wall send time."""
+        return wall_t0 + (self.placed - self.sim_t0) / self.speed
+
+    def proto(self, i: int, placed_wall: float) -> pb.Order:
+        return pb.Order(
+            id=self.ids[i],
+            site_id=self.site_ids[i],
+            dropoff=pb.LatLng(lat=float(self.lat[i]), lng=float(self.lng[i])),
+            placed_at=ts_to_proto(placed_wall),
+            ready_at=ts_to_proto(placed_wall + float(self.ready_after[i])),
+            promised_by=ts_to_proto(placed_wall + float(self.promise_after[i])),
+            size=int(self.size[i]),
+            dropoff_service=dur_to_proto(float(self.service_drop[i])),
+        )
+
+
+class _Shared:
+    """The times both processes see: ``t_send``, ``t_ack`` float64[n] (NaN until set), ``accepted`` bool[n], and
+    ``sent`` int64[1] (orders handed to a stream so far), over ``multiprocessing`` shared arrays."""
+
+    def __init__(self, raw: tuple[Any, Any, Any, Any]) -> None:
+        self.raw = raw
+        self.t_send: F64 = np.frombuffer(raw[0], dtype=np.float64)
+        self.t_ack: F64 = np.frombuffer(raw[1], dtype=np.float64)
+        self.accepted: npt.NDArray[np.bool_] = np.frombuffer(raw[2], dtype=np.bool_)
+        self.sent: npt.NDArray[np.int64] = np.frombuffer(raw[3], dtype=np.int64)
+
+    @classmethod
+    def create(cls, ctx: Any, n: int) -> _Shared:
+        m = max(n, 1)
+        shared = cls((ctx.RawArray("d", m), ctx.RawArray("d", m), ctx.RawArray("b", m), ctx.RawArray("q", 1)))
+        shared.t_send[:] = np.nan
+        shared.t_ack[:] = np.nan
+        return shared
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.samples: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, code: str, n: int = 1, what: str = "") -> None:
+        with self.lock:
+            self.counts[code] += n
+            kept = self.samples.setdefault(code, [])
+            if what and len(kept) < _SAMPLES:
+                kept.append(what)
+
+
+class _Sender:
+    """The child's side: the scheduler and one thread per SubmitOrders stream."""
+
+    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int) -> None:
+        self.plan = plan
+        self.connect = connect
+        self.shared = shared
+        self.errors = _Errors()
+        self.qs: list[queue.Queue[tuple[int, pb.Order] | None]] = [queue.Queue() for _ in range(streams)]
+        self.done = [math.nan] * streams
+
+    def run(self, wall_t0: float, duration_s: float, drain_s: float) -> None:
+        plan, qs, sent = self.plan, self.qs, self.shared.sent
+        threads = [threading.Thread(target=self.stream, args=(k,), daemon=True) for k in range(len(qs))]
+        for t in threads:
+            t.start()
+        sched = plan.schedule(wall_t0)
+        n = len(plan.ids)
+        i = 0
+        while i < n:  # each order at its compressed placed_at, round robin over the streams
+            now = time.time()
+            while i < n and sched[i] <= now:
+                qs[i % len(qs)].put((i, plan.proto(i, float(sched[i]))))
+                i += 1
+            sent[0] = i
+            if i < n:
+                time.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
+        window_end = wall_t0 + duration_s
+        while time.time() < window_end:
+            time.sleep(min(0.05, window_end - time.time()))
+        for q in qs:
+            q.put(None)
+        deadline = time.time() + drain_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.time()))
+
+    def stream(self, k: int) -> None:
+        """One SubmitOrders stream fed from its queue. When the stream breaks (server restart), the orders sent but
+        not acknowledged are sent again on a new stream (SubmitOrders is idempotent by order id), up to
+        ``_RECONNECTS`` times in a row without an ack in between."""
+        q = self.qs[k]
+        fifo: deque[tuple[int, pb.Order]] = deque()
+        retry: deque[tuple[int, pb.Order]] = deque()
+        t_send, t_ack, accepted = self.shared.t_send, self.shared.t_ack, self.shared.accepted
+        state = {"finished": False}
+
+        def gen(dead: threading.Event, exited: threading.Event) -> Iterator[pb.Order]:
+            try:
+                while retry and not dead.is_set():
+                    item = retry.popleft()
+                    fifo.append(item)
+                    t_send[item[0]] = time.time()
+                    yield item[1]
+                while not dead.is_set() and not state["finished"]:
+                    try:
+                        got = q.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if got is None:
+                        state["finished"] = True
+                        return
+                    fifo.append(got)
+                    t_send[got[0]] = time.time()
+                    yield got[1]
+            finally:
+                exited.set()
+
+        failures = 0
+        with self.connect() as c:
+            while True:
+                dead, exited = threading.Event(), threading.Event()
+                try:
+                    for ack in c.submit_orders_raw(gen(dead, exited)):
+                        row, _ = fifo.popleft()
+                        t_ack[row] = time.time()
+                        failures = 0
+                        if ack.HasField("rejection"):
+                            r = Rejection.from_proto(ack.rejection)
+                            self.errors.add(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
+                        else:
+                            accepted[row] = True
+                    break
+                except DispatchError as exc:
+                    self.errors.add(exc.code.name, 1, str(exc))
+                    dead.set()
+                    exited.wait(5.0)
+                    retry.extendleft(reversed(fifo))  # not acknowledged: send again, in the same order
+                    fifo.clear()
+                    failures += 1
+                    if exc.code not in _RETRY_CODES or failures > _RECONNECTS or (state["finished"] and not retry):
+                        break
+                    time.sleep(min(2.0, 0.1 * 2 ** (failures - 1)))
+        if not state["finished"]:
+            while q.get() is not None:  # give up: drain the queue so that the scheduler never blocks
+                pass
+        self.done[k] = time.time()
+
+
+def _child(
+    plan: OrderPlan, connect: Callable[[], DispatchClient], raw: tuple[Any, Any, Any, Any], streams: int,
+    conn: Connection,
+) -> None:  # fmt: skip
+    """The order process: says it is ready, waits for the clock (wall_t0, duration, drain), sends, reports."""
+    try:
+        sender = _Sender(plan, connect, _Shared(raw), streams)
+        conn.send(("ready", None))
+        msg = conn.recv()
+        if msg[0] != "go":
+            return
+        cpu0 = time.process_time()
+        sender.run(*msg[1])
+        errors = sender.errors
+        with errors.lock:
+            out = (dict(errors.counts), {k: list(v) for k, v in errors.samples.items()}, list(sender.done))
+        conn.send(("done", (*out, time.process_time() - cpu0)))
+    except BaseException:  # the parent reports it (a closed pipe: the parent has gone)
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("failed", traceback.format_exc()))
+
+
+@dataclass
+class OrderResult:
+    """What the order process reports at its end: errors by code with samples, the time each stream finished
+    (NaN: it did not), and its CPU seconds from the clock's start."""
+
+    errors: dict[str, int]
+    samples: dict[str, list[str]]
+    done: list[float]
+    cpu_s: float
+
+
+class OrderProcess:
+    """The parent's handle on the order process: ``start`` (returns once the child is ready to send), ``go`` (the
+    clock), ``result`` (after the drain). ``t_send``, ``t_ack``, ``accepted`` and ``sent`` are live views of the
+    shared arrays."""
+
+    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], streams: int) -> None:
+        self._ctx = mp.get_context("spawn")
+        self._shared = _Shared.create(self._ctx, len(plan.ids))
+        n = len(plan.ids)
+        self.t_send, self.t_ack = self._shared.t_send[:n], self._shared.t_ack[:n]
+        self.accepted = self._shared.accepted[:n]
+        self._plan = plan
+        self._connect = connect
+        self._streams = streams
+        self._conn: Connection | None = None
+        self._proc: Any = None
+
+    @property
+    def sent(self) -> int:
+        return int(self._shared.sent[0])
+
+    def start(self) -> None:
+        """Start the child and wait until it is ready. Raises OrderSideError (also when ``connect`` cannot be
+        pickled: it must be, e.g. ``functools.partial(DispatchClient, target, ...)``)."""
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_child, args=(self._plan, self._connect, self._shared.raw, self._streams, theirs),
+            name="replay-orders", daemon=True,
+        )  # fmt: skip
+        try:
+            proc.start()
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:  # pickling the arguments failed
+            raise OrderSideError(
+                f"cannot start the order process ({exc}); connect must be picklable, e.g. "
+                "functools.partial(DispatchClient, target, ...)"
+            ) from None
+        theirs.close()
+        self._proc, self._conn = proc, ours
+        msg = self._receive(_START_S, "start")
+        if msg[0] != "ready":
+            raise OrderSideError(f"the order process did not start:\n{msg[1]}")
+
+    def go(self, wall_t0: float, duration_s: float, drain_s: float) -> None:
+        assert self._conn is not None
+        self._conn.send(("go", (wall_t0, duration_s, drain_s)))
+
+    def result(self, timeout: float) -> OrderResult:
+        """Wait (at most ``timeout`` seconds) for the child's report, then for it to exit."""
+        msg = self._receive(timeout, "finish")
+        self.close()
+        if msg[0] != "done":
+            raise OrderSideError(f"the order process failed:\n{msg[1]}")
+        errors, samples, done, cpu = msg[1]
+        return OrderResult(errors, samples, done, cpu)
+
+    def _receive(self, timeout: float, what: str) -> tuple[str, Any]:
+        assert self._conn is not None and self._proc is not None
+        deadline = time.monotonic() + timeout
+        while not self._conn.poll(0.2):
+            if not self._proc.is_alive() and not self._conn.poll(0):
+                raise OrderSideError(f"the order process exited with code {self._proc.exitcode} before it could {what}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise OrderSideError(f"the order process did not {what} within {timeout:g} s")
+        try:
+            msg: tuple[str, Any] = self._conn.recv()
+        except EOFError:
+            raise OrderSideError(f"the order process exited before it could {what}") from None
+        return msg
+
+    def close(self) -> None:
+        """End the child (it is done, or being given up on)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.join(5.0)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(5.0)
+            self._proc = None

@@ -1,0 +1,61 @@
+"""dispatch.replay_orders: the replay's order streams in a child process (the end-to-end replays are in
+test_replay.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from dispatch.client import DispatchClient, ts_from_proto
+from dispatch.replay_orders import OrderPlan, OrderProcess, OrderSideError
+
+
+def _plan(n: int = 3) -> OrderPlan:
+    return OrderPlan(
+        ids=[f"o{i}" for i in range(n)],
+        site_ids=[str(7 + i) for i in range(n)],
+        lat=np.linspace(31.2, 31.3, n),
+        lng=np.linspace(121.4, 121.5, n),
+        placed=np.array([1000.0 + 60 * i for i in range(n)]),
+        ready_after=np.array([300.0 + i for i in range(n)]),
+        promise_after=np.full(n, 3600.0),
+        size=np.arange(1, n + 1, dtype=np.int64),
+        service_drop=np.full(n, 90.0),
+        sim_t0=1000.0,
+        speed=60.0,
+    )
+
+
+def test_plan_compresses_arrivals_and_keeps_the_durations() -> None:
+    plan = _plan()
+    sched = plan.schedule(5000.0)
+    assert sched.tolist() == [5000.0, 5001.0, 5002.0]  # 60 simulated seconds apart at speed 60
+    o = plan.proto(2, float(sched[2]))
+    assert (o.id, o.site_id, o.size) == ("o2", "9", 3)
+    assert (o.dropoff.lat, o.dropoff.lng) == (31.3, 121.5)
+    placed = ts_from_proto(o.placed_at)
+    assert math.isclose(placed, 5002.0)
+    assert math.isclose(ts_from_proto(o.ready_at) - placed, 302.0)
+    assert math.isclose(ts_from_proto(o.promised_by) - placed, 3600.0)
+    assert o.dropoff_service.seconds == 90
+
+
+def test_a_connect_that_cannot_be_pickled_is_named() -> None:
+    proc = OrderProcess(_plan(), lambda: DispatchClient("127.0.0.1:1", insecure=True), 1)
+    with pytest.raises(OrderSideError, match="picklable"):
+        proc.start()
+
+
+def test_a_failure_in_the_child_comes_back_with_its_traceback() -> None:
+    # a plan whose arrays are shorter than its ids fails in the child's scheduler, at the first order
+    plan = dataclasses.replace(_plan(), lat=np.zeros(0))
+    proc = OrderProcess(plan, functools.partial(DispatchClient, "127.0.0.1:1", insecure=True, timeout=1), 1)
+    proc.start()
+    assert np.isnan(proc.t_send).all() and proc.sent == 0
+    proc.go(0.0, 0.1, 0.1)  # a clock in the past: every order is due at once
+    with pytest.raises(OrderSideError, match="IndexError"):
+        proc.result(60.0)
