@@ -3,6 +3,7 @@ WatchAssignments resuming after the server drops the stream."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -266,6 +267,22 @@ def test_the_token_travels_as_bearer_metadata(fake: tuple[FakeServicer, str]) ->
     with DispatchClient(fake[1], token="wrong", insecure=True) as bad, pytest.raises(DispatchError) as e:
         bad.quote(31.0, 121.0)
     assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_an_aio_channel_reaches_the_same_server_with_the_same_token(fake: tuple[FakeServicer, str]) -> None:
+    async def submit(c: DispatchClient) -> pb.SubmitOrderResponse:
+        async with c.aio_channel() as channel:
+            stub = pb_grpc.DispatchServiceStub(channel)
+            req = pb.SubmitOrderRequest(order=_order("aio-1").to_proto())
+            return await stub.SubmitOrder(req, metadata=c.metadata, timeout=5)
+
+    with DispatchClient(fake[1], token=TOKEN, insecure=True) as c:
+        assert c.metadata == (("authorization", f"Bearer {TOKEN}"),)
+        assert asyncio.run(submit(c)).order.id == "aio-1"
+    assert "aio-1" in fake[0].orders
+    with DispatchClient(fake[1], insecure=True) as anon, pytest.raises(grpc.RpcError) as e:
+        asyncio.run(submit(anon))
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_unreachable_server_is_unavailable() -> None:

@@ -724,17 +724,19 @@ class DispatchClient:
         if (certificate_chain is None) != (private_key is None):
             raise ValueError("mutual TLS needs both certificate_chain and private_key")
         opts = [("grpc.max_receive_message_length", 64 << 20), *options]
+        self._options = opts
+        self._creds: grpc.ChannelCredentials | None = None
         if insecure:
             if root_certificates is not None or certificate_chain is not None:
                 raise ValueError("insecure=True opens a plaintext channel: do not give TLS certificates")
             self._channel = grpc.insecure_channel(target, options=opts)
         else:
-            creds = grpc.ssl_channel_credentials(
+            self._creds = grpc.ssl_channel_credentials(
                 root_certificates=_read_pem(root_certificates, "root_certificates"),
                 private_key=_read_pem(private_key, "private_key"),
                 certificate_chain=_read_pem(certificate_chain, "certificate_chain"),
             )
-            self._channel = grpc.secure_channel(target, creds, options=opts)
+            self._channel = grpc.secure_channel(target, self._creds, options=opts)
         self.target = target
         self.timeout = float(timeout)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
@@ -745,6 +747,18 @@ class DispatchClient:
     def close(self) -> None:
         """Close the channel (open streams end with CANCELLED)."""
         self._channel.close()
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        """A new ``grpc.aio`` channel to the same server with the same credentials and options, for asyncio callers
+        (call on the event loop that will use it; send ``metadata`` with each call)."""
+        if self._creds is None:
+            return grpc.aio.insecure_channel(self.target, options=self._options)
+        return grpc.aio.secure_channel(self.target, self._creds, options=self._options)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata (the bearer token, when there is one)."""
+        return self._metadata
 
     def __enter__(self) -> DispatchClient:
         return self

@@ -42,8 +42,9 @@ What is measured (``ReplayResult.to_dict``):
 - ``errors``: counts by status code (refused orders and events, failed streams), with ``error_samples``;
 - ``unassigned_at_end``: accepted orders without an ASSIGNED event when the drain period ends (by the last
   unassigned reason seen, ``not_seen`` when none);
-- ``client_cpu_util``: CPU seconds of this process per wall second (the client's own cost; with ``send_lag_ms_p99``
-  small it was not the bottleneck); ``server_tick_ms_*``: durations of the server's ticks sampled with GetStats.
+- ``client_cpu_util``: CPU seconds of the client (this process and its order process, ``client_cpu_s_orders`` of
+  them) per wall second (the client's own cost; with ``send_lag_ms_p99`` small it was not the bottleneck);
+  ``server_tick_ms_*``: durations of the server's ticks sampled with GetStats.
 """
 
 from __future__ import annotations
@@ -775,6 +776,7 @@ class _Replay:
         result = self._result(
             wall_t0, wall_end, rstats, counts, events_in_window, setup_accepted, len(first), offline, cpu, watch
         )
+        result.figures["client_cpu_s_orders"] = round(sent.cpu_s, 2)
         tick_s = np.array([d for t, d in ticks.items() if t >= wall_t0], dtype=np.float64)
         if verified is not None:
             result.figures["verify_checked"], result.figures["verify_missing"] = verified

@@ -5,7 +5,7 @@ the orders. In one process, the threads that read the order acks wait for the GI
 (session 13 measured the client's GIL held 36% of the time, a third of that by the riders), and that wait was
 counted in ``ack_ms``: the client saw an ack p99 of 304 ms where the server's own histogram put it under 100 ms.
 So the scheduler and the SubmitOrders streams run in a child process (``multiprocessing`` with ``spawn``: gRPC's
-channels do not survive a fork). Parent and child share, in shared memory, each order's send and ack times, whether
+channels do not survive a fork), as coroutines on one ``grpc.aio`` event loop (see ``_Sender``). Parent and child share, in shared memory, each order's send and ack times, whether
 it was accepted, and how many orders were handed to a stream; the child's errors and CPU time come back through a
 pipe at the end. Both read the same clock (``time.time``), so the parent can set the acks beside the assignments it
 sees on its watch.
@@ -13,16 +13,16 @@ sees on its watch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import multiprocessing as mp
 import pickle
-import queue
 import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,8 +31,9 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.client import DispatchClient, DispatchError, Rejection, dur_to_proto, ts_to_proto
+from dispatch.client import DispatchClient, Rejection, dur_to_proto, ts_to_proto
 from dispatch.v1 import dispatch_pb2 as pb
+from dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 
 F64 = npt.NDArray[np.float64]
 
@@ -120,101 +121,120 @@ class _Errors:
 
 
 class _Sender:
-    """The child's side: the scheduler and one thread per SubmitOrders stream."""
+    """The child's side: the scheduler and one SubmitOrders stream per ``streams``, as coroutines on one event loop
+    (``grpc.aio``). The synchronous client's streams cost two threads each and a hand-over between them per message;
+    at 2,000 orders/s that made this process the client's largest CPU user (27 s of CPU in a 60 s replay, against 9 s
+    for the riders' simulation)."""
 
     def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int) -> None:
         self.plan = plan
         self.connect = connect
         self.shared = shared
+        self.streams = streams
         self.errors = _Errors()
-        self.qs: list[queue.Queue[tuple[int, pb.Order] | None]] = [queue.Queue() for _ in range(streams)]
         self.done = [math.nan] * streams
 
     def run(self, wall_t0: float, duration_s: float, drain_s: float) -> None:
-        plan, qs, sent = self.plan, self.qs, self.shared.sent
-        threads = [threading.Thread(target=self.stream, args=(k,), daemon=True) for k in range(len(qs))]
-        for t in threads:
-            t.start()
-        sched = plan.schedule(wall_t0)
-        n = len(plan.ids)
-        i = 0
-        while i < n:  # each order at its compressed placed_at, round robin over the streams
-            now = time.time()
-            while i < n and sched[i] <= now:
-                qs[i % len(qs)].put((i, plan.proto(i, float(sched[i]))))
-                i += 1
-            sent[0] = i
-            if i < n:
-                time.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
-        window_end = wall_t0 + duration_s
-        while time.time() < window_end:
-            time.sleep(min(0.05, window_end - time.time()))
-        for q in qs:
-            q.put(None)
-        deadline = time.time() + drain_s
-        for t in threads:
-            t.join(max(0.0, deadline - time.time()))
+        asyncio.run(self._run(wall_t0, duration_s, drain_s))
 
-    def stream(self, k: int) -> None:
+    async def _run(self, wall_t0: float, duration_s: float, drain_s: float) -> None:
+        plan, sent = self.plan, self.shared.sent
+        with self.connect() as settings:  # the connection settings (its own channel stays unused)
+            qs: list[asyncio.Queue[tuple[int, pb.Order] | None]] = [asyncio.Queue() for _ in range(self.streams)]
+            tasks = [asyncio.create_task(self._stream(k, qs[k], settings)) for k in range(self.streams)]
+            sched = plan.schedule(wall_t0)
+            n = len(plan.ids)
+            i = 0
+            while i < n:  # each order at its compressed placed_at, round robin over the streams
+                now = time.time()
+                while i < n and sched[i] <= now:
+                    qs[i % len(qs)].put_nowait((i, plan.proto(i, float(sched[i]))))
+                    i += 1
+                sent[0] = i
+                if i < n:
+                    await asyncio.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
+            await asyncio.sleep(max(0.0, wall_t0 + duration_s - time.time()))
+            for q in qs:
+                q.put_nowait(None)
+            _, late = await asyncio.wait(tasks, timeout=drain_s)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stream(self, k: int, q: asyncio.Queue[tuple[int, pb.Order] | None], settings: DispatchClient) -> None:
         """One SubmitOrders stream fed from its queue. When the stream breaks (server restart), the orders sent but
         not acknowledged are sent again on a new stream (SubmitOrders is idempotent by order id), up to
         ``_RECONNECTS`` times in a row without an ack in between."""
-        q = self.qs[k]
         fifo: deque[tuple[int, pb.Order]] = deque()
         retry: deque[tuple[int, pb.Order]] = deque()
         t_send, t_ack, accepted = self.shared.t_send, self.shared.t_ack, self.shared.accepted
-        state = {"finished": False}
+        state = {"finished": False, "failures": 0}
 
-        def gen(dead: threading.Event, exited: threading.Event) -> Iterator[pb.Order]:
-            try:
-                while retry and not dead.is_set():
-                    item = retry.popleft()
-                    fifo.append(item)
-                    t_send[item[0]] = time.time()
-                    yield item[1]
-                while not dead.is_set() and not state["finished"]:
-                    try:
-                        got = q.get(timeout=0.1)
-                    except queue.Empty:
-                        continue
-                    if got is None:
-                        state["finished"] = True
-                        return
-                    fifo.append(got)
-                    t_send[got[0]] = time.time()
-                    yield got[1]
-            finally:
-                exited.set()
-
-        failures = 0
-        with self.connect() as c:
-            while True:
-                dead, exited = threading.Event(), threading.Event()
-                try:
-                    for ack in c.submit_orders_raw(gen(dead, exited)):
-                        row, _ = fifo.popleft()
-                        t_ack[row] = time.time()
-                        failures = 0
-                        if ack.HasField("rejection"):
-                            r = Rejection.from_proto(ack.rejection)
-                            self.errors.add(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
-                        else:
-                            accepted[row] = True
+        async def write(call: Any) -> None:
+            while retry:
+                item = retry.popleft()
+                fifo.append(item)
+                t_send[item[0]] = time.time()
+                await call.write(pb.SubmitOrdersRequest(order=item[1]))
+            while not state["finished"]:
+                got = await q.get()
+                if got is None:
+                    state["finished"] = True
                     break
-                except DispatchError as exc:
-                    self.errors.add(exc.code.name, 1, str(exc))
-                    dead.set()
-                    exited.wait(5.0)
+                fifo.append(got)
+                t_send[got[0]] = time.time()
+                await call.write(pb.SubmitOrdersRequest(order=got[1]))
+            await call.done_writing()
+
+        async def read(call: Any) -> None:
+            async for ack in call:
+                row, _ = fifo.popleft()
+                t_ack[row] = time.time()
+                state["failures"] = 0
+                if ack.HasField("rejection"):
+                    r = Rejection.from_proto(ack.rejection)
+                    self.errors.add(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
+                else:
+                    accepted[row] = True
+
+        async with settings.aio_channel() as channel:
+            stub = pb_grpc.DispatchServiceStub(channel)
+            while True:
+                call = stub.SubmitOrders(metadata=settings.metadata)
+                parts = [asyncio.create_task(write(call)), asyncio.create_task(read(call))]
+                try:
+                    await asyncio.gather(*parts)
+                    break
+                except (grpc.RpcError, asyncio.InvalidStateError) as exc:
+                    # a write to a call that has ended raises InvalidStateError; its reader then has the status
+                    rpc = await _status(exc, parts[1])
+                    call.cancel()
+                    for part in parts:
+                        part.cancel()
+                    await asyncio.gather(*parts, return_exceptions=True)
+                    code = rpc.code() if rpc is not None else grpc.StatusCode.UNAVAILABLE
+                    details = (rpc.details() if rpc is not None else None) or str(exc)
+                    self.errors.add(code.name, 1, f"SubmitOrders: {code.name}: {details}")
                     retry.extendleft(reversed(fifo))  # not acknowledged: send again, in the same order
                     fifo.clear()
-                    failures += 1
-                    if exc.code not in _RETRY_CODES or failures > _RECONNECTS or (state["finished"] and not retry):
+                    state["failures"] += 1
+                    if code not in _RETRY_CODES or state["failures"] > _RECONNECTS or (state["finished"] and not retry):
                         break
-                    time.sleep(min(2.0, 0.1 * 2 ** (failures - 1)))
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** (state["failures"] - 1)))
         if not state["finished"]:
-            while q.get() is not None:  # give up: drain the queue so that the scheduler never blocks
+            while await q.get() is not None:  # give up: drain the queue (nothing more will be sent)
                 pass
         self.done[k] = time.time()
+
+
+async def _status(exc: BaseException, reader: asyncio.Task[None]) -> grpc.aio.AioRpcError | None:
+    """The failed call's status: ``exc`` itself, or what its reader ends with (waited for at most a second)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc
+    done, _ = await asyncio.wait([reader], timeout=1.0)
+    if done and not reader.cancelled() and isinstance(reader.exception(), grpc.aio.AioRpcError):
+        return reader.exception()
+    return None
 
 
 def _child(
