@@ -5,10 +5,10 @@ the orders. In one process, the threads that read the order acks wait for the GI
 (session 13 measured the client's GIL held 36% of the time, a third of that by the riders), and that wait was
 counted in ``ack_ms``: the client saw an ack p99 of 304 ms where the server's own histogram put it under 100 ms.
 So the scheduler and the SubmitOrders streams run in a child process (``multiprocessing`` with ``spawn``: gRPC's
-channels do not survive a fork), as coroutines on one ``grpc.aio`` event loop (see ``_Sender``). Parent and child share, in shared memory, each order's send and ack times, whether
-it was accepted, and how many orders were handed to a stream; the child's errors and CPU time come back through a
-pipe at the end. Both read the same clock (``time.time``), so the parent can set the acks beside the assignments it
-sees on its watch.
+channels do not survive a fork), as coroutines on one ``grpc.aio`` event loop (see ``_Sender``). Parent and child
+share, in shared memory, each order's send and ack times, whether it was accepted, and how many orders were handed
+to a stream; the child's errors and CPU time come back through a pipe at the end. Both read the same clock
+(``time.time``), so the parent can set the acks beside the assignments it sees on its watch.
 """
 
 from __future__ import annotations
