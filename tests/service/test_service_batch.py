@@ -150,20 +150,20 @@ def test_one_message_mixing_kinds_applies_in_order(tmp_path: Path):
         assert (again.x, again.y) == (pytest.approx(rec.x), pytest.approx(rec.y))
 
 
-def test_the_loop_freezes_the_heap_after_each_tick_and_hands_it_back_periodically(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(loop_mod, "GC_UNFREEZE_TICKS", 3)
+def test_the_loop_freezes_the_heap_after_each_slot_and_hands_it_back_periodically(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(loop_mod, "GC_UNFREEZE_SLOTS", 3)
     loop = loop_mod.DispatchLoop(Store(make_config(tmp_path)))
     gc.unfreeze()
     try:
-        loop._gc_after_tick()
+        loop._gc_after_slot()
         assert gc.get_freeze_count() == 0  # off unless asked (serve turns it on for its own process)
         loop.freeze_gc = True
-        loop._gc_after_tick()
+        loop._gc_after_slot()
         assert gc.get_freeze_count() > 0
-        loop._gc_after_tick()
-        loop._gc_after_tick()  # the third: everything handed back to the collector
+        loop._gc_after_slot()
+        loop._gc_after_slot()  # the third: everything handed back to the collector
         assert gc.get_freeze_count() == 0
-        loop._gc_after_tick()
+        loop._gc_after_slot()
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

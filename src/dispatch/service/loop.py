@@ -62,7 +62,7 @@ CHUNK = 64  # riders applied per lock hold
 BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
 PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
-GC_UNFREEZE_TICKS = 240  # with freeze_gc, ticks between two hand-backs of the frozen objects (1 h at 15 s)
+GC_UNFREEZE_SLOTS = 3600  # with freeze_gc, slots between two hand-backs of the frozen objects (1 h at 1 slot/s)
 
 
 class Pacer:
@@ -125,11 +125,11 @@ class DispatchLoop:
         self._on_tick = on_tick
         self.remote = PolicyProcess(store.cfg.policy_nice) if store.cfg.policy_process else None
         self.mirror = Mirror() if self.remote is None else None  # (in the worker otherwise)
-        self.freeze_gc = False  # see ``_gc_after_tick``; ``serve`` turns it on for its own process
+        self.freeze_gc = False  # see ``_gc_after_slot``; ``serve`` turns it on for its own process
         # The tick's pacing (``Pacer``); pause_s 0 turns it off.
         self.slice_s, self.pause_s = SLICE_S, store.cfg.tick_pause_ms / 1e3
         self._pace = Pacer(self.slice_s, self.pause_s)
-        self._frozen_ticks = 0
+        self._frozen_slots = 0
         self.slots = site_slots(store, store.cfg.tick_slots)
         # What the mirror holds (``_delta``): riders by row and the orders it knows.
         self._recs: list[RiderRec] = []
@@ -175,24 +175,26 @@ class DispatchLoop:
             except Exception:  # never let one bad tick stop dispatching
                 log.exception("dispatch tick failed")
             k = (k + 1) % n
-            if k == 0:
-                self._gc_after_tick()
+            self._gc_after_slot()
             now = time.monotonic()
             next_at = next_slot_at(next_at, now, self.store.params.tick_s, n)
             self._stop.wait(max(0.0, next_at - now))
 
-    def _gc_after_tick(self) -> None:
+    def _gc_after_slot(self) -> None:
         """With ``freeze_gc``: move every object alive now out of the cyclic garbage collector's reach
         (``gc.freeze``), so that a full collection scans only what was made since. The service's state (orders,
         riders, routes) only grows, and Python's full collections, which come whenever the older generation has grown
         by a quarter, scanned all of it: at 60,000 orders a collection held the GIL for ~0.1 s, twice a tick, and
-        stalled every request. Every ``GC_UNFREEZE_TICKS`` ticks everything is handed back once, so that garbage
+        stalled every request. Frozen once a tick (session 4), the state made since the last freeze still grew for a
+        whole tick: in the city replay a full collection came every 2-2.5 s, found nothing to free, and held the GIL
+        for 27 ms early in the window and 80-133 ms later, which was the server's longest pause (session 14); so it is
+        frozen after every slot. Every ``GC_UNFREEZE_SLOTS`` slots everything is handed back once, so that garbage
         cycles frozen while still alive are freed by the next full collection."""
         if not self.freeze_gc:
             return
-        self._frozen_ticks += 1
-        if self._frozen_ticks >= GC_UNFREEZE_TICKS:
-            self._frozen_ticks = 0
+        self._frozen_slots += 1
+        if self._frozen_slots >= GC_UNFREEZE_SLOTS:
+            self._frozen_slots = 0
             gc.unfreeze()
         else:
             gc.freeze()
