@@ -49,6 +49,7 @@ What is measured (``ReplayResult.to_dict``):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -653,7 +654,7 @@ class _Replay:
     def run(self) -> ReplayResult:
         opts = self.opts
         self.prepare()
-        with self.connect() as admin:
+        with self.connect() as admin, contextlib.ExitStack() as cleanup:
             self.check_server(admin)
             wall_setup = time.time()
             riders = _Riders(self.log, self.rider_rows, self.rider_ids, self.sim_t0, wall_setup, opts)
@@ -690,6 +691,7 @@ class _Replay:
 
             n = self.i1 - self.i0
             orders = OrderProcess(self.plan, self.connect, opts.order_streams)
+            cleanup.callback(orders.close)  # (after a failure below; it is closed by then otherwise)
             try:
                 orders.start()
             except OrderSideError as exc:
