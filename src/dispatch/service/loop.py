@@ -187,7 +187,7 @@ class DispatchLoop:
         by a quarter, scanned all of it: at 60,000 orders a collection held the GIL for ~0.1 s, twice a tick, and
         stalled every request. Frozen once a tick (session 4), the state made since the last freeze still grew for a
         whole tick: in the city replay a full collection came every 2-2.5 s, found nothing to free, and held the GIL
-        for 27 ms early in the window and 80-133 ms later, which was the server's longest pause (session 14); so it is
+        for 27 ms early in the window and 74-133 ms later, which was the server's longest pause (session 14); so it is
         frozen after every slot. Every ``GC_UNFREEZE_SLOTS`` slots everything is handed back once, so that garbage
         cycles frozen while still alive are freed by the next full collection."""
         if not self.freeze_gc:
