@@ -22,6 +22,7 @@ import pytest
 from dispatch.cli import main
 from dispatch.client import DispatchClient, ts_from_proto, ts_to_proto
 from dispatch.replay import ReplayError, ReplayOptions, parse_hhmm, run_replay
+from dispatch.replay_orders import _LOST_STATUS
 from dispatch.sim.log import write_log
 from dispatch.v1 import dispatch_pb2 as pb
 from dispatch.v1 import dispatch_pb2_grpc as pb_grpc
@@ -299,7 +300,9 @@ def test_order_streams_resend_unacknowledged_orders_after_the_stream_breaks(
     res = run_replay(log_dir, _connect(target), opts).to_dict()
     n = _orders_in_window(log_dir, "11:30", 1800.0, 1.0)
     assert n > 10
-    assert res["errors"] == {"UNAVAILABLE": 1}
+    # the server's status, unless grpc.aio lost it to a write racing the end of the stream (then said so)
+    lost = {"INTERNAL": [f"SubmitOrders: INTERNAL: {_LOST_STATUS}"]}
+    assert res["errors"] == {"UNAVAILABLE": 1} or (res["errors"], res["error_samples"]) == ({"INTERNAL": 1}, lost)
     # the 10th order was accepted but its ack was lost: it was sent again and acknowledged as a duplicate
     assert res["orders_acked"] == res["orders_accepted"] == n and res["unassigned_at_end"] == 0
     assert servicer.submitted == n + 1 and len([o for o in servicer.known if o.startswith("b-")]) == n

@@ -3,15 +3,17 @@ test_replay.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import math
 
+import grpc
 import numpy as np
 import pytest
 
 from dispatch.client import DispatchClient, ts_from_proto
-from dispatch.replay_orders import OrderPlan, OrderProcess, OrderSideError
+from dispatch.replay_orders import _LOST_STATUS, OrderPlan, OrderProcess, OrderSideError, _status
 
 
 def _plan(n: int = 3) -> OrderPlan:
@@ -59,3 +61,42 @@ def test_a_failure_in_the_child_comes_back_with_its_traceback() -> None:
     proc.go(0.0, 0.1, 0.1)  # a clock in the past: every order is due at once
     with pytest.raises(OrderSideError, match="IndexError"):
         proc.result(60.0)
+
+
+def _rpc(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+LOST = _rpc(grpc.StatusCode.INTERNAL, "Internal error from Core")  # what grpc.aio says after a failed local write
+CUT = _rpc(grpc.StatusCode.UNAVAILABLE, "stream cut")
+
+
+@pytest.mark.parametrize(
+    ("writer", "reader", "want"),
+    [
+        (LOST, CUT, (grpc.StatusCode.UNAVAILABLE, "stream cut")),  # the reader has the server's status
+        (CUT, LOST, (grpc.StatusCode.UNAVAILABLE, "stream cut")),  # the writer has it
+        (asyncio.InvalidStateError("finished"), CUT, (grpc.StatusCode.UNAVAILABLE, "stream cut")),
+        (LOST, LOST, (grpc.StatusCode.INTERNAL, _LOST_STATUS)),  # lost on both sides: said so
+        (_rpc(grpc.StatusCode.INTERNAL, "server bug"), None, (grpc.StatusCode.INTERNAL, "server bug")),
+        (asyncio.InvalidStateError("finished"), None, (grpc.StatusCode.UNAVAILABLE, "finished")),
+    ],
+)
+def test_a_failed_stream_reports_the_servers_status_where_grpc_kept_it(
+    writer: BaseException, reader: BaseException | None, want: tuple[grpc.StatusCode, str]
+) -> None:
+    async def run() -> tuple[grpc.StatusCode, str]:
+        async def read() -> None:
+            if reader is None:
+                await asyncio.sleep(30)  # a reader that never ends: the writer's status after the wait
+            else:
+                raise reader
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0)
+        try:
+            return await asyncio.wait_for(_status(writer, task), 5.0)
+        finally:
+            task.cancel()
+
+    assert asyncio.run(run()) == want

@@ -41,6 +41,7 @@ F64 = npt.NDArray[np.float64]
 _RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
                           grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED})  # fmt: skip
 _RECONNECTS = 12
+_LOST_STATUS = "the stream ended while an order was being written; grpc.aio lost the server's status"
 _START_S = 120.0  # how long the child may take to start (a fresh interpreter imports numpy and grpc)
 _SAMPLES = 3  # error messages kept per code
 
@@ -207,13 +208,11 @@ class _Sender:
                     break
                 except (grpc.RpcError, asyncio.InvalidStateError) as exc:
                     # a write to a call that has ended raises InvalidStateError; its reader then has the status
-                    rpc = await _status(exc, parts[1])
+                    code, details = await _status(exc, parts[1])
                     call.cancel()
                     for part in parts:
                         part.cancel()
                     await asyncio.gather(*parts, return_exceptions=True)
-                    code = rpc.code() if rpc is not None else grpc.StatusCode.UNAVAILABLE
-                    details = (rpc.details() if rpc is not None else None) or str(exc)
                     self.errors.add(code.name, 1, f"SubmitOrders: {code.name}: {details}")
                     retry.extendleft(reversed(fifo))  # not acknowledged: send again, in the same order
                     fifo.clear()
@@ -227,14 +226,27 @@ class _Sender:
         self.done[k] = time.time()
 
 
-async def _status(exc: BaseException, reader: asyncio.Task[None]) -> grpc.aio.AioRpcError | None:
-    """The failed call's status: ``exc`` itself, or what its reader ends with (waited for at most a second)."""
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return exc
+async def _status(exc: BaseException, reader: asyncio.Task[None]) -> tuple[grpc.StatusCode, str]:
+    """Why a stream failed: the status the reader ends with (waited for at most a second), else ``exc``'s.
+
+    When the server ends a stream while an order is being written, grpc.aio may replace the server's status with
+    its own INTERNAL "Internal error from Core" (a failed local write), for the writer and the reader alike; the
+    server's status is then lost, and the failure is reported as INTERNAL with that said plainly.
+    """
     done, _ = await asyncio.wait([reader], timeout=1.0)
-    if done and not reader.cancelled() and isinstance(reader.exception(), grpc.aio.AioRpcError):
-        return reader.exception()
-    return None
+    got = reader.exception() if done and not reader.cancelled() else None
+    candidates = [e for e in (got, exc) if isinstance(e, grpc.aio.AioRpcError)]
+    for rpc in candidates:
+        if not _lost_status(rpc):
+            return rpc.code(), rpc.details() or str(rpc)
+    if candidates:
+        return grpc.StatusCode.INTERNAL, _LOST_STATUS
+    return grpc.StatusCode.UNAVAILABLE, str(exc) or type(exc).__name__
+
+
+def _lost_status(rpc: grpc.aio.AioRpcError) -> bool:
+    """Whether ``rpc`` carries grpc.aio's own status for a failed local write rather than the server's."""
+    return rpc.code() == grpc.StatusCode.INTERNAL and rpc.details() == "Internal error from Core"
 
 
 def _child(
