@@ -150,8 +150,11 @@ def test_one_message_mixing_kinds_applies_in_order(tmp_path: Path):
         assert (again.x, again.y) == (pytest.approx(rec.x), pytest.approx(rec.y))
 
 
-def test_the_loop_freezes_the_heap_after_each_slot_and_hands_it_back_periodically(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(loop_mod, "GC_UNFREEZE_SLOTS", 3)
+def _collectable(obj: object) -> bool:
+    return any(o is obj for o in gc.get_objects())
+
+
+def test_the_loop_freezes_the_heap_after_each_slot_and_never_hands_it_back(tmp_path: Path):
     loop = loop_mod.DispatchLoop(Store(make_config(tmp_path)))
     gc.unfreeze()
     try:
@@ -160,11 +163,11 @@ def test_the_loop_freezes_the_heap_after_each_slot_and_hands_it_back_periodicall
         loop.freeze_gc = True
         loop._gc_after_slot()
         assert gc.get_freeze_count() > 0
-        loop._gc_after_slot()
-        loop._gc_after_slot()  # the third: everything handed back to the collector
-        assert gc.get_freeze_count() == 0
-        loop._gc_after_slot()
-        assert gc.get_freeze_count() > 0
+        made = [0]  # made after that slot: collectable (a frozen object is not among gc.get_objects())
+        assert _collectable(made)
+        for _ in range(5):  # the next slot freezes it, and no later one hands it back
+            loop._gc_after_slot()
+            assert not _collectable(made)
     finally:
         gc.unfreeze()
         loop.stop()

@@ -62,7 +62,6 @@ CHUNK = 64  # riders applied per lock hold
 BLOCK = 2048  # riders (or order rows) read between two checks of the pacer
 SLICE_S = 0.002  # the tick's longest stretch of Python work between two pauses
 PAUSE_S = 0.001  # each pause, by default (``tick_pause_ms``; a sleep: the request threads take the GIL meanwhile)
-GC_UNFREEZE_SLOTS = 3600  # with freeze_gc, slots between two hand-backs of the frozen objects (1 h at 1 slot/s)
 
 
 class Pacer:
@@ -129,7 +128,6 @@ class DispatchLoop:
         # The tick's pacing (``Pacer``); pause_s 0 turns it off.
         self.slice_s, self.pause_s = SLICE_S, store.cfg.tick_pause_ms / 1e3
         self._pace = Pacer(self.slice_s, self.pause_s)
-        self._frozen_slots = 0
         self.slots = site_slots(store, store.cfg.tick_slots)
         # What the mirror holds (``_delta``): riders by row and the orders it knows.
         self._recs: list[RiderRec] = []
@@ -188,15 +186,13 @@ class DispatchLoop:
         stalled every request. Frozen once a tick (session 4), the state made since the last freeze still grew for a
         whole tick: in the city replay a full collection came every 2-2.5 s, found nothing to free, and held the GIL
         for 27 ms early in the window and 74-133 ms later, which was the server's longest pause (session 14); so it is
-        frozen after every slot. Every ``GC_UNFREEZE_SLOTS`` slots everything is handed back once, so that garbage
-        cycles frozen while still alive are freed by the next full collection."""
-        if not self.freeze_gc:
-            return
-        self._frozen_slots += 1
-        if self._frozen_slots >= GC_UNFREEZE_SLOTS:
-            self._frozen_slots = 0
-            gc.unfreeze()
-        else:
+        frozen after every slot. Nothing is handed back: what freezing keeps from the collector is only cyclic
+        garbage whose objects were frozen while alive (all else is freed by reference counting), and in the city
+        replay, handing everything back every 30 s and collecting at once found 0 to 7 such objects each time, in
+        200-360 ms holding the GIL over half a million objects (session 15). The hourly hand-back this replaces made
+        that pause, growing with the state, whenever a full collection came before the next slot froze the heap
+        again, and achieved nothing otherwise."""
+        if self.freeze_gc:
             gc.freeze()
 
     def _policy_now(self) -> Policy:
