@@ -65,6 +65,7 @@ class FakeServicer(pb_grpc.DispatchServiceServicer):
         self.drop_after = 3
         self.drop_code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE
         self.watch_calls: list[int] = []
+        self.order_messages: list[int] = []  # orders in each SubmitOrders message received
         self.last_update: pb.UpdateParamsRequest | None = None
         self.lock = threading.Lock()
 
@@ -96,11 +97,17 @@ class FakeServicer(pb_grpc.DispatchServiceServicer):
     def SubmitOrders(self, request_iterator: Iterator[pb.SubmitOrdersRequest], context: Any) -> Iterator[Any]:  # noqa: N802
         self._auth(context)
         for req in request_iterator:
-            r = self._accept(req.order, context)
-            if isinstance(r, pb.Rejection):
-                yield pb.SubmitOrdersResponse(order_id=req.order.id, rejection=r)
-            else:
-                yield pb.SubmitOrdersResponse(order_id=req.order.id, accepted=r)
+            self.order_messages.append(len(req.orders) or 1)
+            resp = pb.SubmitOrdersResponse()
+            for o in [req.order] if not req.orders else req.orders:  # one order, or a batch (acks together)
+                ack = resp.acks.add() if req.orders else resp
+                ack.order_id = o.id
+                r = self._accept(o, context)
+                if isinstance(r, pb.Rejection):
+                    ack.rejection.CopyFrom(r)
+                else:
+                    ack.accepted.CopyFrom(r)
+            yield resp
 
     def CancelOrder(self, request: pb.CancelOrderRequest, context: Any) -> pb.CancelOrderResponse:  # noqa: N802
         self._auth(context)
@@ -310,6 +317,21 @@ def test_submit_orders_acks_each_order_in_order_with_rejections(client: Dispatch
     assert acks[1].rejection is not None and acks[1].rejection.code == "INVALID_ARGUMENT"
     assert acks[1].rejection.field == "order.size" and acks[1].order is None
     assert acks[3].duplicate and acks[2].order is not None and acks[2].order.state == "pending"
+
+
+def test_submit_order_batches_sends_a_message_a_batch_and_yields_an_ack_an_order(
+    fake: tuple[FakeServicer, str], client: DispatchClient
+) -> None:
+    batches = [[_order("a"), _order("b", size=0)], [_order("c")], [_order("a"), _order("d"), _order("e")]]
+    acks = list(client.submit_order_batches(iter(batches)))
+    assert [a.order_id for a in acks] == ["a", "b", "c", "a", "d", "e"]
+    assert [a.accepted for a in acks] == [True, False, True, True, True, True]
+    assert acks[1].rejection is not None and acks[1].rejection.field == "order.size"
+    assert acks[3].duplicate and not acks[4].duplicate
+    assert fake[0].order_messages == [2, 1, 3]
+    # the raw path takes a batch's acks out of their message too
+    raw = list(client.submit_orders_raw([_order("f")]))
+    assert [r.order_id for r in raw] == ["f"] and raw[0].WhichOneof("result") == "accepted"
 
 
 def test_cancel_and_get_order(client: DispatchClient) -> None:

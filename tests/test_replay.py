@@ -51,6 +51,7 @@ class FakeDispatcher(pb_grpc.DispatchServiceServicer):
         self.known: set[str] = set()
         self.submitted = 0
         self.break_after: int | None = None
+        self.batches: list[int] = []  # orders in each SubmitOrders message
         self.routes: dict[str, list[tuple[int, str, float]]] = {}
         self.online: set[str] = set()
         self.ever_online: set[str] = set()
@@ -98,23 +99,30 @@ class FakeDispatcher(pb_grpc.DispatchServiceServicer):
 
     def SubmitOrders(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:  # noqa: N802
         for req in request_iterator:
-            o = req.order
-            if o.site_id not in self.site_ids or not (ts_from_proto(o.promised_by) > ts_from_proto(o.placed_at)):
-                rej = pb.Rejection(code=pb.REJECTION_CODE_INVALID_ARGUMENT, field="order", message="bad order")
-                yield pb.SubmitOrdersResponse(order_id=o.id, rejection=rej)
-                continue
-            with self.lock:
-                dup = o.id in self.known
-                if not dup:
-                    self.known.add(o.id)
-                    self.pending.append(o.id)
-                self.submitted += 1
-                cut = self.break_after is not None and self.submitted >= self.break_after
-                if cut:
-                    self.break_after = None
-            if cut:  # the order is in, its ack is lost with the stream
-                context.abort(grpc.StatusCode.UNAVAILABLE, "stream cut after an accepted order")
-            yield pb.SubmitOrdersResponse(order_id=o.id, accepted=pb.SubmitOrderResponse(order=o, duplicate=dup))
+            resp = pb.SubmitOrdersResponse()
+            orders = [req.order, *req.orders] if req.HasField("order") else list(req.orders)
+            self.batches.append(len(orders))
+            for o in orders:  # one order, or a batch acknowledged in one message
+                ack = resp.acks.add() if req.orders else resp
+                ack.order_id = o.id
+                if o.site_id not in self.site_ids or not (ts_from_proto(o.promised_by) > ts_from_proto(o.placed_at)):
+                    ack.rejection.CopyFrom(
+                        pb.Rejection(code=pb.REJECTION_CODE_INVALID_ARGUMENT, field="order", message="bad order")
+                    )
+                    continue
+                with self.lock:
+                    dup = o.id in self.known
+                    if not dup:
+                        self.known.add(o.id)
+                        self.pending.append(o.id)
+                    self.submitted += 1
+                    cut = self.break_after is not None and self.submitted >= self.break_after
+                    if cut:
+                        self.break_after = None
+                if cut:  # the order is in, its ack (and its batch's) is lost with the stream
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "stream cut after an accepted order")
+                ack.accepted.CopyFrom(pb.SubmitOrderResponse(order=o, duplicate=dup))
+            yield resp
 
     def ReportRiderEvents(self, request_iterator: Iterator[Any], context: Any) -> Any:  # noqa: N802
         accepted, rejections, i = 0, [], 0
@@ -307,6 +315,25 @@ def test_order_streams_resend_unacknowledged_orders_after_the_stream_breaks(
     assert res["orders_acked"] == res["orders_accepted"] == n and res["unassigned_at_end"] == 0
     assert servicer.submitted == n + 1 and len([o for o in servicer.known if o.startswith("b-")]) == n
     assert (res["verify_checked"], res["verify_missing"]) == (n, 0)
+
+
+def test_batched_order_streams_ack_every_order_and_resend_a_broken_batch(
+    log_dir: Path, fake: tuple[FakeDispatcher, str]
+) -> None:
+    servicer, target = fake
+    servicer.break_after = 40
+    # 10 simulated hours in 0.5 s: orders fall due faster than a stream writes, so messages carry several
+    opts = ReplayOptions(speed=72000.0, duration_s=0.5, start_s=parse_hhmm("10:00"), ping_s=36000.0, drain_s=5.0,
+                         order_streams=1, batch_orders=6, id_prefix="q-", verify=True)  # fmt: skip
+    res = run_replay(log_dir, _connect(target), opts).to_dict()
+    n = _orders_in_window(log_dir, "10:00", 72000.0, 0.5)
+    assert n > 100 and res["batch_orders"] == 6
+    assert res["orders_acked"] == res["orders_accepted"] == n and res["unassigned_at_end"] == 0
+    assert (res["verify_checked"], res["verify_missing"]) == (n, 0)
+    # the cut lost the acks of the 40th order's message: its orders went again (duplicates for those accepted)
+    assert len([o for o in servicer.known if o.startswith("q-")]) == n and servicer.submitted > n
+    # at most 6 orders a message, and several in some (at least while the stream opened, orders queued for it)
+    assert 1 < max(servicer.batches) <= 6 and len(servicer.batches) <= res["order_messages"] < servicer.submitted
 
 
 def test_replay_refuses_what_it_cannot_run(log_dir: Path, fake: tuple[FakeDispatcher, str], tmp_path: Path) -> None:

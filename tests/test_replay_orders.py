@@ -7,13 +7,19 @@ import asyncio
 import dataclasses
 import functools
 import math
+import multiprocessing as mp
+import time
+from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 
 from dispatch.client import DispatchClient, ts_from_proto
-from dispatch.replay_orders import _LOST_STATUS, OrderPlan, OrderProcess, OrderSideError, _status
+from dispatch.replay_orders import _LOST_STATUS, OrderPlan, OrderProcess, OrderSideError, _Sender, _Shared, _status
+from dispatch.v1 import dispatch_pb2 as pb
+from dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 
 
 def _plan(n: int = 3) -> OrderPlan:
@@ -100,3 +106,54 @@ def test_a_failed_stream_reports_the_servers_status_where_grpc_kept_it(
             task.cancel()
 
     assert asyncio.run(run()) == want
+
+
+class _Acker(pb_grpc.DispatchServiceServicer):
+    """Acknowledges every order as accepted, in the form it came in; records the orders of each message."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[str]] = []
+
+    def SubmitOrders(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
+        for req in request_iterator:
+            orders = [req.order, *req.orders] if req.HasField("order") else list(req.orders)
+            self.messages.append([o.id for o in orders])
+            resp = pb.SubmitOrdersResponse()
+            for o in orders:
+                ack = resp.acks.add() if req.orders else resp
+                ack.order_id = o.id
+                ack.accepted.order.CopyFrom(o)
+            yield resp
+
+
+@pytest.mark.parametrize(("batch", "streams", "expect"), [
+    (8, 1, [[8, 8, 4]]),  # all 20 due at once: chunks of 8 on the one stream, a message each
+    (8, 2, [[8, 4], [8]]),  # the chunks round robin over the streams
+    (1, 1, [[1] * 20]),  # one order a message
+    (32, 1, [[20]]),
+])  # fmt: skip
+def test_orders_due_together_go_in_messages_of_at_most_batch_orders(
+    batch: int, streams: int, expect: list[list[int]]
+) -> None:
+    servicer = _Acker()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_DispatchServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        n = 20
+        plan = dataclasses.replace(_plan(n), placed=np.full(n, 1000.0))  # every order due at the window's start
+        shared = _Shared.create(mp.get_context("spawn"), n)
+        connect = functools.partial(DispatchClient, f"127.0.0.1:{port}", insecure=True, timeout=5)
+        sender = _Sender(plan, connect, shared, streams, batch)
+        sender.run(time.time(), 0.2, 5.0)
+    finally:
+        server.stop(grace=None)
+    # every order acknowledged once, in order within its stream; the messages as the batching rule makes them
+    assert not np.isnan(shared.t_ack).any() and shared.accepted.all() and sender.errors.counts == {}
+    got = sorted(servicer.messages, key=lambda m: int(m[0][1:]))
+    assert [int(x[1:]) for m in got for x in m] == list(range(n))  # each message in order, none twice
+    by_stream: list[list[int]] = [[] for _ in range(streams)]
+    for m in got:  # chunk c (of at most ``batch`` orders) went to stream c % streams
+        by_stream[(int(m[0][1:]) // batch) % streams].append(len(m))
+    assert by_stream == expect and sender.messages == len(got)

@@ -104,6 +104,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             reject_rate=args.reject_rate,
             seed=args.seed,
             order_streams=args.order_streams,
+            batch_orders=args.batch_orders,
             rider_streams=args.rider_streams,
             batch_events=args.batch_events,
             flush_s=args.flush_s,
@@ -263,6 +264,13 @@ def register(sub: Any) -> None:
     rp.add_argument("--reject-rate", type=fraction, default=0.0, help="share of assignments riders reject (0)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the rejections and ping phases (default 0)")
     rp.add_argument("--order-streams", type=positive_int, default=4, help="concurrent SubmitOrders streams (4)")
+    rp.add_argument(
+        "--batch-orders",
+        type=positive_int,
+        default=1,
+        help="most orders per SubmitOrders message: what queued while a stream wrote goes in one message, without "
+        "waiting for more (default 1: a message per order)",
+    )
     rp.add_argument("--rider-streams", type=positive_int, default=2, help="concurrent ReportRiderEvents streams (2)")
     rp.add_argument("--batch-events", type=positive_int, default=1000, help="most rider events per message (1000)")
     rp.add_argument("--flush-s", type=positive_float, default=1.0, help="seconds a rider stream stays open (1)")

@@ -6,9 +6,11 @@ order, or ``--start HH:MM`` local time of the log's day) and runs ``speed`` simu
 ``wall_t0 + (t - sim_t0) / speed``.
 
 - Orders are submitted at their (compressed) ``placed_at`` on ``order_streams`` concurrent SubmitOrders streams
-  (round robin). Each is sent with ``placed_at`` = its wall send time and with the log's *durations* kept:
-  ``ready_at`` and ``promised_by`` are the same number of seconds after ``placed_at`` as in the log (the server
-  dispatches on the wall clock, so promises and travel run at real speed; only arrivals are compressed). Ids are
+  (what falls due together goes to one stream, round robin; with ``batch_orders`` > 1 a stream's message carries
+  what queued for it meanwhile, up to that many, else one order a message). Each is sent with ``placed_at`` = its
+  wall send time and with the log's *durations* kept: ``ready_at`` and ``promised_by`` are the same number of
+  seconds after ``placed_at`` as in the log (the server dispatches on the wall clock, so promises and travel run
+  at real speed; only arrivals are compressed). Ids are
   ``<id_prefix><order_id>`` and ``<id_prefix><rider_id>``; sites keep their log ids (as strings), which is what a
   server configured with ``[sites] log_dir`` knows.
 - Riders: those on shift at ``sim_t0`` come online before the clock starts (a setup phase, not counted in the
@@ -111,6 +113,9 @@ class ReplayOptions:
         reject_rate: probability that a rider rejects an order assigned to it, in [0, 1].
         seed: seeds the rejections.
         order_streams, rider_streams: concurrent streams, >= 1.
+        batch_orders: most orders per SubmitOrders message, >= 1. A stream's message carries the orders that
+            queued for it while it wrote the last one (never waiting for more), up to this many; 1 sends every
+            order in a message of its own.
         batch_events: most rider events per message, >= 1.
         flush_s: wall seconds a ReportRiderEvents stream stays open, > 0.
         drain_s: wall seconds to wait after the window for acks and assignments (None: 3 ticks + batching hold
@@ -130,6 +135,7 @@ class ReplayOptions:
     seed: int = 0
     order_streams: int = 4
     rider_streams: int = 2
+    batch_orders: int = 1
     batch_events: int = 1000
     flush_s: float = 1.0
     drain_s: float | None = None
@@ -154,7 +160,7 @@ class ReplayOptions:
             num("drain", self.drain_s, 0, False)
         if self.start_s is not None:
             num("start", self.start_s, 0, False)
-        for name in ("order_streams", "rider_streams", "batch_events"):
+        for name in ("order_streams", "rider_streams", "batch_orders", "batch_events"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ReplayError(f"{name}: must be an integer >= 1, got {v!r}")
@@ -690,7 +696,7 @@ class _Replay:
             watch = admin.watch_assignments(from_sequence=last_seq + 1, max_retries=40)
 
             n = self.i1 - self.i0
-            orders = OrderProcess(self.plan, self.connect, opts.order_streams)
+            orders = OrderProcess(self.plan, self.connect, opts.order_streams, opts.batch_orders)
             cleanup.callback(orders.close)  # (after a failure below; it is closed by then otherwise)
             try:
                 orders.start()
@@ -779,6 +785,7 @@ class _Replay:
             wall_t0, wall_end, rstats, counts, events_in_window, setup_accepted, len(first), offline, cpu, watch
         )
         result.figures["client_cpu_s_orders"] = round(sent.cpu_s, 2)
+        result.figures["order_messages"] = sent.messages
         tick_s = np.array([d for t, d in ticks.items() if t >= wall_t0], dtype=np.float64)
         if verified is not None:
             result.figures["verify_checked"], result.figures["verify_missing"] = verified
@@ -879,6 +886,7 @@ class _Replay:
             "client_cpu_s": round(cpu, 2),
             "client_cpu_util": round(cpu / max(1e-9, wall_end - wall_t0), 3),
             "order_streams": opts.order_streams,
+            "batch_orders": opts.batch_orders,
             "rider_streams": opts.rider_streams,
             "id_prefix": self.prefix,
             "missing_sites": self.missing_sites,

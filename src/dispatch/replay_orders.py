@@ -127,11 +127,15 @@ class _Sender:
     at 2,000 orders/s that made this process the client's largest CPU user (27 s of CPU in a 60 s replay, against 9 s
     for the riders' simulation)."""
 
-    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int) -> None:
+    def __init__(
+        self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int, batch: int = 1
+    ) -> None:
         self.plan = plan
         self.connect = connect
         self.shared = shared
         self.streams = streams
+        self.batch = batch
+        self.messages = 0  # SubmitOrders messages written
         self.errors = _Errors()
         self.done = [math.nan] * streams
 
@@ -141,16 +145,22 @@ class _Sender:
     async def _run(self, wall_t0: float, duration_s: float, drain_s: float) -> None:
         plan, sent = self.plan, self.shared.sent
         with self.connect() as settings:  # the connection settings (its own channel stays unused)
-            qs: list[asyncio.Queue[tuple[int, pb.Order] | None]] = [asyncio.Queue() for _ in range(self.streams)]
+            qs: list[asyncio.Queue[list[tuple[int, pb.Order]] | None]] = [asyncio.Queue() for _ in range(self.streams)]
             tasks = [asyncio.create_task(self._stream(k, qs[k], settings)) for k in range(self.streams)]
             sched = plan.schedule(wall_t0)
             n = len(plan.ids)
             i = 0
-            while i < n:  # each order at its compressed placed_at, round robin over the streams
+            turn = 0
+            while i < n:  # each order at its compressed placed_at; what is due goes in chunks, round robin
                 now = time.time()
+                chunk: list[tuple[int, pb.Order]] = []
                 while i < n and sched[i] <= now:
-                    qs[i % len(qs)].put_nowait((i, plan.proto(i, float(sched[i]))))
+                    chunk.append((i, plan.proto(i, float(sched[i]))))
                     i += 1
+                    if len(chunk) == self.batch or not (i < n and sched[i] <= now):
+                        qs[turn % len(qs)].put_nowait(chunk)
+                        turn += 1
+                        chunk = []
                 sent[0] = i
                 if i < n:
                     await asyncio.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
@@ -162,41 +172,58 @@ class _Sender:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _stream(self, k: int, q: asyncio.Queue[tuple[int, pb.Order] | None], settings: DispatchClient) -> None:
-        """One SubmitOrders stream fed from its queue. When the stream breaks (server restart), the orders sent but
-        not acknowledged are sent again on a new stream (SubmitOrders is idempotent by order id), up to
-        ``_RECONNECTS`` times in a row without an ack in between."""
+    async def _stream(
+        self, k: int, q: asyncio.Queue[list[tuple[int, pb.Order]] | None], settings: DispatchClient
+    ) -> None:
+        """One SubmitOrders stream fed from its queue. Each message carries what has queued up meanwhile, at most
+        ``batch`` orders (a batch message when more than one, else the one-order form): no order waits for a batch
+        to fill. When the stream breaks (server restart), the orders sent but not acknowledged are sent again on a
+        new stream (SubmitOrders is idempotent by order id), up to ``_RECONNECTS`` times in a row without an ack in
+        between."""
         fifo: deque[tuple[int, pb.Order]] = deque()
         retry: deque[tuple[int, pb.Order]] = deque()
+        held: deque[tuple[int, pb.Order]] = deque()  # taken from the queue, not yet written
         t_send, t_ack, accepted = self.shared.t_send, self.shared.t_ack, self.shared.accepted
         state = {"finished": False, "failures": 0}
+        batch = self.batch
+
+        async def send(call: Any, items: list[tuple[int, pb.Order]]) -> None:
+            fifo.extend(items)
+            now = time.time()
+            for row, _ in items:
+                t_send[row] = now
+            self.messages += 1
+            if len(items) == 1:
+                await call.write(pb.SubmitOrdersRequest(order=items[0][1]))
+            else:
+                await call.write(pb.SubmitOrdersRequest(orders=[o for _, o in items]))
 
         async def write(call: Any) -> None:
             while retry:
-                item = retry.popleft()
-                fifo.append(item)
-                t_send[item[0]] = time.time()
-                await call.write(pb.SubmitOrdersRequest(order=item[1]))
-            while not state["finished"]:
-                got = await q.get()
-                if got is None:
-                    state["finished"] = True
+                await send(call, [retry.popleft() for _ in range(min(batch, len(retry)))])
+            while True:
+                while not state["finished"] and len(held) < batch and (not held or not q.empty()):
+                    got = await q.get() if not held else q.get_nowait()
+                    if got is None:
+                        state["finished"] = True
+                    else:
+                        held.extend(got)
+                if not held:
                     break
-                fifo.append(got)
-                t_send[got[0]] = time.time()
-                await call.write(pb.SubmitOrdersRequest(order=got[1]))
+                await send(call, [held.popleft() for _ in range(min(batch, len(held)))])
             await call.done_writing()
 
         async def read(call: Any) -> None:
-            async for ack in call:
-                row, _ = fifo.popleft()
-                t_ack[row] = time.time()
-                state["failures"] = 0
-                if ack.HasField("rejection"):
-                    r = Rejection.from_proto(ack.rejection)
-                    self.errors.add(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
-                else:
-                    accepted[row] = True
+            async for resp in call:
+                for ack in resp.acks or (resp,):
+                    row, _ = fifo.popleft()
+                    t_ack[row] = time.time()
+                    state["failures"] = 0
+                    if ack.HasField("rejection"):
+                        r = Rejection.from_proto(ack.rejection)
+                        self.errors.add(r.code, 1, f"order {ack.order_id}: {r.field}: {r.message}")
+                    else:
+                        accepted[row] = True
 
         async with settings.aio_channel() as channel:
             stub = pb_grpc.DispatchServiceStub(channel)
@@ -216,6 +243,8 @@ class _Sender:
                     self.errors.add(code.name, 1, f"SubmitOrders: {code.name}: {details}")
                     retry.extendleft(reversed(fifo))  # not acknowledged: send again, in the same order
                     fifo.clear()
+                    retry.extend(held)  # taken from the queue but not written: after those
+                    held.clear()
                     state["failures"] += 1
                     if code not in _RETRY_CODES or state["failures"] > _RECONNECTS or (state["finished"] and not retry):
                         break
@@ -251,11 +280,11 @@ def _lost_status(rpc: grpc.aio.AioRpcError) -> bool:
 
 def _child(
     plan: OrderPlan, connect: Callable[[], DispatchClient], raw: tuple[Any, Any, Any, Any], streams: int,
-    conn: Connection,
+    batch: int, conn: Connection,
 ) -> None:  # fmt: skip
     """The order process: says it is ready, waits for the clock (wall_t0, duration, drain), sends, reports."""
     try:
-        sender = _Sender(plan, connect, _Shared(raw), streams)
+        sender = _Sender(plan, connect, _Shared(raw), streams, batch)
         conn.send(("ready", None))
         msg = conn.recv()
         if msg[0] != "go":
@@ -265,7 +294,7 @@ def _child(
         errors = sender.errors
         with errors.lock:
             out = (dict(errors.counts), {k: list(v) for k, v in errors.samples.items()}, list(sender.done))
-        conn.send(("done", (*out, time.process_time() - cpu0)))
+        conn.send(("done", (*out, time.process_time() - cpu0, sender.messages)))
     except BaseException:  # the parent reports it (a closed pipe: the parent has gone)
         with contextlib.suppress(OSError, ValueError):
             conn.send(("failed", traceback.format_exc()))
@@ -274,12 +303,13 @@ def _child(
 @dataclass
 class OrderResult:
     """What the order process reports at its end: errors by code with samples, the time each stream finished
-    (NaN: it did not), and its CPU seconds from the clock's start."""
+    (NaN: it did not), its CPU seconds from the clock's start, and the SubmitOrders messages it wrote."""
 
     errors: dict[str, int]
     samples: dict[str, list[str]]
     done: list[float]
     cpu_s: float
+    messages: int
 
 
 class OrderProcess:
@@ -287,7 +317,7 @@ class OrderProcess:
     clock), ``result`` (after the drain). ``t_send``, ``t_ack``, ``accepted`` and ``sent`` are live views of the
     shared arrays."""
 
-    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], streams: int) -> None:
+    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], streams: int, batch: int = 1) -> None:
         self._ctx = mp.get_context("spawn")
         self._shared = _Shared.create(self._ctx, len(plan.ids))
         n = len(plan.ids)
@@ -296,6 +326,7 @@ class OrderProcess:
         self._plan = plan
         self._connect = connect
         self._streams = streams
+        self._batch = batch
         self._conn: Connection | None = None
         self._proc: Any = None
 
@@ -308,7 +339,7 @@ class OrderProcess:
         pickled: it must be, e.g. ``functools.partial(DispatchClient, target, ...)``)."""
         ours, theirs = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_child, args=(self._plan, self._connect, self._shared.raw, self._streams, theirs),
+            target=_child, args=(self._plan, self._connect, self._shared.raw, self._streams, self._batch, theirs),
             name="replay-orders", daemon=True,
         )  # fmt: skip
         try:
@@ -334,8 +365,8 @@ class OrderProcess:
         self.close()
         if msg[0] != "done":
             raise OrderSideError(f"the order process failed:\n{msg[1]}")
-        errors, samples, done, cpu = msg[1]
-        return OrderResult(errors, samples, done, cpu)
+        errors, samples, done, cpu, messages = msg[1]
+        return OrderResult(errors, samples, done, cpu, messages)
 
     def _receive(self, timeout: float, what: str) -> tuple[str, Any]:
         assert self._conn is not None and self._proc is not None

@@ -139,6 +139,50 @@ def test_submit_orders_stream_acks_each_in_order(server):
     assert acks[-1].accepted.duplicate and not acks[0].accepted.duplicate
 
 
+@pytest.mark.parametrize("front", ["threads", "aio"])
+def test_a_batch_message_is_acknowledged_order_by_order_in_one_response(tmp_path: Path, front: str):
+    cfg = make_config(tmp_path, grpc_server=front, limits={"max_message_bytes": 4096})
+    with running(cfg, start_loop=False) as (srv, stub):
+        now = time.time()
+        stub.SubmitOrder(pb.SubmitOrderRequest(order=order("b-old", now=now)))
+        bad = order("b-bad")
+        bad.size = 0
+        clash = order("b-old", now=now, size=3)  # a different order under an accepted id
+        batch = [order("b-0"), bad, order("b-1"), order("b-old", now=now), clash, order("b-2", site="nowhere")]
+        reqs = [
+            pb.SubmitOrdersRequest(order=order("one-0")),  # the one-order form, between batches
+            pb.SubmitOrdersRequest(orders=batch),
+            pb.SubmitOrdersRequest(order=order("b-first"), orders=[order("b-3")]),  # `order` leads the batch
+            pb.SubmitOrdersRequest(orders=[order(f"big-{i}") for i in range(80)]),  # over 4 KiB: all refused
+        ]
+        assert reqs[-1].ByteSize() > 4096 > reqs[1].ByteSize()
+        got = list(stub.SubmitOrders(iter(reqs)))
+        assert len(got) == 4  # one response per request message
+        assert got[0].order_id == "one-0" and got[0].WhichOneof("result") == "accepted" and not got[0].acks
+        acks = got[1].acks
+        assert got[1].order_id == "" and got[1].WhichOneof("result") is None
+        assert [a.order_id for a in acks] == [o.id for o in batch]
+        assert [a.WhichOneof("result") for a in acks] == ["accepted", "rejection", "accepted", "accepted",
+                                                          "rejection", "rejection"]  # fmt: skip
+        assert (acks[1].rejection.code, acks[1].rejection.field) == (pb.REJECTION_CODE_INVALID_ARGUMENT, "order.size")
+        assert acks[3].accepted.duplicate and not acks[0].accepted.duplicate
+        assert acks[4].rejection.code == pb.REJECTION_CODE_ALREADY_EXISTS
+        assert (acks[5].rejection.code, acks[5].rejection.field) == (pb.REJECTION_CODE_NOT_FOUND, "order.site_id")
+        assert acks[0].accepted.order.state == pb.ORDER_STATE_PENDING and not any(a.acks for a in acks)
+        assert acks[0].accepted.order.promised_by == batch[0].promised_by
+        assert [a.order_id for a in got[2].acks] == ["b-first", "b-3"]
+        assert all(a.WhichOneof("result") == "accepted" for a in got[2].acks)
+        big = got[3].acks
+        assert len(big) == 80 and {(a.rejection.code, a.rejection.field) for a in big} == {
+            (pb.REJECTION_CODE_INVALID_ARGUMENT, "orders")
+        }
+        # every accepted order is journaled before its ack; a refused one changed nothing
+        for oid in ("one-0", "b-0", "b-1", "b-first", "b-3"):
+            assert srv.journal._committed >= srv.store.orders[oid].ticket > 0
+        assert srv.store.orders["b-old"].proto.size == 1
+        assert not any(oid in srv.store.orders for oid in ("b-bad", "b-2", "big-0", "big-79"))
+
+
 def test_overload_is_resource_exhausted(tmp_path: Path):
     cfg = make_config(tmp_path, limits={"max_pending_orders": 3})
     with running(cfg, start_loop=False) as (srv, stub):

@@ -117,15 +117,13 @@ class AioServicer(Servicer):
                     if not isinstance(item, grpc.RpcError | asyncio.CancelledError):
                         log.warning("SubmitOrders stream ended: %s", item)
                     break
-                oid, rec, dup, ticket, err, t0 = item
-                if err is not None:
-                    yield pb.SubmitOrdersResponse(order_id=oid, rejection=err.rejection())
-                    continue
-                try:
-                    await self._committed(ticket)
-                except JournalError as exc:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
-                yield self._accepted(oid, rec, dup, t0)
+                ticket = self._stream_ticket(item)
+                if ticket:
+                    try:
+                        await self._committed(ticket)
+                    except JournalError as exc:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
+                yield self._stream_response(item)
         finally:
             task.cancel()
         self._count("SubmitOrders", "OK")

@@ -157,32 +157,77 @@ class Servicer(pbg.DispatchServiceServicer):
         v.message_size(req, self.limits.max_message_bytes, "order")
         if not req.HasField("order"):
             raise v.invalid("order", "required")
-        oi = v.order(req.order)
-        rec, dup, ticket = self.store.submit(oi, req.order)
+        return self._submit_order(req.order)
+
+    def _submit_order(self, o: pb.Order) -> tuple[Any, bool, int]:
+        oi = v.order(o)
+        rec, dup, ticket = self.store.submit(oi, o)
         if not dup and self.promise is not None:
             self.promise.admit(rec.site)  # the site's queue grows for quotes until the next tick's update
         return rec, dup, ticket
 
-    def _stream_item(self, req: pb.SubmitOrdersRequest) -> tuple[Any, ...]:
-        """One SubmitOrders message taken in, for its ack: ``(order id, record, duplicate, journal ticket, refusal,
-        start time)``, the record None and the refusal set when it was refused. Both front ends' readers use it."""
-        t0 = time.perf_counter()
-        try:
-            rec, dup, ticket = self._submit(req)
-            return (req.order.id, rec, dup, ticket, None, t0)
-        except v.RefusalError as exc:
-            return (req.order.id, None, False, 0, exc, t0)
+    def _stream_item(self, req: pb.SubmitOrdersRequest) -> Any:
+        """One SubmitOrders message taken in, for its ack. The one-order form gives an item ``(order id, record,
+        duplicate, journal ticket, refusal, start time)``, the record None and the refusal set when it was refused;
+        a batch (``orders`` set) gives a list of such items, one per order. Both front ends' readers use it."""
+        if not req.orders:
+            t0 = time.perf_counter()
+            try:
+                rec, dup, ticket = self._submit(req)
+                return (req.order.id, rec, dup, ticket, None, t0)
+            except v.RefusalError as exc:
+                return (req.order.id, None, False, 0, exc, t0)
+        return self._batch_items(req)
 
-    def _accepted(self, oid: str, rec: Any, dup: bool, t0: float) -> pb.SubmitOrdersResponse:
-        """The ack of an accepted SubmitOrders message, once its record is in the journal (``t0``: when the message
-        was read, for the ack-time histogram)."""
-        resp = pb.SubmitOrdersResponse(order_id=oid)  # built in place: no copy of a copy of the order
+    def _batch_items(self, req: pb.SubmitOrdersRequest) -> list[tuple[Any, ...]]:
+        """The items of a batch message (``order`` first when set, then ``orders``), each order taken on its own;
+        an oversized message refuses them all."""
+        t0 = time.perf_counter()
+        orders = [req.order, *req.orders] if req.HasField("order") else list(req.orders)
+        try:
+            v.message_size(req, self.limits.max_message_bytes, "orders")
+        except v.RefusalError as exc:
+            return [(o.id, None, False, 0, exc, t0) for o in orders]
+        items: list[tuple[Any, ...]] = []
+        for o in orders:
+            try:
+                rec, dup, ticket = self._submit_order(o)
+                items.append((o.id, rec, dup, ticket, None, t0))
+            except v.RefusalError as exc:
+                items.append((o.id, None, False, 0, exc, t0))
+        return items
+
+    @staticmethod
+    def _stream_ticket(taken: Any) -> int:
+        """The journal ticket to wait for before acknowledging what ``_stream_item`` took (0: nothing to wait for)."""
+        if isinstance(taken, list):
+            return max((item[3] for item in taken), default=0)
+        return int(taken[3])
+
+    def _stream_response(self, taken: Any) -> pb.SubmitOrdersResponse:
+        """The ack of what ``_stream_item`` took, once its ticket is committed: one order's, or a batch's."""
+        if not isinstance(taken, list):
+            resp = pb.SubmitOrdersResponse()
+            self._fill_ack(resp, *taken)
+            return resp
+        resp = pb.SubmitOrdersResponse()
+        for item in taken:
+            self._fill_ack(resp.acks.add(), *item)
+        return resp
+
+    def _fill_ack(self, resp: pb.SubmitOrdersResponse, oid: str, rec: Any, dup: bool, _ticket: int,
+                  err: v.RefusalError | None, t0: float) -> None:  # fmt: skip
+        """One order's ack, built in place (no copy of a copy of the order); an accepted order's once its record
+        is in the journal (``t0``: when its message was read, for the ack-time histogram)."""
+        resp.order_id = oid
+        if err is not None:
+            resp.rejection.CopyFrom(err.rejection())
+            return
         ok = resp.accepted
         ok.order.CopyFrom(rec.proto)
         ok.order.state = rec.state
         ok.duplicate = dup
         self._acked(t0)
-        return resp
 
     @_guard
     def SubmitOrder(  # noqa: N802
@@ -227,7 +272,6 @@ class Servicer(pbg.DispatchServiceServicer):
 
         t = threading.Thread(target=reader, name="submit-orders-reader", daemon=True)
         t.start()
-        n_ok = n_bad = 0
         while True:
             item = acks.get()
             if item is done:
@@ -236,17 +280,13 @@ class Servicer(pbg.DispatchServiceServicer):
                 if not isinstance(item, grpc.RpcError):
                     log.warning("SubmitOrders stream ended: %s", item)
                 break
-            oid, rec, dup, ticket, err, t0 = item
-            if err is not None:
-                n_bad += 1
-                yield pb.SubmitOrdersResponse(order_id=oid, rejection=err.rejection())
-                continue
-            try:
-                self.journal.wait(ticket)
-            except JournalError as exc:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
-            n_ok += 1
-            yield self._accepted(oid, rec, dup, t0)
+            ticket = self._stream_ticket(item)
+            if ticket:
+                try:
+                    self.journal.wait(ticket)
+                except JournalError as exc:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, f"journal: {exc}")
+            yield self._stream_response(item)
         if self.metrics is not None:
             self.metrics.requests.labels("SubmitOrders", "OK").inc()
 

@@ -292,20 +292,24 @@ class SubmitOrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class SubmitOrdersRequest(_message.Message):
-    __slots__ = ("order",)
+    __slots__ = ("order", "orders")
     ORDER_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
     order: Order
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
 
 class SubmitOrdersResponse(_message.Message):
-    __slots__ = ("order_id", "accepted", "rejection")
+    __slots__ = ("order_id", "accepted", "rejection", "acks")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     accepted: SubmitOrderResponse
     rejection: Rejection
-    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[_Union[SubmitOrderResponse, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
+    acks: _containers.RepeatedCompositeFieldContainer[SubmitOrdersResponse]
+    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[_Union[SubmitOrderResponse, _Mapping]] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., acks: _Optional[_Iterable[_Union[SubmitOrdersResponse, _Mapping]]] = ...) -> None: ...
 
 class CancelOrderRequest(_message.Message):
     __slots__ = ("order_id", "reason")

@@ -123,7 +123,9 @@ class DispatchServiceServicer:
         would never see an acknowledgement, could not release or retry single orders, and one bad order would
         have to fail the whole batch. Here each order gets its own ack (accepted, or a Rejection with the same
         codes SubmitOrder would return as a status) and the stream keeps going; flow control bounds the orders in
-        flight.
+        flight. A message may carry several orders (`orders`): they are taken in order and acknowledged together,
+        one ack each, in one response message, which saves a busy order service the per-message cost of gRPC on
+        both sides.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
