@@ -265,6 +265,7 @@ def test_replay_sends_the_window_and_every_acked_order_is_assigned_picked_up_and
     assert res["unassigned_at_end"] == 0 and res["orders_assigned"] == n
     assert res["errors"] == {} and servicer.refusals == [] and servicer.backwards == 0
     assert 0 <= res["ack_ms_p50"] <= res["ack_ms_p99"] <= res["ack_ms_max"]
+    assert res["ack_ms_p99"] <= res["due_to_ack_ms_p99"]  # each order is handed over once it is due, not before
     # the ack p99 per second of sending: one entry per wall second of the window, none above the overall max
     by_s = res["ack_ms_p99_by_s"]
     assert 2 <= len(by_s) <= 3 and res["window_start_epoch"] > 0
@@ -304,7 +305,7 @@ def test_order_streams_resend_unacknowledged_orders_after_the_stream_breaks(
     servicer, target = fake
     servicer.break_after = 10
     opts = ReplayOptions(speed=1800.0, duration_s=1.0, start_s=parse_hhmm("11:30"), ping_s=600.0, drain_s=5.0,
-                         order_streams=1, id_prefix="b-", verify=True)  # fmt: skip
+                         order_streams=1, batch_orders=1, id_prefix="b-", verify=True)  # fmt: skip
     res = run_replay(log_dir, _connect(target), opts).to_dict()
     n = _orders_in_window(log_dir, "11:30", 1800.0, 1.0)
     assert n > 10

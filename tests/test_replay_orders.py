@@ -157,3 +157,26 @@ def test_orders_due_together_go_in_messages_of_at_most_batch_orders(
     for m in got:  # chunk c (of at most ``batch`` orders) went to stream c % streams
         by_stream[(int(m[0][1:]) // batch) % streams].append(len(m))
     assert by_stream == expect and sender.messages == len(got)
+
+
+def test_a_linger_puts_the_orders_due_within_it_in_one_message() -> None:
+    servicer = _Acker()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_DispatchServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        n = 20
+        # due 2 ms apart (speed 60: 0.12 simulated seconds), all within 40 ms; the scheduler wakes every 200 ms
+        plan = dataclasses.replace(_plan(n), placed=1000.0 + 0.12 * np.arange(n))
+        shared = _Shared.create(mp.get_context("spawn"), n)
+        connect = functools.partial(DispatchClient, f"127.0.0.1:{port}", insecure=True, timeout=5)
+        sender = _Sender(plan, connect, shared, 1, 64, linger_s=0.2)
+        t0 = time.time()
+        sender.run(t0, 0.5, 5.0)
+    finally:
+        server.stop(grace=None)
+    assert shared.accepted.all() and sender.errors.counts == {}
+    # the first wake takes what is due at the start, the next (200 ms on) all the rest: at most two messages
+    assert sum(len(m) for m in servicer.messages) == n and len(servicer.messages) <= 2
+    assert (shared.t_send - plan.schedule(t0)).max() >= 0.15  # the last ones waited for the linger

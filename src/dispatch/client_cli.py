@@ -105,6 +105,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             seed=args.seed,
             order_streams=args.order_streams,
             batch_orders=args.batch_orders,
+            linger_ms=args.linger_ms,
             rider_streams=args.rider_streams,
             batch_events=args.batch_events,
             flush_s=args.flush_s,
@@ -267,9 +268,16 @@ def register(sub: Any) -> None:
     rp.add_argument(
         "--batch-orders",
         type=positive_int,
-        default=1,
+        default=64,
         help="most orders per SubmitOrders message: what queued while a stream wrote goes in one message, without "
-        "waiting for more (default 1: a message per order)",
+        "waiting for more (default 64; 1: a message per order)",
+    )
+    rp.add_argument(
+        "--linger-ms",
+        type=non_negative_float,
+        default=2.0,
+        help="the order scheduler wakes at most once per this many ms, so that orders due meanwhile share a "
+        "message (default 2; 0: at each order's time)",
     )
     rp.add_argument("--rider-streams", type=positive_int, default=2, help="concurrent ReportRiderEvents streams (2)")
     rp.add_argument("--batch-events", type=positive_int, default=1000, help="most rider events per message (1000)")

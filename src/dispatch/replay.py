@@ -36,7 +36,8 @@ SIGKILL and restart of the server during the replay).
 What is measured (``ReplayResult.to_dict``):
 
 - ``ack_ms_*``: an order handed to its stream -> its ack; ``send_lag_ms_p99``: its scheduled time -> handed over
-  (large when the client or the stream's flow control holds orders back);
+  (large when the client or the stream's flow control holds orders back); ``due_to_ack_ms_p99``: its scheduled
+  time -> its ack, the two together (an order waiting in its stream's queue for a message counts here);
 - ``assign_ms_*``: the ack -> the first ASSIGNED event for the order on the watch stream;
 - ``orders_per_s``: orders accepted / max(duration, window start -> last ack); ``rider_events_per_s``: events
   accepted on the rider streams opened in the window / max(duration, window start -> the last one's answer); the
@@ -115,7 +116,9 @@ class ReplayOptions:
         order_streams, rider_streams: concurrent streams, >= 1.
         batch_orders: most orders per SubmitOrders message, >= 1. A stream's message carries the orders that
             queued for it while it wrote the last one (never waiting for more), up to this many; 1 sends every
-            order in a message of its own.
+            order in a message of its own (for a server older than batches).
+        linger_ms: the order scheduler wakes at most once per this many milliseconds (>= 0), so that what falls
+            due meanwhile goes out together: larger batches, each order up to that much later (``send_lag_ms``).
         batch_events: most rider events per message, >= 1.
         flush_s: wall seconds a ReportRiderEvents stream stays open, > 0.
         drain_s: wall seconds to wait after the window for acks and assignments (None: 3 ticks + batching hold
@@ -135,7 +138,8 @@ class ReplayOptions:
     seed: int = 0
     order_streams: int = 4
     rider_streams: int = 2
-    batch_orders: int = 1
+    batch_orders: int = 64
+    linger_ms: float = 2.0
     batch_events: int = 1000
     flush_s: float = 1.0
     drain_s: float | None = None
@@ -153,6 +157,7 @@ class ReplayOptions:
         num("duration", self.duration_s, 0, True)
         num("ping_s", self.ping_s, 0, True)
         num("flush_s", self.flush_s, 0, True)
+        num("linger_ms", self.linger_ms, 0, False)
         num("reject_rate", self.reject_rate, 0, False)
         if self.reject_rate > 1:
             raise ReplayError(f"reject_rate: must be in [0, 1], got {self.reject_rate!r}")
@@ -696,7 +701,7 @@ class _Replay:
             watch = admin.watch_assignments(from_sequence=last_seq + 1, max_retries=40)
 
             n = self.i1 - self.i0
-            orders = OrderProcess(self.plan, self.connect, opts.order_streams, opts.batch_orders)
+            orders = OrderProcess(self.plan, self.connect, opts.order_streams, opts.batch_orders, opts.linger_ms / 1e3)
             cleanup.callback(orders.close)  # (after a failure below; it is closed by then otherwise)
             try:
                 orders.start()
@@ -866,6 +871,7 @@ class _Replay:
             "orders_in_window": n,
             "orders_offered_per_s": round(n / opts.duration_s, 1),
             "send_lag_ms_p99": _pct(lag_ms, 99),
+            "due_to_ack_ms_p99": _pct(lag_ms + ack_ms, 99),
             "rider_events_sent": int(counts["sent"]),
             "rider_events_offered_per_s": round(events_in_window / opts.duration_s, 1),
             "rider_events_accepted_in_window": int(ev_acc),
@@ -887,6 +893,7 @@ class _Replay:
             "client_cpu_util": round(cpu / max(1e-9, wall_end - wall_t0), 3),
             "order_streams": opts.order_streams,
             "batch_orders": opts.batch_orders,
+            "linger_ms": opts.linger_ms,
             "rider_streams": opts.rider_streams,
             "id_prefix": self.prefix,
             "missing_sites": self.missing_sites,

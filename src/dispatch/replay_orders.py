@@ -128,13 +128,15 @@ class _Sender:
     for the riders' simulation)."""
 
     def __init__(
-        self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int, batch: int = 1
-    ) -> None:
+        self, plan: OrderPlan, connect: Callable[[], DispatchClient], shared: _Shared, streams: int, batch: int = 1,
+        linger_s: float = 0.0,
+    ) -> None:  # fmt: skip
         self.plan = plan
         self.connect = connect
         self.shared = shared
         self.streams = streams
         self.batch = batch
+        self.linger_s = linger_s
         self.messages = 0  # SubmitOrders messages written
         self.errors = _Errors()
         self.done = [math.nan] * streams
@@ -163,7 +165,8 @@ class _Sender:
                         chunk = []
                 sent[0] = i
                 if i < n:
-                    await asyncio.sleep(min(max(0.0, float(sched[i]) - time.time()), 0.05))
+                    # (with a linger, what falls due within it waits for the next wake, so goes in one chunk)
+                    await asyncio.sleep(max(self.linger_s, min(max(0.0, float(sched[i]) - time.time()), 0.05)))
             await asyncio.sleep(max(0.0, wall_t0 + duration_s - time.time()))
             for q in qs:
                 q.put_nowait(None)
@@ -280,11 +283,11 @@ def _lost_status(rpc: grpc.aio.AioRpcError) -> bool:
 
 def _child(
     plan: OrderPlan, connect: Callable[[], DispatchClient], raw: tuple[Any, Any, Any, Any], streams: int,
-    batch: int, conn: Connection,
+    batch: int, linger_s: float, conn: Connection,
 ) -> None:  # fmt: skip
     """The order process: says it is ready, waits for the clock (wall_t0, duration, drain), sends, reports."""
     try:
-        sender = _Sender(plan, connect, _Shared(raw), streams, batch)
+        sender = _Sender(plan, connect, _Shared(raw), streams, batch, linger_s)
         conn.send(("ready", None))
         msg = conn.recv()
         if msg[0] != "go":
@@ -317,7 +320,14 @@ class OrderProcess:
     clock), ``result`` (after the drain). ``t_send``, ``t_ack``, ``accepted`` and ``sent`` are live views of the
     shared arrays."""
 
-    def __init__(self, plan: OrderPlan, connect: Callable[[], DispatchClient], streams: int, batch: int = 1) -> None:
+    def __init__(
+        self,
+        plan: OrderPlan,
+        connect: Callable[[], DispatchClient],
+        streams: int,
+        batch: int = 1,
+        linger_s: float = 0.0,
+    ) -> None:
         self._ctx = mp.get_context("spawn")
         self._shared = _Shared.create(self._ctx, len(plan.ids))
         n = len(plan.ids)
@@ -327,6 +337,7 @@ class OrderProcess:
         self._connect = connect
         self._streams = streams
         self._batch = batch
+        self._linger_s = linger_s
         self._conn: Connection | None = None
         self._proc: Any = None
 
@@ -339,7 +350,8 @@ class OrderProcess:
         pickled: it must be, e.g. ``functools.partial(DispatchClient, target, ...)``)."""
         ours, theirs = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_child, args=(self._plan, self._connect, self._shared.raw, self._streams, self._batch, theirs),
+            target=_child,
+            args=(self._plan, self._connect, self._shared.raw, self._streams, self._batch, self._linger_s, theirs),
             name="replay-orders", daemon=True,
         )  # fmt: skip
         try:
