@@ -88,6 +88,25 @@ def test_random_orders_get_a_status_and_refusals_change_nothing(server, o):
     assert sum(_counts(stub)) == sum(before) + (0 if known else 1)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(orders(), min_size=1, max_size=5))
+def test_random_order_batches_get_an_ack_per_order_and_refusals_change_nothing(server, batch):
+    srv, stub = server
+    before = sum(_counts(stub))
+    known = {o.id for o in batch if o.id in srv.store.orders}
+    got = list(stub.SubmitOrders(iter([pb.SubmitOrdersRequest(orders=batch)]), timeout=10))
+    assert len(got) == 1 and [a.order_id for a in got[0].acks] == [o.id for o in batch]
+    new_ids = set()
+    for o, ack in zip(batch, got[0].acks, strict=True):
+        if ack.WhichOneof("result") == "rejection":
+            assert ack.rejection.code in {c.value[0] for c in ALLOWED} and ack.rejection.message
+        else:
+            assert ack.accepted.duplicate == (o.id in known or o.id in new_ids)
+            assert o.id in srv.store.orders
+            new_ids.add(o.id)
+    assert sum(_counts(stub)) == before + len(new_ids - known)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(events(), max_size=6))
 def test_random_rider_events_get_an_answer_per_event(server, batch):
