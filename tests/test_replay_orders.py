@@ -9,6 +9,7 @@ import functools
 import math
 import multiprocessing as mp
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -126,6 +127,20 @@ class _Acker(pb_grpc.DispatchServiceServicer):
             yield resp
 
 
+@pytest.fixture()
+def acker() -> Iterator[tuple[_Acker, Callable[[], DispatchClient]]]:
+    """An ``_Acker`` on port 0, and a connect for it."""
+    servicer = _Acker()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_DispatchServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, functools.partial(DispatchClient, f"127.0.0.1:{port}", insecure=True, timeout=5)
+    finally:
+        server.stop(grace=None)
+
+
 @pytest.mark.parametrize(("batch", "streams", "expect"), [
     (8, 1, [[8, 8, 4]]),  # all 20 due at once: chunks of 8 on the one stream, a message each
     (8, 2, [[8, 4], [8]]),  # the chunks round robin over the streams
@@ -133,22 +148,14 @@ class _Acker(pb_grpc.DispatchServiceServicer):
     (32, 1, [[20]]),
 ])  # fmt: skip
 def test_orders_due_together_go_in_messages_of_at_most_batch_orders(
-    batch: int, streams: int, expect: list[list[int]]
+    acker: tuple[_Acker, Callable[[], DispatchClient]], batch: int, streams: int, expect: list[list[int]]
 ) -> None:
-    servicer = _Acker()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_DispatchServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        n = 20
-        plan = dataclasses.replace(_plan(n), placed=np.full(n, 1000.0))  # every order due at the window's start
-        shared = _Shared.create(mp.get_context("spawn"), n)
-        connect = functools.partial(DispatchClient, f"127.0.0.1:{port}", insecure=True, timeout=5)
-        sender = _Sender(plan, connect, shared, streams, batch)
-        sender.run(time.time(), 0.2, 5.0)
-    finally:
-        server.stop(grace=None)
+    servicer, connect = acker
+    n = 20
+    plan = dataclasses.replace(_plan(n), placed=np.full(n, 1000.0))  # every order due at the window's start
+    shared = _Shared.create(mp.get_context("spawn"), n)
+    sender = _Sender(plan, connect, shared, streams, batch)
+    sender.run(time.time(), 0.2, 5.0)
     # every order acknowledged once, in order within its stream; the messages as the batching rule makes them
     assert not np.isnan(shared.t_ack).any() and shared.accepted.all() and sender.errors.counts == {}
     got = sorted(servicer.messages, key=lambda m: int(m[0][1:]))
@@ -159,23 +166,17 @@ def test_orders_due_together_go_in_messages_of_at_most_batch_orders(
     assert by_stream == expect and sender.messages == len(got)
 
 
-def test_a_linger_puts_the_orders_due_within_it_in_one_message() -> None:
-    servicer = _Acker()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_DispatchServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        n = 20
-        # due 2 ms apart (speed 60: 0.12 simulated seconds), all within 40 ms; the scheduler wakes every 200 ms
-        plan = dataclasses.replace(_plan(n), placed=1000.0 + 0.12 * np.arange(n))
-        shared = _Shared.create(mp.get_context("spawn"), n)
-        connect = functools.partial(DispatchClient, f"127.0.0.1:{port}", insecure=True, timeout=5)
-        sender = _Sender(plan, connect, shared, 1, 64, linger_s=0.2)
-        t0 = time.time()
-        sender.run(t0, 0.5, 5.0)
-    finally:
-        server.stop(grace=None)
+def test_a_linger_puts_the_orders_due_within_it_in_one_message(
+    acker: tuple[_Acker, Callable[[], DispatchClient]],
+) -> None:
+    servicer, connect = acker
+    n = 20
+    # due 2 ms apart (speed 60: 0.12 simulated seconds), all within 40 ms; the scheduler wakes every 200 ms
+    plan = dataclasses.replace(_plan(n), placed=1000.0 + 0.12 * np.arange(n))
+    shared = _Shared.create(mp.get_context("spawn"), n)
+    sender = _Sender(plan, connect, shared, 1, 64, linger_s=0.2)
+    t0 = time.time()
+    sender.run(t0, 0.5, 5.0)
     assert shared.accepted.all() and sender.errors.counts == {}
     # the first wake takes what is due at the start, the next (200 ms on) all the rest: at most two messages
     assert sum(len(m) for m in servicer.messages) == n and len(servicer.messages) <= 2
