@@ -322,13 +322,13 @@ def test_submit_orders_acks_each_order_in_order_with_rejections(client: Dispatch
 def test_submit_order_batches_sends_a_message_a_batch_and_yields_an_ack_an_order(
     fake: tuple[FakeServicer, str], client: DispatchClient
 ) -> None:
-    batches = [[_order("a"), _order("b", size=0)], [_order("c")], [_order("a"), _order("d"), _order("e")]]
+    batches = [[_order("a"), _order("b", size=0)], [_order("c")], [], [_order("a"), _order("d"), _order("e")]]
     acks = list(client.submit_order_batches(iter(batches)))
     assert [a.order_id for a in acks] == ["a", "b", "c", "a", "d", "e"]
     assert [a.accepted for a in acks] == [True, False, True, True, True, True]
     assert acks[1].rejection is not None and acks[1].rejection.field == "order.size"
     assert acks[3].duplicate and not acks[4].duplicate
-    assert fake[0].order_messages == [2, 1, 3]
+    assert fake[0].order_messages == [2, 1, 3]  # (the empty batch is not sent: nothing to acknowledge)
     # the raw path takes a batch's acks out of their message too
     raw = list(client.submit_orders_raw([_order("f")]))
     assert [r.order_id for r in raw] == ["f"] and raw[0].WhichOneof("result") == "accepted"

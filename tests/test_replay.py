@@ -329,7 +329,8 @@ def test_batched_order_streams_ack_every_order_and_resend_a_broken_batch(
     res = run_replay(log_dir, _connect(target), opts).to_dict()
     n = _orders_in_window(log_dir, "10:00", 72000.0, 0.5)
     assert n > 100 and res["batch_orders"] == 6
-    assert res["orders_acked"] == res["orders_accepted"] == n and res["unassigned_at_end"] == 0
+    # (not whether all were assigned: at this speed a shift lasts 0.4 s, so riders may be gone before the orders)
+    assert res["orders_acked"] == res["orders_accepted"] == n
     assert (res["verify_checked"], res["verify_missing"]) == (n, 0)
     # the cut lost the acks of the 40th order's message: its orders went again (duplicates for those accepted)
     assert len([o for o in servicer.known if o.startswith("q-")]) == n and servicer.submitted > n

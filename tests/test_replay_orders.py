@@ -110,13 +110,21 @@ def test_a_failed_stream_reports_the_servers_status_where_grpc_kept_it(
 
 
 class _Acker(pb_grpc.DispatchServiceServicer):
-    """Acknowledges every order as accepted, in the form it came in; records the orders of each message."""
+    """Acknowledges every order as accepted, in the form it came in; records the orders of each message. With
+    ``old``, as a server that predates batches: it sees only ``order`` (a batch is a message without an order)."""
 
     def __init__(self) -> None:
         self.messages: list[list[str]] = []
+        self.old = False
 
     def SubmitOrders(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
         for req in request_iterator:
+            if self.old:
+                if not req.HasField("order"):
+                    rej = pb.Rejection(code=pb.REJECTION_CODE_INVALID_ARGUMENT, field="order", message="required")
+                    yield pb.SubmitOrdersResponse(rejection=rej)
+                    continue
+                req = pb.SubmitOrdersRequest(order=req.order)
             orders = [req.order, *req.orders] if req.HasField("order") else list(req.orders)
             self.messages.append([o.id for o in orders])
             resp = pb.SubmitOrdersResponse()
@@ -160,6 +168,8 @@ def test_orders_due_together_go_in_messages_of_at_most_batch_orders(
     assert not np.isnan(shared.t_ack).any() and shared.accepted.all() and sender.errors.counts == {}
     got = sorted(servicer.messages, key=lambda m: int(m[0][1:]))
     assert [int(x[1:]) for m in got for x in m] == list(range(n))  # each message in order, none twice
+    if streams == 1:
+        assert servicer.messages == got  # one stream: the messages went in order
     by_stream: list[list[int]] = [[] for _ in range(streams)]
     for m in got:  # chunk c (of at most ``batch`` orders) went to stream c % streams
         by_stream[(int(m[0][1:]) // batch) % streams].append(len(m))
@@ -171,13 +181,30 @@ def test_a_linger_puts_the_orders_due_within_it_in_one_message(
 ) -> None:
     servicer, connect = acker
     n = 20
-    # due 2 ms apart (speed 60: 0.12 simulated seconds), all within 40 ms; the scheduler wakes every 200 ms
-    plan = dataclasses.replace(_plan(n), placed=1000.0 + 0.12 * np.arange(n))
+    # due 5 ms apart (speed 60: 0.3 simulated seconds), all within 100 ms; the scheduler wakes every 300 ms
+    plan = dataclasses.replace(_plan(n), placed=1000.0 + 0.3 * np.arange(n))
     shared = _Shared.create(mp.get_context("spawn"), n)
-    sender = _Sender(plan, connect, shared, 1, 64, linger_s=0.2)
+    sender = _Sender(plan, connect, shared, 1, 64, linger_s=0.3)
     t0 = time.time()
-    sender.run(t0, 0.5, 5.0)
+    sender.run(t0, 0.6, 5.0)
     assert shared.accepted.all() and sender.errors.counts == {}
-    # the first wake takes what is due at the start, the next (200 ms on) all the rest: at most two messages
+    # the first wake takes what is due at the start, the next (300 ms on) all the rest: at most two messages
     assert sum(len(m) for m in servicer.messages) == n and len(servicer.messages) <= 2
-    assert (shared.t_send - plan.schedule(t0)).max() >= 0.15  # the last ones waited for the linger
+    assert (shared.t_send - plan.schedule(t0)).max() >= 0.15  # the first not taken at once waited for the linger
+
+
+def test_acks_that_do_not_match_the_orders_sent_stop_the_stream_with_an_error(
+    acker: tuple[_Acker, Callable[[], DispatchClient]],
+) -> None:
+    servicer, connect = acker
+    servicer.old = True  # a server from before batches: a batch is a message with no order to it
+    n = 20
+    plan = dataclasses.replace(_plan(n), placed=np.full(n, 1000.0))
+    shared = _Shared.create(mp.get_context("spawn"), n)
+    sender = _Sender(plan, connect, shared, 1, 8)
+    sender.run(time.time(), 0.2, 5.0)
+    # the first ack (a refusal of "no order") is not for o0: nothing is taken as acknowledged, and the error says why
+    assert np.isnan(shared.t_ack).all() and not shared.accepted.any()
+    assert sender.errors.counts == {"INTERNAL": 1}
+    (sample,) = sender.errors.samples["INTERNAL"]
+    assert "acknowledged order '' where 'o0' was next" in sample and "--batch-orders 1" in sample

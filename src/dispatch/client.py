@@ -806,9 +806,10 @@ class DispatchClient:
         as one message, which saves gRPC's per-message cost on both sides when orders come faster than one at a
         time; yields one ack per order, in request order, as :meth:`submit_orders` does (the acks of a batch come
         together, once all its accepted orders are journaled). Keep a batch under the server's
-        ``max_message_bytes`` (1 MiB by default, some thousands of orders): beyond it every order of the batch is
-        refused."""
-        for r in self._submit_raw(pb.SubmitOrdersRequest(orders=[_order_proto(o) for o in b]) for b in batches):
+        ``max_message_bytes`` and ``max_orders_per_message`` (1 MiB and 1,000 orders by default): beyond them every
+        order of the batch is refused. An empty batch is skipped (it has nothing to acknowledge)."""
+        requests = (pb.SubmitOrdersRequest(orders=[_order_proto(o) for o in b]) for b in batches if len(b))
+        for r in self._submit_raw(requests):
             yield OrderAck.from_proto(r)
 
     def submit_orders_raw(self, orders: Iterable[Order | pb.Order]) -> Iterator[pb.SubmitOrdersResponse]:

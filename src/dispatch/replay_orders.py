@@ -219,6 +219,12 @@ class _Sender:
         async def read(call: Any) -> None:
             async for resp in call:
                 for ack in resp.acks or (resp,):
+                    if not fifo or fifo[0][1].id != ack.order_id:
+                        nxt = repr(fifo[0][1].id) if fifo else "no order"
+                        raise _AckMismatchError(
+                            f"the server acknowledged order {ack.order_id!r} where {nxt} was next; a server that "
+                            "does not take batches of orders answers so (replay with --batch-orders 1)"
+                        )
                     row, _ = fifo.popleft()
                     t_ack[row] = time.time()
                     state["failures"] = 0
@@ -235,6 +241,16 @@ class _Sender:
                 parts = [asyncio.create_task(write(call)), asyncio.create_task(read(call))]
                 try:
                     await asyncio.gather(*parts)
+                    if fifo:  # a clean end that left orders without their acks
+                        self.errors.add("INTERNAL", len(fifo), f"SubmitOrders: the stream ended with {len(fifo)} "
+                                        "orders not acknowledged")  # fmt: skip
+                    break
+                except _AckMismatchError as exc:  # acks no longer tell which order they are for: stop this stream
+                    call.cancel()
+                    for part in parts:
+                        part.cancel()
+                    await asyncio.gather(*parts, return_exceptions=True)
+                    self.errors.add("INTERNAL", 1, f"SubmitOrders: {exc}")
                     break
                 except (grpc.RpcError, asyncio.InvalidStateError) as exc:
                     # a write to a call that has ended raises InvalidStateError; its reader then has the status
@@ -256,6 +272,10 @@ class _Sender:
             while await q.get() is not None:  # give up: drain the queue (nothing more will be sent)
                 pass
         self.done[k] = time.time()
+
+
+class _AckMismatchError(Exception):
+    """An ack that is not for the next order sent on its stream."""
 
 
 async def _status(exc: BaseException, reader: asyncio.Task[None]) -> tuple[grpc.StatusCode, str]:

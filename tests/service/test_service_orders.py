@@ -141,7 +141,7 @@ def test_submit_orders_stream_acks_each_in_order(server):
 
 @pytest.mark.parametrize("front", ["threads", "aio"])
 def test_a_batch_message_is_acknowledged_order_by_order_in_one_response(tmp_path: Path, front: str):
-    cfg = make_config(tmp_path, grpc_server=front, limits={"max_message_bytes": 4096})
+    cfg = make_config(tmp_path, grpc_server=front, limits={"max_message_bytes": 4096, "max_orders_per_message": 10})
     with running(cfg, start_loop=False) as (srv, stub):
         now = time.time()
         stub.SubmitOrder(pb.SubmitOrderRequest(order=order("b-old", now=now)))
@@ -154,10 +154,16 @@ def test_a_batch_message_is_acknowledged_order_by_order_in_one_response(tmp_path
             pb.SubmitOrdersRequest(orders=batch),
             pb.SubmitOrdersRequest(order=order("b-first"), orders=[order("b-3")]),  # `order` leads the batch
             pb.SubmitOrdersRequest(orders=[order(f"big-{i}") for i in range(80)]),  # over 4 KiB: all refused
+            pb.SubmitOrdersRequest(orders=[order(f"many-{i}") for i in range(11)]),  # over 10 orders: all refused
         ]
-        assert reqs[-1].ByteSize() > 4096 > reqs[1].ByteSize()
-        got = list(stub.SubmitOrders(iter(reqs)))
-        assert len(got) == 4  # one response per request message
+        assert reqs[3].ByteSize() > 4096 > max(reqs[1].ByteSize(), reqs[4].ByteSize())
+        got = []
+        for resp in stub.SubmitOrders(iter(reqs)):  # each accepted order is committed when its ack arrives
+            for a in resp.acks or [resp]:
+                if a.WhichOneof("result") == "accepted":
+                    assert srv.journal._committed >= srv.store.orders[a.order_id].ticket > 0
+            got.append(resp)
+        assert len(got) == 5  # one response per request message
         assert got[0].order_id == "one-0" and got[0].WhichOneof("result") == "accepted" and not got[0].acks
         acks = got[1].acks
         assert got[1].order_id == "" and got[1].WhichOneof("result") is None
@@ -176,11 +182,14 @@ def test_a_batch_message_is_acknowledged_order_by_order_in_one_response(tmp_path
         assert len(big) == 80 and {(a.rejection.code, a.rejection.field) for a in big} == {
             (pb.REJECTION_CODE_INVALID_ARGUMENT, "orders")
         }
+        many = got[4].acks
+        assert [a.order_id for a in many] == [f"many-{i}" for i in range(11)]
+        assert all(a.rejection.field == "orders" and "at most 10" in a.rejection.message for a in many)
         # every accepted order is journaled before its ack; a refused one changed nothing
         for oid in ("one-0", "b-0", "b-1", "b-first", "b-3"):
             assert srv.journal._committed >= srv.store.orders[oid].ticket > 0
         assert srv.store.orders["b-old"].proto.size == 1
-        assert not any(oid in srv.store.orders for oid in ("b-bad", "b-2", "big-0", "big-79"))
+        assert not any(oid in srv.store.orders for oid in ("b-bad", "b-2", "big-0", "big-79", "many-0"))
 
 
 def test_overload_is_resource_exhausted(tmp_path: Path):

@@ -89,12 +89,14 @@ def test_random_orders_get_a_status_and_refusals_change_nothing(server, o):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(orders(), min_size=1, max_size=5))
-def test_random_order_batches_get_an_ack_per_order_and_refusals_change_nothing(server, batch):
+@given(batch=st.lists(orders(), min_size=1, max_size=5), lead=st.booleans())
+def test_random_order_batches_get_an_ack_per_order_and_refusals_change_nothing(server, batch, lead):
     srv, stub = server
     before = sum(_counts(stub))
     known = {o.id for o in batch if o.id in srv.store.orders}
-    got = list(stub.SubmitOrders(iter([pb.SubmitOrdersRequest(orders=batch)]), timeout=10))
+    # the batch alone in `orders`, or led by `order` (which is then its first order)
+    req = pb.SubmitOrdersRequest(order=batch[0], orders=batch[1:]) if lead and len(batch) > 1 else None
+    got = list(stub.SubmitOrders(iter([req or pb.SubmitOrdersRequest(orders=batch)]), timeout=10))
     assert len(got) == 1 and [a.order_id for a in got[0].acks] == [o.id for o in batch]
     new_ids = set()
     for o, ack in zip(batch, got[0].acks, strict=True):

@@ -40,6 +40,7 @@ Every key is optional except where a site source is needed. The layout (top leve
     workers = 128                   # server threads (each open stream holds one)
     max_message_bytes = 1048576     # a larger request message -> INVALID_ARGUMENT
     max_events_per_message = 10000  # rider events in one ReportRiderEvents message
+    max_orders_per_message = 1000   # orders in one SubmitOrders batch (beyond: each of them refused)
     watch_buffer = 100000           # events queued for one watcher before it is cut off (RESOURCE_EXHAUSTED)
     max_dropoff_m = 100000          # a drop-off farther than this from its site is INVALID_ARGUMENT
 
@@ -107,6 +108,7 @@ class Limits:
     workers: int = 128
     max_message_bytes: int = 1 << 20
     max_events_per_message: int = 10_000
+    max_orders_per_message: int = 1_000
     watch_buffer: int = 100_000
     max_dropoff_m: float = 100_000.0
 

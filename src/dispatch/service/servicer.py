@@ -27,7 +27,9 @@ from dispatch.v1 import dispatch_pb2_grpc as pbg
 log = logging.getLogger("dispatch.service")
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
-_STREAM_WINDOW = 2000  # orders of one SubmitOrders stream between reading and acknowledging
+# SubmitOrders messages of one stream between reading and acknowledging (each of at most
+# ``limits.max_orders_per_message`` orders; what they hold in memory is bounded by the store's own limits too)
+_STREAM_WINDOW = 2000
 
 
 def _status(code: int) -> grpc.StatusCode:
@@ -181,11 +183,14 @@ class Servicer(pbg.DispatchServiceServicer):
 
     def _batch_items(self, req: pb.SubmitOrdersRequest) -> list[tuple[Any, ...]]:
         """The items of a batch message (``order`` first when set, then ``orders``), each order taken on its own;
-        an oversized message refuses them all."""
+        a message over the size limit or with more than ``max_orders_per_message`` orders refuses them all."""
         t0 = time.perf_counter()
         orders = [req.order, *req.orders] if req.HasField("order") else list(req.orders)
+        cap = self.limits.max_orders_per_message
         try:
             v.message_size(req, self.limits.max_message_bytes, "orders")
+            if len(orders) > cap:
+                raise v.invalid("orders", f"{len(orders)} orders in one message; at most {cap}")
         except v.RefusalError as exc:
             return [(o.id, None, False, 0, exc, t0) for o in orders]
         items: list[tuple[Any, ...]] = []
