@@ -211,13 +211,12 @@ class Servicer(pbg.DispatchServiceServicer):
 
     def _stream_response(self, taken: Any) -> pb.SubmitOrdersResponse:
         """The ack of what ``_stream_item`` took, once its ticket is committed: one order's, or a batch's."""
-        if not isinstance(taken, list):
-            resp = pb.SubmitOrdersResponse()
-            self._fill_ack(resp, *taken)
-            return resp
         resp = pb.SubmitOrdersResponse()
-        for item in taken:
-            self._fill_ack(resp.acks.add(), *item)
+        if isinstance(taken, list):
+            for item in taken:
+                self._fill_ack(resp.acks.add(), *item)
+        else:
+            self._fill_ack(resp, *taken)
         return resp
 
     def _fill_ack(self, resp: pb.SubmitOrdersResponse, oid: str, rec: Any, dup: bool, _ticket: int,
