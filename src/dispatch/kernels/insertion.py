@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import prange
 
-from dispatch.kernels._jit import device, kernel, kernel_parallel
+from dispatch.kernels._jit import device, device_inline, kernel, kernel_parallel
 from dispatch.kernels.route import (
     DROPOFF,
     PICKUP,
@@ -43,7 +43,7 @@ TRIP_MODE = 3  # only positions that break the trip mode (e.g. the rider is stil
 OFFLINE = 4
 
 
-@device
+@device_inline
 def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):
     """Replay old stops j.. of rider r from state (x, y, loc, t), just after the new drop-off.
 
@@ -86,7 +86,7 @@ def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y,
     return t, metres, late, True
 
 
-@device
+@device_inline
 def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):
     """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
     length, frozen, order, kind = routes
@@ -247,7 +247,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     return best, best_i, best_j, best_late, status
 
 
-@device
+@device_inline
 def _pair_body(
     orders,
     riders,
@@ -284,6 +284,30 @@ def _pair_body(
     out_status[p] = st
 
 
+@device
+def _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
+                    out_cost, out_i, out_j, out_late, out_status):  # fmt: skip
+    """``_pair_body`` out of line (for the parallel kernel, whose threads each call it per pair)."""
+    _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
+               out_cost, out_i, out_j, out_late, out_status)  # fmt: skip
+
+
+@device
+def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq,
+           out_cost, out_i, out_j, out_late, out_status):  # fmt: skip
+    """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially.
+
+    One out-of-line call per kernel call, with the pricing inlined into it (``_pair_body``, ``insert_one`` and
+    ``_suffix`` are ``device_inline``): a call per pair or per position passed every array of the orders,
+    riders, routes and evaluation tuples on the stack, and inlining them into an entry point (NRT on) would add
+    reference counting; profiled with ``perf`` on the site bench's pairs (benchmarks/RESULTS.md)."""
+    for q in range(seq.shape[0]):
+        p = seq[q]
+        if todo[p]:
+            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
+                       out_cost, out_i, out_j, out_late, out_status)  # fmt: skip
+
+
 @kernel
 def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo):
     """Best insertion for each candidate pair p with ``todo[p]`` (bool[P]); serial (deterministic, one thread).
@@ -298,28 +322,9 @@ def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, e
     pj = np.full(P, -1, dtype=np.int64)
     late = np.zeros(P)
     status = np.zeros(P, dtype=np.int64)
-    for p in range(P):
-        if todo[p]:
-            _pair_body(
-                orders,
-                riders,
-                routes,
-                travel,
-                weights,
-                mode,
-                max_orders,
-                ev,
-                tot,
-                online,
-                pair_o,
-                pair_r,
-                p,
-                cost,
-                pi,
-                pj,
-                late,
-                status,
-            )
+    seq = np.arange(P)
+    _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq, cost,
+           pi, pj, late, status)  # fmt: skip
     return cost, pi, pj, late, status
 
 
@@ -369,29 +374,8 @@ def insertion_costs_into(
     route and evaluation rows then stay in cache across its pairs: about 10% faster on the 2,000 x 2,000 city's 40,931
     pairs than in their order-major order (benchmarks/RESULTS.md)."""
     seq = by_rider(pair_r, todo, riders[0].shape[0])
-    for q in range(seq.shape[0]):
-        p = seq[q]
-        if todo[p]:
-            _pair_body(
-                orders,
-                riders,
-                routes,
-                travel,
-                weights,
-                mode,
-                max_orders,
-                ev,
-                tot,
-                online,
-                pair_o,
-                pair_r,
-                p,
-                cost,
-                pi,
-                pj,
-                late,
-                status,
-            )
+    _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq, cost,
+           pi, pj, late, status)  # fmt: skip
 
 
 @kernel_parallel
@@ -420,26 +404,8 @@ def insertion_costs_into_parallel(
     for q in prange(seq.shape[0]):
         p = seq[q]
         if todo[p]:
-            _pair_body(
-                orders,
-                riders,
-                routes,
-                travel,
-                weights,
-                mode,
-                max_orders,
-                ev,
-                tot,
-                online,
-                pair_o,
-                pair_r,
-                p,
-                cost,
-                pi,
-                pj,
-                late,
-                status,
-            )
+            _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r,
+                            p, cost, pi, pj, late, status)  # fmt: skip
 
 
 @device

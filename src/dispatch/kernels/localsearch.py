@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel
+from dispatch.kernels._jit import device, device_inline, kernel
 from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, bag_mates, sequence_cost, stop_step
 
 EPS = 1e-9
@@ -45,6 +45,14 @@ def _segment_moved(so, sk, n, a, ln, b, do, dk):
             do[w] = so[q]
             dk[w] = sk[q]
             w += 1
+
+
+@device
+def _copy(src_o, src_k, dst_o, dst_k, n):
+    """Stops ``[:n]`` of one sequence into another (a loop: a slice assignment would need the Numba runtime)."""
+    for s in range(n):
+        dst_o[s] = src_o[s]
+        dst_k[s] = src_k[s]
 
 
 @device
@@ -133,7 +141,7 @@ def _prefix_states(orders, rider, travel, mode, seq_o, seq_k, n, n_frozen, st_f,
     return n
 
 
-@device
+@device_inline
 def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, start, st_f, st_i, bound):
     """``sequence_cost`` of ``seq_o[:n], seq_k[:n]``, a permutation of the current sequence that equals it before
     ``start`` (``st_f``/``st_i`` from ``_prefix_states`` of the current sequence) and keeps every pickup before its
@@ -186,7 +194,7 @@ def _work(n):
     return ints, states, pair_states, np.empty(n, dtype=np.int64), np.empty(n + 1, dtype=np.int64)
 
 
-@kernel
+@device
 def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes, pairs, work):
     """``improve_route`` with scratch arrays from ``_work``."""
     length, frozen, order, kind = routes
@@ -221,8 +229,7 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                                    best - EPS)  # fmt: skip
                     if c < best - EPS:
                         best = c
-                        cur_o[:n] = do[:n]
-                        cur_k[:n] = dk[:n]
+                        _copy(do, dk, cur_o, cur_k, n)
                         _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                         _mates(cur_o, n, mate)
                         _bag_runs(orders, travel, cur_o, cur_k, n, nc)
@@ -234,16 +241,14 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                     break  # so does every longer stretch from a
                 if nc[b + 1] == nc[a]:
                     continue  # a bag's pickups after its first, in another order
-                do[:n] = cur_o[:n]
-                dk[:n] = cur_k[:n]
+                _copy(cur_o, cur_k, do, dk, n)
                 for q in range(b - a + 1):
                     do[a + q] = cur_o[b - q]
                     dk[a + q] = cur_k[b - q]
                 c = _tail_cost(orders, rider, travel, weights, mode, do, dk, n, F, a, st_f, st_i, best - EPS)
                 if c < best - EPS:
                     best = c
-                    cur_o[:n] = do[:n]
-                    cur_k[:n] = dk[:n]
+                    _copy(do, dk, cur_o, cur_k, n)
                     _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                     _mates(cur_o, n, mate)
                     _bag_runs(orders, travel, cur_o, cur_k, n, nc)
@@ -303,8 +308,7 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                     c = _tail_cost(orders, rider, travel, weights, mode, eo, ek, n, F, j + 1, pr_f, pr_i, best - EPS)
                     if c < best - EPS:
                         best = c
-                        cur_o[:n] = eo[:n]
-                        cur_k[:n] = ek[:n]
+                        _copy(eo, ek, cur_o, cur_k, n)
                         _prefix_states(orders, rider, travel, mode, cur_o, cur_k, n, F, st_f, st_i)
                         _mates(cur_o, n, mate)
                         _bag_runs(orders, travel, cur_o, cur_k, n, nc)
@@ -313,8 +317,9 @@ def _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_p
                 break
         if not improved:
             break
-    order[r, :n] = cur_o[:n]
-    kind[r, :n] = cur_k[:n]
+    for s in range(n):
+        order[r, s] = cur_o[s]
+        kind[r, s] = cur_k[s]
     return before, best
 
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from dispatch.kernels._jit import device, kernel
+from dispatch.kernels._jit import device, device_inline, kernel
 
 P_BIN = 0
 P_DETOUR = 1
@@ -36,18 +36,35 @@ def leg_metres(travel, xa, ya, la, xb, yb, lb):
     return math.sqrt((xb - xa) * (xb - xa) + (yb - ya) * (yb - ya)) * params[P_DETOUR]
 
 
-@device
+@device_inline
 def profile_seconds(params, speed_mps, metres, depart, speed_factor):
-    """Seconds to cover ``metres`` leaving at epoch second ``depart`` under the time-of-day speed profile."""
+    """Seconds to cover ``metres`` leaving at epoch second ``depart`` under the time-of-day speed profile.
+
+    Inlined into its callers for the usual leg, one that ends in the speed bin it starts in; a leg that crosses
+    into the next bin goes on in ``_profile_seconds_on``, out of line. (Out of line as a whole, every leg paid a
+    call that passed both arrays on the stack, field by field: see benchmarks/RESULTS.md, session 17.)"""
     if metres <= 0.0:
         return 0.0
     bin_s = params[P_BIN]
-    offset = params[P_UTC_OFFSET]
+    local = depart + params[P_UTC_OFFSET]
     nb = speed_mps.shape[0]
-    remaining = metres
-    elapsed = 0.0
-    local = depart + offset
-    for _ in range(4 * nb + 2):
+    k = math.floor(local / bin_s)
+    v = speed_mps[int(k) % nb] * speed_factor
+    bin_end = (k + 1.0) * bin_s
+    span = bin_end - local
+    reach = v * span
+    if reach >= metres:
+        return 0.0 + metres / v
+    return _profile_seconds_on(params, speed_mps, metres - reach, 0.0 + span, bin_end, speed_factor)
+
+
+@device
+def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_factor):
+    """``profile_seconds`` from the start of a bin (epoch second ``local`` less the UTC offset), ``elapsed``
+    seconds and ``remaining`` metres into the leg: the same steps, so the same result to the last bit."""
+    bin_s = params[P_BIN]
+    nb = speed_mps.shape[0]
+    for _ in range(4 * nb + 1):
         k = math.floor(local / bin_s)
         v = speed_mps[int(k) % nb] * speed_factor
         bin_end = (k + 1.0) * bin_s
