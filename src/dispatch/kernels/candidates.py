@@ -290,7 +290,8 @@ def expand_groups(
     n_members = members.shape[0]
     m2, t2 = member_legs(orders, travel, members, now)
     reached = np.zeros(n_members, dtype=np.bool_)
-    out_key = np.empty(n_members * (k + window + max(per_order, 0)), dtype=np.int64)
+    out_m = np.empty(n_members * (k + window + max(per_order, 0)), dtype=np.int64)  # member index of each pair
+    out_r = np.empty_like(out_m)  # and its rider
     w = 0
     seen = np.full(n_riders, -1, dtype=np.int64)
     n_vis_max = vis_site.shape[0]
@@ -437,10 +438,12 @@ def expand_groups(
                             b_thr[b] = run_v[t, k_rider - 1]
             nb = _keep_best(row, p_r, n_pool, k, best_v, best_i)
             for b in range(nb):
-                out_key[w] = o * n_riders + best_i[b]
+                out_m[w] = base + q
+                out_r[w] = best_i[b]
                 w += 1
             for a in range(min(window, nr)):
-                out_key[w] = o * n_riders + ranked[(q + a) % nr]
+                out_m[w] = base + q
+                out_r[w] = ranked[(q + a) % nr]
                 w += 1
     # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites. A rider outside a
     # group's pool scans the group's orders by a lower bound of the estimate (``_estimate`` without the wait for the
@@ -522,45 +525,37 @@ def expand_groups(
         kept = cheapest_per_group(prop_i[:n_prop], prop_v[:n_prop], np.full(n_members, per_order), n_members)
         for a in range(kept.shape[0]):
             q = kept[a]
-            out_key[w] = members[prop_i[q]] * n_riders + prop_r[q]
+            out_m[w] = prop_i[q]
+            out_r[w] = prop_r[q]
             w += 1
-    pair_o, pair_r = _sorted_unique(out_key[:w], n_riders, members)
+    pair_o, pair_r = _sorted_unique(out_m[:w], out_r[:w], members, n_riders)
     return pair_o, pair_r, reached
 
 
 @kernel
-def _sorted_unique(keys, n_riders, members):
-    """Pairs ``order * n_riders + rider`` (every order among ``members``) sorted by order then rider, without
-    duplicates: a counting sort by order (linear), then a small insertion sort within each order."""
+def _sorted_unique(mem, rid, members, n_riders):
+    """Pairs (order ``members[mem[p]]``, rider ``rid[p]`` < ``n_riders``; int64[P] each) sorted by order then rider,
+    without duplicates: two stable counting sorts, by rider and then by order (linear)."""
     n_members = members.shape[0]
     by_id = np.argsort(members)
-    rank = np.empty(members.max() + 1 if n_members else 0, dtype=np.int64)
+    rank = np.empty(n_members, dtype=np.int64)  # each member's place in order-id order
     for i in range(n_members):
-        rank[members[by_id[i]]] = i
-    slot = np.empty(keys.shape[0], dtype=np.int64)
-    for p in range(keys.shape[0]):
-        slot[p] = rank[keys[p] // n_riders]
-    ptr, perm = buckets(slot, n_members)
-    riders = np.empty(keys.shape[0], dtype=np.int64)
-    for a in range(keys.shape[0]):
-        riders[a] = keys[perm[a]] % n_riders
-    pair_o = np.empty(keys.shape[0], dtype=np.int64)
-    pair_r = np.empty(keys.shape[0], dtype=np.int64)
+        rank[by_id[i]] = i
+    _ptr_r, by_r = buckets(rid, n_riders)
+    slot = np.empty(mem.shape[0], dtype=np.int64)
+    for a in range(mem.shape[0]):
+        slot[a] = rank[mem[by_r[a]]]
+    _ptr_o, by_o = buckets(slot, n_members)
+    pair_o = np.empty(mem.shape[0], dtype=np.int64)
+    pair_r = np.empty(mem.shape[0], dtype=np.int64)
     w = 0
-    for i in range(n_members):
-        a0, a1 = ptr[i], ptr[i + 1]
-        for a in range(a0 + 1, a1):
-            v = riders[a]
-            b = a
-            while b > a0 and riders[b - 1] > v:
-                riders[b] = riders[b - 1]
-                b -= 1
-            riders[b] = v
-        o = members[by_id[i]]
-        for a in range(a0, a1):
-            if a > a0 and riders[a] == riders[a - 1]:
-                continue
-            pair_o[w] = o
-            pair_r[w] = riders[a]
-            w += 1
+    for a in range(mem.shape[0]):
+        p = by_r[by_o[a]]
+        o = members[mem[p]]
+        r = rid[p]
+        if w > 0 and pair_o[w - 1] == o and pair_r[w - 1] == r:
+            continue
+        pair_o[w] = o
+        pair_r[w] = r
+        w += 1
     return pair_o[:w], pair_r[:w]
