@@ -34,7 +34,7 @@ from dispatch.kernels.route import (
     pickup_allowed,
     stop_point,
 )
-from dispatch.kernels.travel import shifted_arrival
+from dispatch.kernels.travel import leg_metres, leg_seconds, shifted_arrival
 
 OK = 0
 NO_CAPACITY = 1  # capacity or the per-rider order limit
@@ -87,8 +87,12 @@ def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y,
 
 
 @device_inline
-def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r):
-    """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``."""
+def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o, r, legs):
+    """Best insertion of order o into rider r: ``(delta_cost, i, j, added_late, status)``.
+
+    ``legs`` (from ``leg_cache``) keeps the leg to each pickup position's new pickup, which depends on the rider,
+    the position and the pickup point only: the next pair of the same rider with a pickup at the same point (an
+    order of the same site) takes it from there. Empty arrays: no cache."""
     length, frozen, order, kind = routes
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
     arrive_old, depart_old, load_old, onboard_old = ev[0], ev[1], ev[2], ev[3]
@@ -102,6 +106,8 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     se = shift_end[r]
     cap = capacity[r]
 
+    ck_r, ck_x, ck_y, ck_l, ck_a, ck_d = legs
+    use_cache = ck_r.shape[0] > L
     ld0, cnt0 = initial_load(orders, routes, r)
     n_orders = cnt0
     for s in range(L):
@@ -154,8 +160,24 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
         if not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
             saw_mode = True
             continue
-        # The new pickup.
-        x, y, loc, a, t, d = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, PICKUP)
+        # The new pickup: the leg as ``advance`` rides it, or as it rode it for this rider's last pair that
+        # had its pickup at the same point.
+        px, py, pl = orders[0][o], orders[1][o], orders[2][o]
+        if use_cache and ck_r[i] == r and ck_x[i] == px and ck_y[i] == py and ck_l[i] == pl:
+            a = ck_a[i]
+            d = ck_d[i]
+        else:
+            d = leg_metres(travel, x, y, loc, px, py, pl)
+            a = t + leg_seconds(travel, x, y, loc, px, py, pl, t, sp)
+            if use_cache:
+                ck_r[i] = r
+                ck_x[i] = px
+                ck_y[i] = py
+                ck_l[i] = pl
+                ck_a[i] = a
+                ck_d[i] = d
+        x, y, loc = px, py, pl
+        t = departure(orders, a, prev_o, prev_k, o, PICKUP)
         if a > se:
             saw_shift = True
             continue
@@ -247,6 +269,14 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     return best, best_i, best_j, best_late, status
 
 
+@kernel
+def leg_cache(n):
+    """An empty cache of pickup legs for ``insert_one``, for routes of up to ``n - 1`` stops (0: none):
+    ``(rider, x, y, loc, arrive, metres)`` per pickup position."""
+    return (np.full(n, -1, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.empty(n),
+            np.empty(n))  # fmt: skip
+
+
 @device_inline
 def _pair_body(
     orders,
@@ -267,6 +297,7 @@ def _pair_body(
     out_j,
     out_late,
     out_status,
+    legs,
 ):
     r = pair_r[p]
     if not online[r]:
@@ -276,7 +307,8 @@ def _pair_body(
         out_late[p] = 0.0
         out_status[p] = OFFLINE
         return
-    c, i, j, lt, st = insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, pair_o[p], r)
+    c, i, j, lt, st = insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, pair_o[p], r,
+                                 legs)  # fmt: skip
     out_cost[p] = c
     out_i[p] = i
     out_j[p] = j
@@ -286,15 +318,16 @@ def _pair_body(
 
 @device
 def _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-                    out_cost, out_i, out_j, out_late, out_status):  # fmt: skip
-    """``_pair_body`` out of line (for the parallel kernel, whose threads each call it per pair)."""
+                    out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
+    """``_pair_body`` out of line (for the parallel kernel, whose threads each call it per pair, with no leg
+    cache)."""
     _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-               out_cost, out_i, out_j, out_late, out_status)  # fmt: skip
+               out_cost, out_i, out_j, out_late, out_status, legs)  # fmt: skip
 
 
 @device
 def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq,
-           out_cost, out_i, out_j, out_late, out_status):  # fmt: skip
+           out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
     """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially.
 
     One out-of-line call per kernel call, with the pricing inlined into it (``_pair_body``, ``insert_one`` and
@@ -305,7 +338,7 @@ def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, o
         p = seq[q]
         if todo[p]:
             _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-                       out_cost, out_i, out_j, out_late, out_status)  # fmt: skip
+                       out_cost, out_i, out_j, out_late, out_status, legs)  # fmt: skip
 
 
 @kernel
@@ -324,7 +357,7 @@ def insertion_costs(orders, riders, routes, travel, weights, mode, max_orders, e
     status = np.zeros(P, dtype=np.int64)
     seq = np.arange(P)
     _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq, cost,
-           pi, pj, late, status)  # fmt: skip
+           pi, pj, late, status, leg_cache(routes[2].shape[1] + 1))  # fmt: skip
     return cost, pi, pj, late, status
 
 
@@ -375,7 +408,7 @@ def insertion_costs_into(
     pairs than in their order-major order (benchmarks/RESULTS.md)."""
     seq = by_rider(pair_r, todo, riders[0].shape[0])
     _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq, cost,
-           pi, pj, late, status)  # fmt: skip
+           pi, pj, late, status, leg_cache(routes[2].shape[1] + 1))  # fmt: skip
 
 
 @kernel_parallel
@@ -401,11 +434,12 @@ def insertion_costs_into_parallel(
 ):
     """``insertion_costs_into`` over all cores; pairs are independent, so the result equals the serial one."""
     seq = by_rider(pair_r, todo, riders[0].shape[0])
+    no_cache = leg_cache(0)  # threads share nothing
     for q in prange(seq.shape[0]):
         p = seq[q]
         if todo[p]:
             _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r,
-                            p, cost, pi, pj, late, status)  # fmt: skip
+                            p, cost, pi, pj, late, status, no_cache)  # fmt: skip
 
 
 @device

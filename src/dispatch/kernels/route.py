@@ -148,7 +148,7 @@ def allocate_evaluation(m, S):
     return ev, tot
 
 
-@device
+@device_inline
 def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):
     """Evaluate rider r's route into row r of the evaluation arrays (see evaluate_routes)."""
     length, frozen, order, kind = routes
@@ -226,14 +226,20 @@ def evaluate_routes(orders, riders, routes, travel, weights, mode):
     (bool[m]: the hard rules hold)."""
     m, S = routes[2].shape
     ev, tot = allocate_evaluation(m, S)
-    for r in range(m):
-        evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot)
+    _evaluate_riders(orders, riders, routes, travel, weights, mode, np.arange(m), ev, tot)
     return ev, tot
 
 
 @kernel
 def evaluate_subset(orders, riders, routes, travel, weights, mode, which, ev, tot):
     """Re-evaluate only riders ``which`` (int64[q]) into existing evaluation arrays."""
+    _evaluate_riders(orders, riders, routes, travel, weights, mode, which, ev, tot)
+
+
+@device
+def _evaluate_riders(orders, riders, routes, travel, weights, mode, which, ev, tot):
+    """``evaluate_rider`` for riders ``which`` (int64[q]), inlined into one loop outside the Numba runtime: called
+    per rider from an entry point, each call passed every array of the tuples on the stack."""
     for q in range(which.shape[0]):
         evaluate_rider(orders, riders, routes, travel, weights, mode, which[q], ev, tot)
 
