@@ -334,8 +334,13 @@ def improve_routes(orders, riders, routes, travel, weights, mode, max_orders, wh
     work = _work(longest)
     improved = np.empty(which.shape[0], dtype=np.int64)
     n_improved = 0
+    length, frozen, order, _kind = routes
     for q in range(which.shape[0]):
-        b, a = _improve(orders, riders, routes, travel, weights, mode, max_orders, which[q], max_passes, pairs, work)
+        r = which[q]
+        F = frozen[r]
+        if length[r] - F == 2 and order[r, F] == order[r, F + 1]:
+            continue  # one order's pickup and drop-off: no move keeps the pickup first
+        b, a = _improve(orders, riders, routes, travel, weights, mode, max_orders, r, max_passes, pairs, work)
         if a < b:
             gain += b - a
             improved[n_improved] = which[q]
