@@ -333,6 +333,7 @@ def expand_groups(
     run_p = np.empty((n_ok, kr_), dtype=np.int64)
     run_n = np.zeros(n_ok, dtype=np.int64)
     b_ent = np.empty(cap, dtype=np.int64)  # per pool column: the rider-side entry t * S + s, or -1
+    b_t = np.empty(cap, dtype=np.int64)  # and its rider t (no division in the order loop)
     b_thr = np.empty(cap)  # per pool column: its rider's k-th best so far (+inf until it has k), -inf for none
     gs_ptr, gs_idx = buckets(rider_sites.ravel(), G + 1)
     slot = np.full(n_riders, -1, dtype=np.int64)
@@ -400,6 +401,7 @@ def expand_groups(
                 if b >= 0:
                     t = e_ // S
                     b_ent[b] = e_
+                    b_t[b] = t
                     b_thr[b] = run_v[t, k_rider - 1] if run_n[t] == k_rider else np.inf
             for b in range(n_pool):
                 slot[p_r[b]] = -1
@@ -432,7 +434,7 @@ def expand_groups(
                     e = row[b]
                     if e < np.inf and e <= b_thr[b]:  # may enter its rider's k best (a tie goes by position)
                         e_ = b_ent[b]
-                        t = e_ // S
+                        t = b_t[b]
                         run_n[t] = _offer(e, npos[e_] + q, k_rider, run_n[t], run_v[t], run_p[t])
                         if run_n[t] == k_rider:
                             b_thr[b] = run_v[t, k_rider - 1]
