@@ -27,14 +27,14 @@ from dispatch.kernels.route import (
     W_DIST,
     W_LATE,
     W_TIME,
-    advance,
+    advance_hinted,
     bag_mates,
     departure,
     initial_load,
     pickup_allowed,
     stop_point,
 )
-from dispatch.kernels.travel import leg_metres, leg_seconds, shifted_arrival
+from dispatch.kernels.travel import bin_hint, leg_metres, leg_seconds_hinted, shifted_arrival
 
 OK = 0
 NO_CAPACITY = 1  # capacity or the per-rider order limit
@@ -44,7 +44,7 @@ OFFLINE = 4
 
 
 @device_inline
-def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt):
+def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y, loc, t, prev_o, prev_k, cnt, hint):
     """Replay old stops j.. of rider r from state (x, y, loc, t), just after the new drop-off.
 
     Returns ``(end, metres, late, ok)`` of that suffix; exits early once the timing matches the old one. Only the
@@ -63,13 +63,14 @@ def _suffix(orders, travel, mode, r, routes, ev, tot, speed, shift_end, j, x, y,
         if s == j:
             if k == PICKUP and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
                 return 0.0, 0.0, 0.0, False
-            x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+            x, y, loc, a, t, d = advance_hinted(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k, hint)
             metres = d + metres_old - cum_metres[r, j]  # the legs after stop j are the old ones
         else:
             a = shifted_arrival(travel, depart_old[r, s - 1], arrive_old[r, s], t)
             if math.isnan(a):
                 px, py, pl = stop_point(orders, prev_o, prev_k)
-                _x, _y, _l, a, _t, _d = advance(orders, travel, speed, px, py, pl, t, prev_o, prev_k, o, k)
+                _x, _y, _l, a, _t, _d = advance_hinted(orders, travel, speed, px, py, pl, t, prev_o, prev_k, o, k,
+                                                       hint)  # fmt: skip
             t = departure(orders, a, prev_o, prev_k, o, k)
         if k == PICKUP:
             if a > shift_end:
@@ -108,6 +109,8 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
 
     ck_r, ck_x, ck_y, ck_l, ck_a, ck_d = legs
     use_cache = ck_r.shape[0] > L
+    # Every leg of this pair leaves at or after the route's state at position F, most of them in its speed bin.
+    hint = bin_hint(travel[0], travel[1], depart_old[r, F - 1] if F > 0 else avail[r], sp)
     ld0, cnt0 = initial_load(orders, routes, r)
     n_orders = cnt0
     for s in range(L):
@@ -168,7 +171,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
             d = ck_d[i]
         else:
             d = leg_metres(travel, x, y, loc, px, py, pl)
-            a = t + leg_seconds(travel, x, y, loc, px, py, pl, t, sp)
+            a = t + leg_seconds_hinted(travel, x, y, loc, px, py, pl, t, sp, hint)
             if use_cache:
                 ck_r[i] = r
                 ck_x[i] = px
@@ -192,7 +195,8 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
             if j < L and kind[r, j] == PICKUP and not pickup_allowed(orders, mode, cnt - 1, o, DROPOFF, order[r, j]):
                 saw_mode = True
             else:
-                dx, dy, dloc, da, dt, dd = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF)
+                dx, dy, dloc, da, dt, dd = advance_hinted(orders, travel, sp, x, y, loc, t, prev_o, prev_k, o, DROPOFF,
+                                                          hint)  # fmt: skip
                 dlate = max(0.0, da - promised)
                 s_end, s_metres, s_late, ok = _suffix(
                     orders,
@@ -212,6 +216,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
                     o,
                     DROPOFF,
                     cnt - 1,
+                    hint,
                 )
                 if ok:
                     new_end = s_end
@@ -250,7 +255,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
                 t = departure(orders, a, prev_o, prev_k, so, sk)
                 d = cum_metres[r, j] - cum_metres[r, j - 1]
             else:
-                x, y, loc, a, t, d = advance(orders, travel, sp, x, y, loc, t, prev_o, prev_k, so, sk)
+                x, y, loc, a, t, d = advance_hinted(orders, travel, sp, x, y, loc, t, prev_o, prev_k, so, sk, hint)
             if sk == PICKUP and a > se:
                 saw_shift = True
                 break

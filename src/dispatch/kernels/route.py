@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, device_inline, kernel
-from dispatch.kernels.travel import leg_metres, leg_seconds
+from dispatch.kernels.travel import leg_metres, leg_seconds, leg_seconds_hinted
 
 SINGLE_SITE = 0
 MIXED = 1
@@ -48,6 +48,15 @@ def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):
     nx, ny, nloc = stop_point(orders, o, k)
     metres = leg_metres(travel, x, y, loc, nx, ny, nloc)
     arrive = t + leg_seconds(travel, x, y, loc, nx, ny, nloc, t, speed)
+    return nx, ny, nloc, arrive, departure(orders, arrive, prev_o, prev_k, o, k), metres
+
+
+@device_inline
+def advance_hinted(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k, hint):
+    """``advance`` with the leg timed by ``travel.leg_seconds_hinted`` (the same result)."""
+    nx, ny, nloc = stop_point(orders, o, k)
+    metres = leg_metres(travel, x, y, loc, nx, ny, nloc)
+    arrive = t + leg_seconds_hinted(travel, x, y, loc, nx, ny, nloc, t, speed, hint)
     return nx, ny, nloc, arrive, departure(orders, arrive, prev_o, prev_k, o, k), metres
 
 

@@ -79,6 +79,50 @@ def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_fact
     return elapsed + remaining / (speed_mps[math.floor(local / bin_s) % nb] * speed_factor)
 
 
+# ``bin_hint`` keeps a departure this far (s) from its bin's edges, so that the comparisons that stand for
+# ``floor(local / bin_s) == k`` can never disagree with the division's rounding.
+HINT_MARGIN_S = 1e-3
+
+
+@device_inline
+def bin_hint(params, speed_mps, depart, speed_factor):
+    """``(lo, hi, bin_end, v)``: the speed bin that a leg leaving at ``depart`` starts in, for
+    ``profile_seconds_hinted`` (local seconds: a departure in ``[lo, hi)`` lies in it, ``HINT_MARGIN_S`` inside
+    its edges; ``bin_end``, where it ends; ``v``, the rider's speed there)."""
+    bin_s = params[P_BIN]
+    local = depart + params[P_UTC_OFFSET]
+    k = math.floor(local / bin_s)
+    bin_end = (k + 1.0) * bin_s
+    v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
+    return k * bin_s + HINT_MARGIN_S, bin_end - HINT_MARGIN_S, bin_end, v
+
+
+@device_inline
+def profile_seconds_hinted(params, speed_mps, metres, depart, speed_factor, hint):
+    """``profile_seconds``, the same to the last bit, for a leg that usually leaves in the bin of ``hint``
+    (``bin_hint``, of an earlier departure of the same rider). Then the duration is ``metres / v`` whatever the
+    departure within the bin, so it does not wait for the departure time to be known, only the two comparisons
+    that confirm it do; in a chain of legs (each leaving when the last arrived) that takes the division, the floor
+    and the modulo that find the bin off the chain."""
+    lo, hi, bin_end, v = hint
+    local = depart + params[P_UTC_OFFSET]
+    if metres > 0.0 and lo <= local and local < hi:
+        reach = v * (bin_end - local)
+        if reach >= metres:
+            return 0.0 + metres / v
+    return profile_seconds(params, speed_mps, metres, depart, speed_factor)
+
+
+@device_inline
+def leg_seconds_hinted(travel, xa, ya, la, xb, yb, lb, depart, speed_factor, hint):
+    """``leg_seconds`` through ``profile_seconds_hinted``."""
+    params = travel[0]
+    if params[P_USE_MATRIX] != 0.0:
+        return travel[2][la, lb] / speed_factor
+    metres = math.sqrt((xb - xa) * (xb - xa) + (yb - ya) * (yb - ya)) * params[P_DETOUR]
+    return profile_seconds_hinted(params, travel[1], metres, depart, speed_factor, hint)
+
+
 @device
 def first_bin(params, speed_mps, depart, speed_factor):
     """``(v, reach)``: the speed (m/s) of the bin that a leg leaving at ``depart`` starts in, and the metres it
