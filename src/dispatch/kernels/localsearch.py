@@ -19,6 +19,7 @@ import numpy as np
 
 from dispatch.kernels._jit import device, device_inline, kernel
 from dispatch.kernels.route import DROPOFF, PICKUP, W_DIST, W_LATE, W_TIME, bag_mates, sequence_cost, stop_step
+from dispatch.kernels.travel import bin_hint
 
 EPS = 1e-9
 
@@ -113,6 +114,7 @@ def _prefix_states(orders, rider, travel, mode, seq_o, seq_k, n, n_frozen, st_f,
                 ld += orders[9][seq_o[s]]
                 cnt += 1
     t = t0
+    hint = bin_hint(travel[0], travel[1], t0, speed)
     dist = 0.0
     tot_late = 0.0
     prev_o, prev_k = -1, -1
@@ -131,8 +133,9 @@ def _prefix_states(orders, rider, travel, mode, seq_o, seq_k, n, n_frozen, st_f,
             break
         o, k = seq_o[s], seq_k[s]
         ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
-            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
-        )
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o,
+            k, hint,
+        )  # fmt: skip
         if not ok:
             return s
         dist += d
@@ -153,6 +156,7 @@ def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, 
     loc, ld, cnt = st_i[start, 0], st_i[start, 1], st_i[start, 2]
     prev_o, prev_k = st_i[start, 3], st_i[start, 4]
     w_t, w_d, w_l = weights[W_TIME], weights[W_DIST], weights[W_LATE]
+    hint = bin_hint(travel[0], travel[1], t0, speed)
     # Service time still to come at the drop-offs: a lower bound on the time the rest of the route adds.
     rest = 0.0
     for s in range(start, n):
@@ -161,8 +165,9 @@ def _tail_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_frozen, 
     for s in range(start, n):
         o, k = seq_o[s], seq_k[s]
         ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
-            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
-        )
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o,
+            k, hint,
+        )  # fmt: skip
         if not ok:
             return np.inf
         dist += d

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.kernels._jit import device, device_inline, kernel
-from dispatch.kernels.travel import leg_metres, leg_seconds, leg_seconds_hinted
+from dispatch.kernels.travel import bin_hint, leg_metres, leg_seconds, leg_seconds_hinted
 
 SINGLE_SITE = 0
 MIXED = 1
@@ -95,15 +95,18 @@ def bag_mates(orders, travel, a, b):
 
 
 @device_inline
-def stop_step(orders, travel, mode, speed, capacity, shift_end, planned, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k):
+def stop_step(
+    orders, travel, mode, speed, capacity, shift_end, planned, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k, hint
+):
     """Ride from the previous stop (``prev_o``, ``prev_k``; at ``x, y, loc`` free at ``t``, ``ld`` units and
     ``cnt`` orders on board) to stop (o, k) and serve it, as ``sequence_cost`` prices a sequence. ``planned``: the
     stop is not frozen, so the trip mode and the shift end apply to it. Returns ``(ok, x, y, loc, t, metres, ld,
     cnt, late)``: ``ok`` False when a hard rule breaks (the rest is then meaningless), ``late`` the seconds a
-    drop-off is past its deadline (0 if on time or a pickup)."""
+    drop-off is past its deadline (0 if on time or a pickup). ``hint``: ``travel.bin_hint`` of an earlier departure
+    of the rider (the result does not depend on it)."""
     if k == PICKUP and planned and not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
         return False, x, y, loc, t, 0.0, ld, cnt, 0.0
-    x, y, loc, a, t, d = advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k)
+    x, y, loc, a, t, d = advance_hinted(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k, hint)
     late = 0.0
     if k == PICKUP:
         ld += orders[9][o]
@@ -165,6 +168,7 @@ def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):
     end, metres, lateness, cost, feasible = tot
     rx, ry, rloc, avail, _, shift_end, capacity, speed = riders
     x, y, loc, t = rx[r], ry[r], rloc[r], avail[r]
+    hint = bin_hint(travel[0], travel[1], t, speed[r])
     ld, cnt = initial_load(orders, routes, r)
     ok = ld <= capacity[r]
     dist = 0.0
@@ -178,7 +182,7 @@ def evaluate_rider(orders, riders, routes, travel, weights, mode, r, ev, tot):
             for q in range(s + 1, length[r]):
                 if order[r, q] == o and kind[r, q] == PICKUP:
                     ok = False  # a drop-off before its own pickup
-        x, y, loc, a, t, d = advance(orders, travel, speed[r], x, y, loc, t, prev_o, prev_k, o, k)
+        x, y, loc, a, t, d = advance_hinted(orders, travel, speed[r], x, y, loc, t, prev_o, prev_k, o, k, hint)
         dist += d
         arrive[r, s] = a
         depart[r, s] = t
@@ -282,6 +286,7 @@ def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_froze
                 cnt += 1
     if drops > max_orders or ld > capacity:
         return np.inf
+    hint = bin_hint(travel[0], travel[1], t0, speed)
     t = t0
     dist = 0.0
     tot_late = 0.0
@@ -289,8 +294,9 @@ def sequence_cost(orders, rider, travel, weights, mode, seq_o, seq_k, n, n_froze
     for s in range(n):
         o, k = seq_o[s], seq_k[s]
         ok, x, y, loc, t, d, ld, cnt, lt = stop_step(
-            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o, k
-        )
+            orders, travel, mode, speed, capacity, shift_end, s >= n_frozen, x, y, loc, t, prev_o, prev_k, ld, cnt, o,
+            k, hint,
+        )  # fmt: skip
         if not ok:
             return np.inf
         dist += d
