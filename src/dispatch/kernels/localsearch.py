@@ -24,7 +24,7 @@ from dispatch.kernels.travel import bin_hint
 EPS = 1e-9
 
 
-@device
+@device_inline
 def _segment_moved(so, sk, n, a, ln, b, do, dk):
     """Segment [a, a+ln) moved before index b of the remaining n-ln stops (b in 0..n-ln)."""
     w = 0
@@ -79,7 +79,7 @@ def _bag_runs(orders, travel, seq_o, seq_k, n, nc):
         nc[s + 1] = nc[s] + (0 if cont else 1)
 
 
-@device
+@device_inline
 def _segment_breaks_precedence(sk, mate, a, ln, b):
     """Whether moving segment [a, a+ln) before index b of the remaining stops (see ``_segment_moved``) puts a
     drop-off before its pickup: a pickup carried past its drop-off, or a drop-off carried before its pickup."""
