@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from dispatch.kernels.candidates import expand_groups, nearest_groups
+from dispatch.kernels.candidates import expand_groups, nearest_groups, pickup_groups, visits_by_site
 from dispatch.kernels.grid import nearest_points
 from dispatch.kernels.summary import visits
 from dispatch.state import OrderTable, RiderTable, Routes
@@ -146,34 +146,28 @@ def candidate_pairs(
     free_rows = np.flatnonzero(~is_pinned)
     if ok_idx.size and free_rows.size:
         ids = pending[free_rows]
-        site = orders.site[ids]
-        srt = np.lexsort((ids, orders.ready[ids], site))
-        members = ids[srt]
-        sites, starts, counts = np.unique(site[srt], return_index=True, return_counts=True)
-        group_ptr = np.append(starts, members.shape[0]).astype(np.int64)
-        centre = np.column_stack([orders.pick_x[members[starts]], orders.pick_y[members[starts]]])
-        kmax = int(min(ok_idx.size, max(3 * k, k + window + int(counts.max()))))
-        cx, cy = np.ascontiguousarray(centre[:, 0]), np.ascontiguousarray(centre[:, 1])
+        members, by, group_ptr, group_site, cx, cy, largest = pickup_groups(
+            orders.site, orders.ready, orders.pick_x, orders.pick_y, ids
+        )
+        kmax = int(min(ok_idx.size, max(3 * k, k + window + int(largest))))
         dist, nbr = nearest_points(free_x[ok_idx], free_y[ok_idx], cx, cy, kmax, float(max_reach_m))
-        n_site_nbrs = min(sites.shape[0], SITES_PER_RIDER)
-        if sites.shape[0] <= BRUTE_FORCE_SITES:
+        n_site_nbrs = min(group_site.shape[0], SITES_PER_RIDER)
+        if group_site.shape[0] <= BRUTE_FORCE_SITES:
             rider_sites = nearest_groups(free_x[ok_idx], free_y[ok_idx], cx, cy, n_site_nbrs, float(max_reach_m))
         else:
-            _d, rider_sites = cKDTree(centre, balanced_tree=False, compact_nodes=False).query(
+            _d, rider_sites = cKDTree(np.column_stack([cx, cy]), balanced_tree=False, compact_nodes=False).query(
                 np.column_stack([free_x[ok_idx], free_y[ok_idx]]), k=n_site_nbrs, distance_upper_bound=max_reach_m
             )
             rider_sites = np.asarray(rider_sites, dtype=np.int64).reshape(ok_idx.shape[0], n_site_nbrs)
-        vs = np.argsort(vis.site, kind="stable")
-        vis_t = (vis.site[vs], vis.rider[vs], vis.at[vs], vis.q0[vs], vis.q1[vs], vis.drop_x, vis.drop_y,
-                 vis.drop_loc)  # fmt: skip
+        vis_t = (*visits_by_site(vis.site, vis.rider, vis.at, vis.q0, vis.q1), vis.drop_x, vis.drop_y, vis.drop_loc)
         po, pr, reached = expand_groups(
             orders.as_tuple(), tr, wts, nbr, dist, ok_idx, rider_sites, free_x, free_y, floc, free_at, riders.speed,
-            riders.shift_end, float(now), float(reference_speed_mps), group_ptr, members, sites.astype(np.int64),
+            riders.shift_end, float(now), float(reference_speed_mps), group_ptr, members, group_site,
             vis_t, accepting, int(k), int(kr), int(window), int(riders.m), int(max(1, rider_side * k)),
         )  # fmt: skip
         po_parts.append(po)
         pr_parts.append(pr)
-        in_reach[free_rows[srt]] = reached
+        in_reach[free_rows[by]] = reached
 
     if len(po_parts) == 1 and not np.any(is_pinned):
         return Candidates(po_parts[0], pr_parts[0], in_reach)

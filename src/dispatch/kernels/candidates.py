@@ -101,6 +101,54 @@ _BOUND_SLACK = 1e-3
 
 
 @kernel
+def pickup_groups(site_of, ready, pick_x, pick_y, ids):
+    """The orders ``ids`` (int64[n], n >= 1) grouped by pickup site, as ``np.lexsort((ids, ready, site))`` orders
+    them: ``members`` (int64[n]: by site, then ready time, then id; ``members = ids[by]``, ``by`` int64[n]),
+    ``group_ptr`` (int64[G + 1] into members), each group's site (int64[G]) and centre (float64[G] x, y: its first
+    member's pickup point), and the largest group's size. ``site_of``, ``ready``, ``pick_x``, ``pick_y``: the
+    order table's columns."""
+    by = np.argsort(ids, kind="mergesort")
+    key = np.empty(ids.shape[0])
+    for a in range(ids.shape[0]):
+        key[a] = ready[ids[by[a]]]
+    by = by[np.argsort(key, kind="mergesort")]
+    skey = np.empty(ids.shape[0], dtype=np.int64)
+    for a in range(ids.shape[0]):
+        skey[a] = site_of[ids[by[a]]]
+    by = by[np.argsort(skey, kind="mergesort")]
+    members = ids[by]
+    n_groups = 0
+    for a in range(members.shape[0]):
+        if a == 0 or site_of[members[a]] != site_of[members[a - 1]]:
+            n_groups += 1
+    group_ptr = np.empty(n_groups + 1, dtype=np.int64)
+    group_site = np.empty(n_groups, dtype=np.int64)
+    cx = np.empty(n_groups)
+    cy = np.empty(n_groups)
+    g = 0
+    for a in range(members.shape[0]):
+        o = members[a]
+        if a == 0 or site_of[o] != site_of[members[a - 1]]:
+            group_ptr[g] = a
+            group_site[g] = site_of[o]
+            cx[g] = pick_x[o]
+            cy[g] = pick_y[o]
+            g += 1
+    group_ptr[n_groups] = members.shape[0]
+    largest = 0
+    for g in range(n_groups):
+        largest = max(largest, group_ptr[g + 1] - group_ptr[g])
+    return members, by, group_ptr, group_site, cx, cy, largest
+
+
+@kernel
+def visits_by_site(site, rider, at, q0, q1):
+    """The visits' ``site``, ``rider``, ``at``, ``q0``, ``q1`` (int64/float64[V]) reordered by site, stably."""
+    by = np.argsort(site, kind="mergesort")
+    return site[by], rider[by], at[by], q0[by], q1[by]
+
+
+@kernel
 def nearest_groups(px, py, cx, cy, S, reach):
     """For each point (float64[n] ``px``, ``py``), the ``S`` nearest of G centres (float64[G] ``cx``, ``cy``)
     closer than ``reach``, nearest first (ties: the lower index first), by brute force: int64[n, S], index G
