@@ -107,15 +107,23 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
     se = shift_end[r]
     cap = capacity[r]
 
-    ck_r, ck_x, ck_y, ck_l, ck_a, ck_d = legs
+    ck_r, ck_x, ck_y, ck_l, ck_a, ck_d, ck_route = legs
     use_cache = ck_r.shape[0] > L
     # Every leg of this pair leaves at or after the route's state at position F, most of them in its speed bin.
     hint = bin_hint(travel[0], travel[1], depart_old[r, F - 1] if F > 0 else avail[r], sp)
-    ld0, cnt0 = initial_load(orders, routes, r)
-    n_orders = cnt0
-    for s in range(L):
-        if kind[r, s] == PICKUP:
-            n_orders += 1
+    if use_cache and ck_route[0] == r:
+        ld0, cnt0, n_orders = ck_route[1], ck_route[2], ck_route[3]
+    else:
+        ld0, cnt0 = initial_load(orders, routes, r)
+        n_orders = cnt0
+        for s in range(L):
+            if kind[r, s] == PICKUP:
+                n_orders += 1
+        if use_cache:
+            ck_route[0] = r
+            ck_route[1] = ld0
+            ck_route[2] = cnt0
+            ck_route[3] = n_orders
     if n_orders + 1 > max_orders:
         return np.inf, -1, -1, 0.0, NO_CAPACITY
 
@@ -277,9 +285,10 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
 @kernel
 def leg_cache(n):
     """An empty cache of pickup legs for ``insert_one``, for routes of up to ``n - 1`` stops (0: none):
-    ``(rider, x, y, loc, arrive, metres)`` per pickup position."""
+    ``(rider, x, y, loc, arrive, metres)`` per pickup position, then the last rider's load, orders on board and
+    orders in the route ``[rider, units, on board, orders]``."""
     return (np.full(n, -1, dtype=np.int64), np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.empty(n),
-            np.empty(n))  # fmt: skip
+            np.empty(n), np.full(4, -1, dtype=np.int64))  # fmt: skip
 
 
 @device_inline
