@@ -73,6 +73,11 @@ def _cached(**options: Any) -> Callable[[Any], Any]:
 kernel: Any = _cached(error_model="numpy", nogil=True)
 kernel_parallel: Any = _cached(error_model="numpy", parallel=True, nogil=True)
 device: Any = _cached(error_model="numpy", _nrt=False)
-# A ``device`` helper inlined into its callers' Numba IR (not left to LLVM): for the one step of the route loops
-# that several pricing loops share (``route.stop_step``), so that sharing it costs nothing in the inner loop.
+# A ``device`` helper inlined into its callers' Numba IR (not left to LLVM), for the steps of the pricing loops
+# (``route.stop_step``, ``insertion.insert_one``, ``travel.profile_seconds``, ...). A helper LLVM leaves out of
+# line is called with every array of the order, rider, route and evaluation tuples pushed on the stack, field by
+# field (150-300 pushes a call). Inline them only into ``device`` functions: inlined into an entry point (NRT on),
+# each call takes and drops a reference to every array of those tuples, which was slower still. So an entry point
+# makes one out-of-line call to a ``device`` loop with its helpers inlined (``insertion._price``,
+# ``localsearch._improve``, ``route._evaluate_riders``; benchmarks/RESULTS.md, session 17).
 device_inline: Any = _cached(error_model="numpy", _nrt=False, inline="always")
