@@ -331,15 +331,6 @@ def _pair_body(
 
 
 @device
-def _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-                    out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
-    """``_pair_body`` out of line (for the parallel kernel, whose threads each call it per pair, with no leg
-    cache)."""
-    _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-               out_cost, out_i, out_j, out_late, out_status, legs)  # fmt: skip
-
-
-@device
 def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq,
            out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
     """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially.
@@ -452,8 +443,9 @@ def insertion_costs_into_parallel(
     for q in prange(seq.shape[0]):
         p = seq[q]
         if todo[p]:
-            _pair_body_call(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r,
-                            p, cost, pi, pj, late, status, no_cache)  # fmt: skip
+            # One pair a call, through the same compiled loop as the serial kernel (no cache: threads share it).
+            _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo,
+                   seq[q : q + 1], cost, pi, pj, late, status, no_cache)  # fmt: skip
 
 
 @device
