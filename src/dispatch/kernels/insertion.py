@@ -8,6 +8,11 @@ legs into and out of the new stops are ridden anew: an old leg between two old s
 in time (``travel.shifted_arrival``: exact while the shift keeps it within one speed bin, else ridden again).
 Measured on the bench instances, that makes pricing 15% faster on a site (150 x 300) and 8% on the city.
 
+Pairs are priced rider by rider, and a rider's pairs share what does not depend on the order (``leg_cache``): the
+route's load and order count, and the leg to each position's new pickup when their orders share a pickup point.
+Each leg's time speculates on the speed bin of the route's first open stop (``travel.profile_seconds_hinted``: the
+same result, without the bin lookup on the chain of legs). Session 17 in benchmarks/RESULTS.md has the figures.
+
 The cost of an insertion is the change in route cost (``dispatch.kernels.route``); infeasible pairs get +inf and a
 status saying why. Kernels here read the evaluation arrays of ``evaluate_routes`` (``ev`` and ``tot``).
 """
@@ -333,7 +338,8 @@ def _pair_body(
 @device
 def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq,
            out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
-    """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially.
+    """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially; ``legs``: a
+    ``leg_cache`` (empty: none).
 
     One out-of-line call per kernel call, with the pricing inlined into it (``_pair_body``, ``insert_one`` and
     ``_suffix`` are ``device_inline``): a call per pair or per position passed every array of the orders,

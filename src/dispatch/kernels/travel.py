@@ -45,17 +45,20 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):
     call that passed both arrays on the stack, field by field: see benchmarks/RESULTS.md, session 17.)"""
     if metres <= 0.0:
         return 0.0
-    bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
-    nb = speed_mps.shape[0]
-    k = math.floor(local / bin_s)
-    v = speed_mps[int(k) % nb] * speed_factor
-    bin_end = (k + 1.0) * bin_s
+    v, bin_end = _bin_at(params[P_BIN], speed_mps, local, speed_factor)
     span = bin_end - local
     reach = v * span
     if reach >= metres:
         return 0.0 + metres / v
     return _profile_seconds_on(params, speed_mps, metres - reach, 0.0 + span, bin_end, speed_factor)
+
+
+@device_inline
+def _bin_at(bin_s, speed_mps, local, speed_factor):
+    """The speed bin that local second ``local`` lies in: the rider's speed there (m/s) and the bin's end."""
+    k = math.floor(local / bin_s)
+    return speed_mps[int(k) % speed_mps.shape[0]] * speed_factor, (k + 1.0) * bin_s
 
 
 @device
@@ -65,9 +68,7 @@ def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_fact
     bin_s = params[P_BIN]
     nb = speed_mps.shape[0]
     for _ in range(4 * nb + 1):
-        k = math.floor(local / bin_s)
-        v = speed_mps[int(k) % nb] * speed_factor
-        bin_end = (k + 1.0) * bin_s
+        v, bin_end = _bin_at(bin_s, speed_mps, local, speed_factor)
         span = bin_end - local
         reach = v * span
         if reach >= remaining:
