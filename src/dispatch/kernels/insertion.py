@@ -176,7 +176,7 @@ def insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, to
         if not pickup_allowed(orders, mode, cnt, prev_o, prev_k, o):
             saw_mode = True
             continue
-        # The new pickup: the leg as ``advance`` rides it, or as it rode it for this rider's last pair that
+        # The new pickup: the leg as ``advance_hinted`` rides it, or as it rode it for this rider's last pair that
         # had its pickup at the same point.
         px, py, pl = orders[0][o], orders[1][o], orders[2][o]
         if use_cache and ck_r[i] == r and ck_x[i] == px and ck_y[i] == py and ck_l[i] == pl:

@@ -40,20 +40,12 @@ def stop_point(orders, o, k):
     return orders[3][o], orders[4][o], orders[5][o]
 
 
-@device
-def advance(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k):
-    """Ride from (x, y, loc) leaving at ``t`` to stop (o, k) and serve it.
-
-    Returns ``(nx, ny, nloc, arrive, depart, metres)``; a pickup waits for the order's ready time."""
-    nx, ny, nloc = stop_point(orders, o, k)
-    metres = leg_metres(travel, x, y, loc, nx, ny, nloc)
-    arrive = t + leg_seconds(travel, x, y, loc, nx, ny, nloc, t, speed)
-    return nx, ny, nloc, arrive, departure(orders, arrive, prev_o, prev_k, o, k), metres
-
-
 @device_inline
 def advance_hinted(orders, travel, speed, x, y, loc, t, prev_o, prev_k, o, k, hint):
-    """``advance`` with the leg timed by ``travel.leg_seconds_hinted`` (the same result)."""
+    """Ride from (x, y, loc) leaving at ``t`` to stop (o, k) and serve it; ``hint``: ``travel.bin_hint`` of an
+    earlier departure of the rider (the result does not depend on it).
+
+    Returns ``(nx, ny, nloc, arrive, depart, metres)``; a pickup waits for the order's ready time."""
     nx, ny, nloc = stop_point(orders, o, k)
     metres = leg_metres(travel, x, y, loc, nx, ny, nloc)
     arrive = t + leg_seconds_hinted(travel, x, y, loc, nx, ny, nloc, t, speed, hint)
