@@ -122,3 +122,41 @@ def test_idle_riders_ride_back_to_their_site() -> None:
     assert metres[1] == pytest.approx(5.0 * params[1])  # arrived: no overshoot
     homing.stop(riders, np.array([0]), NOW + 900.0, metres)  # stopping twice counts nothing more
     assert metres[0] == pytest.approx(15.0 * v * params[1])
+
+
+def test_inert_riders_left_out_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel policy's ticks are offered neither the riders that accept no order (a full bag, here at two
+    orders) nor any rider of a site whose pending orders are all held for batching: the day's outcome is the
+    same, to the last bit, as when they are offered, with fewer riders offered."""
+    import dataclasses
+
+    import dispatch.sim.loop as loop
+
+    def fresh() -> ShardDay:  # the loop moves the riders of the day it runs: each run gets its own
+        day, home = small_day(5, n=300, m=30, n_sites=4)
+        return dataclasses.replace(day, rider_site=home.astype(np.int64))
+
+    params = DispatchParams(max_orders_per_rider=2, hold_s=60.0)
+    offered: list[int] = []
+    real_riders = loop._Offer.riders
+
+    def counting(self: loop._Offer, *args: object) -> np.ndarray:
+        rows = real_riders(self, *args)  # type: ignore[arg-type]
+        offered.append(int(rows.shape[0]))
+        return rows
+
+    monkeypatch.setattr(loop._Offer, "riders", counting)
+    pruned = run_shard(fresh(), make_policy("kernel", params), params)
+    n_pruned = sum(offered)
+    offered.clear()
+    real_init = loop._Offer.__init__
+
+    def offer_all(self: loop._Offer, *args: object) -> None:
+        real_init(self, *args)  # type: ignore[arg-type]
+        self.inert_out = False
+
+    monkeypatch.setattr(loop._Offer, "__init__", offer_all)
+    full = run_shard(fresh(), make_policy("kernel", params), params)
+    assert n_pruned < sum(offered)
+    for name in ("assigned_at", "picked_at", "delivered_at", "rider", "rider_metres", "rider_online_s"):
+        np.testing.assert_array_equal(getattr(pruned, name), getattr(full, name), err_msg=name)

@@ -29,7 +29,8 @@ import numpy.typing as npt
 from dispatch.heap import keep_heap
 from dispatch.kernels.compact import compact_routes, scatter_routes
 from dispatch.kernels.movement import advance_riders
-from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot
+from dispatch.kernels.route import DROPOFF
+from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot, held_back
 from dispatch.sim.evalcache import EvalCache
 from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
@@ -196,7 +197,7 @@ def run_shard(
         cache.dirty[routes.length == 0] = True  # idle riders: position and availability move with the clock
         if pending.size:
             homing.place(riders, now)
-            act_r = offer.riders(orders, riders, routes, pending)
+            act_r = offer.riders(orders, riders, routes, pending, now)
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
@@ -289,6 +290,11 @@ class _Offer:
         self.params = params = policy.params  # as the policy plans
         # Only these policies leave a route alone when its site has nothing pending (see dispatch.sim.offer).
         self.all_busy = not isinstance(policy, KernelPolicy | GreedyPolicy) or params.ortools_every_ticks > 0
+        # The kernel policy gives a rider an order only through a candidate pair, pairs only riders that accept
+        # orders (``policy._accepting``) with orders not held back (``policy.held_back``), and re-plans only
+        # the routes it changes: a rider that accepts nothing, or a site whose pending orders are all held, is
+        # inert in its tick, and leaving them out changes no decision (see dispatch.sim.offer).
+        self.inert_out = isinstance(policy, KernelPolicy) and not self.all_busy
         top = int(orders.site.max(initial=-1))
         if rider_site is not None:
             top = max(top, int(rider_site.max(initial=-1)))
@@ -297,17 +303,38 @@ class _Offer:
         self.site_x[orders.site] = orders.pick_x
         self.site_y[orders.site] = orders.pick_y
 
-    def riders(self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64) -> I64:
+    def riders(self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64, now: float) -> I64:
         busy = routes.length > 0
         if self.rider_site is None:
             return np.flatnonzero(riders.online | busy).astype(np.int64)
         p = self.params
         ps = orders.site[pending]
         quota = idle_quota(ps, self.site_x.shape[0], p.candidate_k, p.candidate_rider_side)
+        if self.inert_out:
+            live = np.zeros(quota.shape[0], dtype=bool)
+            live[ps[~held_back(orders, pending, p, now)]] = True
+            quota[~live] = 0
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
-        return offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
+        rows = offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
                               p.weight_distance / max(p.weight_time, 1e-9), self.all_busy)  # fmt: skip
+        if self.inert_out:
+            working = np.flatnonzero(busy[rows])
+            rows = np.delete(rows, working[~_accepts(riders, routes, rows[working], p.max_orders_per_rider, now)])
+        return rows
+
+
+def _accepts(riders: RiderTable, routes: Routes, rows: I64, max_orders: int, now: float) -> npt.NDArray[np.bool_]:
+    """bool[len(rows)]: which riders ``rows`` (int64, with routes) accept another order now: the rule of
+    ``dispatch.policy._accepting`` (online, in shift, fewer than ``max_orders`` drop-offs in the route)."""
+    live = np.arange(routes.width)[None, :] < routes.length[rows, None]
+    n_drops = np.count_nonzero((routes.kind[rows] == DROPOFF) & live, axis=1)
+    return (
+        riders.online[rows]
+        & (riders.shift_end[rows] > now)
+        & (riders.shift_start[rows] <= now)
+        & (n_drops < max_orders)
+    )
 
 
 class Homing:

@@ -16,6 +16,10 @@ A rider serves its home site only, so a site with nothing pending has nothing to
 they are left out too, unless the policy re-plans routes without new orders (the ``ortools`` baseline, or the
 kernel policy with ``ortools_every_ticks``), which then sees every rider with stops.
 
+For the kernel policy the loop also leaves out what is inert in its tick (``dispatch.sim.loop._Offer``): the
+riders that accept no order (a full bag, or past their shift end), and every rider of a site whose pending orders
+are all held back for batching; the outcome is the same to the last bit (``tests/sim/test_loop.py``).
+
 This is candidate pruning, not a different policy: the dispatch core still chooses among the riders offered, and
 the selection depends only on the shard's own state (deterministic, whatever the shard's other sites).
 """
