@@ -331,3 +331,62 @@ def test_bad_batches_raise_clear_errors() -> None:
         eng.quote_sites_xy(one, one, [1], one + T0, [3])
     empty = eng.quote_sites_xy([], [], np.zeros(0, dtype=np.int64), [], np.zeros(0, dtype=np.int64))
     assert empty.promised_by.shape == (0,) and empty.declined.dtype == np.int64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_sites=st.integers(1, 3),
+    m=st.integers(0, 120),
+    n_orders=st.integers(0, 20),
+    k=st.integers(0, 40),
+    slots=st.booleans(),
+    hour=st.floats(0.0, 24.0),
+)
+def test_quotes_of_a_summary_sorted_only_as_far_as_they_read(
+    seed: int, n_sites: int, m: int, n_orders: int, k: int, slots: bool, hour: float
+) -> None:
+    """``update(..., quotes=...)`` (the simulator's: the orders about to be quoted, per site) sorts each site's
+    free times only as far as those quotes read; the quotes are the same as from a summary sorted in full."""
+    rng = np.random.default_rng(seed)
+    eng, _ = _engine(rng, n_sites, slots)
+    now = T0 + hour * 3600.0
+    orders, riders, routes, pending = _state(rng, eng, m, n_orders, now)
+    batch = _batch_orders(rng, eng, k, now)
+    full = eng.update(orders, riders, routes, now, pending)
+    want = eng.quote_sites_xy(*batch)
+    per_site = np.bincount(batch[4], minlength=n_sites).astype(np.int64)
+    part = eng.update(orders, riders, routes, now, pending, quotes=per_site)
+    got = eng.quote_sites_xy(*batch)
+    for name in ("promised_by", "eta", "declined", "deferred"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    np.testing.assert_array_equal(part.free_ptr, full.free_ptr)
+    np.testing.assert_array_equal(part.max_capacity, full.max_capacity)
+    for s in range(n_sites):
+        row = slice(int(full.free_ptr[s]), int(full.free_ptr[s + 1]))
+        np.testing.assert_array_equal(np.sort(part.free_at[row]), full.free_at[row])
+
+
+def test_a_busy_site_is_sorted_only_where_quotes_read() -> None:
+    # 200 riders at one site, 3 orders about to be quoted: only the first few free times are put in order.
+    rng = np.random.default_rng(3)
+    sx, sy = np.zeros(1), np.zeros(1)
+    eng = PromiseEngine(PromiseSites.build(["a"], sx, sy, 60.0), SiteZones(PROJ, sx, sy, [ZoneSpec(radius_m=3000.0)]),
+                        TRAVEL, PromiseParams(batch_orders=1))  # fmt: skip
+    m = 200
+    riders = RiderTable.build(x=rng.uniform(-500.0, 500.0, m), y=np.zeros(m), avail=T0 + rng.uniform(0.0, 1800.0, m),
+                              shift_end=np.full(m, T0 + 8 * 3600.0), capacity=np.full(m, 4))  # fmt: skip
+    none = np.zeros(0)
+    orders = OrderTable.build(
+        pick_x=none, pick_y=none, drop_x=none, drop_y=none, site=np.zeros(0, dtype=np.int64), ready=none, promised=none
+    )
+    x, y = np.array([800.0, -900.0, 1500.0]), np.zeros(3)
+    batch = (x, y, np.ones(3, dtype=np.int64), np.full(3, T0), np.zeros(3, dtype=np.int64))
+    full = eng.update(orders, riders, Routes.empty(m, 12), T0)
+    want = eng.quote_sites_xy(*batch)
+    part = eng.update(orders, riders, Routes.empty(m, 12), T0, quotes=np.array([3]))
+    got = eng.quote_sites_xy(*batch)
+    np.testing.assert_array_equal(got.eta, want.eta)
+    np.testing.assert_array_equal(part.free_at[:4], full.free_at[:4])
+    assert not np.array_equal(part.free_at, full.free_at)  # the rest left in rider order
+    np.testing.assert_array_equal(np.sort(part.free_at), full.free_at)

@@ -62,7 +62,7 @@ from dispatch.promise_params import (
     QuoteOption,
     UnknownSiteError,
 )
-from dispatch.state import PICKUP, OrderTable, RiderTable, Routes
+from dispatch.state import OrderTable, RiderTable, Routes
 from dispatch.zones import SiteZones
 
 F64 = npt.NDArray[np.float64]
@@ -127,7 +127,8 @@ class SiteSummary:
     """What quotes need of the state, per site (immutable; rebuilt by ``PromiseEngine.update``).
 
     ``at``: the state's time (epoch s); ``free_ptr``: int64[n + 1] and ``free_at``: float64[R], CSR rows of the
-    times (epoch s, ascending per site) at which each site's riders in reach are free at the site; ``waiting``:
+    times (epoch s, ascending per site; only as far as the next quotes read when ``update`` was told them) at which
+    each site's riders in reach are free at the site; ``waiting``:
     int64[n], orders waiting for a rider; ``max_capacity``: int64[n], the largest capacity among the riders in
     reach (0 = none); ``admitted``: int64[n], orders placed since (``PromiseEngine.admit``, or a batch quote), the
     one mutable array: they join the queue until the next update counts them as waiting."""
@@ -245,6 +246,7 @@ class PromiseEngine:
         now: float,
         pending: npt.ArrayLike | None = None,
         route_end: F64 | None = None,
+        quotes: I64 | None = None,
     ) -> SiteSummary:
         """Rebuild the per-site summary from the state after a dispatch tick, and swap it in.
 
@@ -257,24 +259,45 @@ class PromiseEngine:
                 orders then).
             route_end: float64[m], when each rider's route ends (``evaluate_routes``' ``tot[0]``), for a caller
                 that has it up to date (the simulator); default: the routes are evaluated here.
+            quotes: int64[n_sites], for a caller that knows it: the most orders it will quote at each site
+                before the next update (the simulator: the orders placed in the tick). A site's free times are
+                then put in order only as far as those quotes can read (``(waiting + quotes) // batch_orders + 1``
+                of them; the others follow in rider order), which spares sorting every rider of a busy shard
+                each tick; quoting more orders than that before the next update would read unsorted times.
+                Default: every site's times in order.
 
         Returns:
             The new summary.
         """
         n_sites = self.sites.n
         m = riders.m
-        idx, starting = self._counted(riders, now)
+        rt = tuple(a[:m] for a in routes.as_tuple())
+        known = route_end
+        if known is None:  # evaluate the routes of the riders that count
+            idx, _ = self._counted(riders, now)
+            rows = idx[routes.length[idx] > 0]
+            known = np.zeros(m)
+            if rows.size:
+                sub_riders = tuple(a[rows] for a in riders.as_tuple())
+                sub_routes = tuple(a[rows] for a in rt)
+                known[rows] = evaluate_routes(orders.as_tuple(), sub_riders, sub_routes, self._travel, _WEIGHTS,
+                                              MIXED)[1][0]  # fmt: skip
         in_route = np.zeros(orders.n if pending is None else 0, dtype=bool)
         if pending is None:
             rows = np.flatnonzero(routes.length[:m] > 0)
             live = np.arange(routes.width)[None, :] < routes.length[rows, None]
             in_route[routes.order[rows][live]] = True
-        end_t, end_x, end_y = self._route_ends(orders, riders, routes, idx, now, route_end)
         pend = np.flatnonzero(~in_route) if pending is None else np.asarray(pending, dtype=np.int64)
         sites_of = orders.site[pend]
         sites_of = sites_of[(sites_of >= 0) & (sites_of < n_sites)]
         waiting = np.bincount(sites_of, minlength=n_sites).astype(np.int64)[:n_sites]
-        return self._rebuild(riders, idx, starting, end_t, end_x, end_y, waiting, now)
+        cx, cy, _near, _dist = self._near_arrays(m)
+        lookahead = now + 60.0 * self._params.shift_lookahead_min
+        idx, end_t, end_x, end_y, stale = kp.route_ends(
+            riders.as_tuple(), riders.online, rt, orders.pick_x, orders.pick_y, orders.drop_x, orders.drop_y,
+            np.ascontiguousarray(known, dtype=np.float64), float(now), float(lookahead), cx, cy,
+        )  # fmt: skip
+        return self._rebuild(riders, idx, end_t, end_x, end_y, waiting, now, quotes, stale)
 
     def update_from_ends(
         self, riders: RiderTable, end_t: F64, end_x: F64, end_y: F64, waiting: I64, now: float
@@ -287,7 +310,8 @@ class PromiseEngine:
         if waiting.shape != (n_sites,):
             raise ValueError(f"waiting: expected shape ({n_sites},), got {waiting.shape}")
         idx, starting = self._counted(riders, now)
-        return self._rebuild(riders, idx, starting, end_t[idx], end_x[idx], end_y[idx], waiting.copy(), now)
+        t = np.where(starting[idx], np.maximum(end_t[idx], riders.shift_start[idx]), end_t[idx])
+        return self._rebuild(riders, idx, t, end_x[idx], end_y[idx], waiting.copy(), now, None, None)
 
     def _counted(self, riders: RiderTable, now: float) -> tuple[I64, npt.NDArray[np.bool_]]:
         """The rows of the riders that count (online, or starting within the lookahead, and in shift) and the
@@ -298,97 +322,61 @@ class PromiseEngine:
         return idx, starting
 
     def _rebuild(
-        self, riders: RiderTable, idx: I64, starting: npt.NDArray[np.bool_], end_t: F64, end_x: F64, end_y: F64,
-        waiting: I64, now: float,
+        self, riders: RiderTable, idx: I64, end_t: F64, end_x: F64, end_y: F64, waiting: I64, now: float,
+        quotes: I64 | None, stale: I64 | None,
     ) -> SiteSummary:  # fmt: skip
+        """The summary of riders ``idx`` whose routes end at (``end_x``, ``end_y``) at ``end_t`` (float64[k], a
+        starting rider's not before its shift start); ``quotes`` as in ``update``; ``stale``: positions in
+        ``idx`` whose end point may differ from the one their nearest site was found for (None: check them all)."""
         p = self._params
         n_sites = self.sites.n
-        m = riders.m
-        end_t = np.where(starting[idx], np.maximum(end_t, riders.shift_start[idx]), end_t)
         if self._site_tree is None or idx.size == 0:
-            free_site = np.zeros(0, dtype=np.int64)
+            ptr = np.zeros(n_sites + 1, dtype=np.int64)
             free_at = np.zeros(0)
-            caps = np.zeros(0, dtype=np.int64)
+            max_cap = np.zeros(n_sites, dtype=np.int64)
         else:
-            dist, near = self._nearest_sites(m, idx, end_x, end_y)
-            ok = dist <= p.reach_m
-            idx, near = idx[ok], near[ok]
-            end_t, end_x, end_y = end_t[ok], end_x[ok], end_y[ok]
-            back = pairwise_seconds(
-                self._travel,
-                end_x,
-                end_y,
-                np.full(idx.size, -1, dtype=np.int64),
-                self.sites.x[near],
-                self.sites.y[near],
-                np.full(idx.size, -1, dtype=np.int64),
-                end_t,
-                riders.speed[idx],
-            )
-            t_free = end_t + back
-            keep = t_free < riders.shift_end[idx]  # no pickup after the shift ends
-            free_site, free_at, caps = near[keep], t_free[keep], riders.capacity[idx][keep]
-        free_site = free_site.astype(np.int64)
-        order = kp.by_site_then_time(free_site, np.ascontiguousarray(free_at, dtype=np.float64), n_sites)
-        free_site, free_at = free_site[order], np.ascontiguousarray(free_at[order])
-        ptr = np.searchsorted(free_site, np.arange(n_sites + 1)).astype(np.int64)
-        max_cap = np.zeros(n_sites, dtype=np.int64)
-        if caps.size:
-            manned = ptr[1:] > ptr[:-1]
-            max_cap[manned] = np.maximum.reduceat(caps[order], ptr[:-1][manned])
+            near, dist = self._nearest_sites(riders.m, idx, end_x, end_y, stale)
+            if quotes is None:
+                need = np.full(n_sites, idx.shape[0] + 1, dtype=np.int64)
+            else:
+                need = (waiting + np.asarray(quotes, dtype=np.int64)) // p.batch_orders + 1
+            ptr, free_at, max_cap = kp.site_free_times(
+                self._travel, self.sites.x, self.sites.y, float(p.reach_m), idx, end_t, end_x, end_y, near, dist,
+                riders.speed, riders.shift_end, riders.capacity, need,
+            )  # fmt: skip
         for a in (ptr, free_at, waiting, max_cap):
             a.setflags(write=False)
         summary = SiteSummary(float(now), ptr, free_at, waiting, max_cap, np.zeros(n_sites, dtype=np.int64))
         self._summary = summary  # one reference swap: quotes see the old or the new summary, whole
         return summary
 
-    def _nearest_sites(self, m: int, idx: I64, x: F64, y: F64) -> tuple[F64, I64]:
-        """``(dist, near)``: float64[k] and int64[k], the nearest site to each point ``(x, y)`` (float64[k]) of riders
-        ``idx`` (int64[k], rows of a table of m) and its distance. The answer per rider row is kept with the point it
-        was asked for, so that only the riders whose point moved since the last update query the tree again (a
-        point's answer depends on the point alone, whatever rider it belongs to)."""
-        assert self._site_tree is not None
+    def _near_arrays(self, m: int) -> tuple[F64, F64, I64, F64]:
+        """The nearest-site cache, per rider row (at least m rows): the point each answer was found for (NaN:
+        none yet), the nearest site and its distance."""
         cx, cy, cnear, cdist = self._near_cache
         if cx.shape[0] < m:
             grown = (np.full(m, np.nan), np.full(m, np.nan), np.zeros(m, dtype=np.int64), np.zeros(m))
             for old, new in zip((cx, cy, cnear, cdist), grown, strict=True):
                 new[: old.shape[0]] = old
             self._near_cache = grown
-            cx, cy, cnear, cdist = grown
-        stale = np.flatnonzero((cx[idx] != x) | (cy[idx] != y))
+        return self._near_cache
+
+    def _nearest_sites(self, m: int, idx: I64, x: F64, y: F64, stale: I64 | None) -> tuple[I64, F64]:
+        """The nearest site to each point ``(x, y)`` (float64[k]) of riders ``idx`` (int64[k], rows of a table of m),
+        and its distance, as int64[m] and float64[m] arrays by rider row (valid at the rows of ``idx``). The answer
+        per rider row is kept with the point it was asked for, so that only the riders whose point moved since the
+        last update query the tree again (a point's answer depends on the point alone, whatever rider it belongs
+        to); ``stale``: those riders' positions in ``idx`` when the caller found them (None: compared here)."""
+        assert self._site_tree is not None
+        cx, cy, cnear, cdist = self._near_arrays(m)
+        if stale is None:
+            stale = np.flatnonzero((cx[idx] != x) | (cy[idx] != y))
         if stale.size:
             d, nr = self._site_tree.query(np.column_stack([x[stale], y[stale]]))
             rows = idx[stale]
             cx[rows], cy[rows] = x[stale], y[stale]
             cnear[rows], cdist[rows] = nr, d
-        return cdist[idx], cnear[idx]
-
-    def _route_ends(
-        self, orders: OrderTable, riders: RiderTable, routes: Routes, idx: I64, now: float, known: F64 | None
-    ) -> tuple[F64, F64, F64]:
-        """Where and when riders ``idx`` (int64[k]) end their routes: ``(end_t, end_x, end_y)``, float64[k] each
-        (the rider's own position and ``max(avail, now)`` for an empty route). The end times come from ``known``
-        (float64[m]) when given; else only the riders of ``idx`` with a route are evaluated, into arrays sized for
-        them."""
-        end_t = np.maximum(riders.avail[idx], now)
-        end_x = riders.x[idx]
-        end_y = riders.y[idx]
-        has = np.flatnonzero(routes.length[idx] > 0)
-        if has.size:
-            rows = idx[has]
-            if known is None:
-                sub_riders = tuple(a[rows] for a in riders.as_tuple())
-                sub_routes = tuple(a[rows] for a in routes.as_tuple())
-                ends = evaluate_routes(orders.as_tuple(), sub_riders, sub_routes, self._travel, _WEIGHTS, MIXED)[1][0]
-            else:
-                ends = known[rows]
-            last = routes.length[rows] - 1
-            lo = routes.order[rows, last]
-            lk = routes.kind[rows, last]
-            end_t[has] = np.maximum(ends, now)
-            end_x[has] = np.where(lk == PICKUP, orders.pick_x[lo], orders.drop_x[lo])
-            end_y[has] = np.where(lk == PICKUP, orders.pick_y[lo], orders.drop_y[lo])
-        return end_t, end_x, end_y
+        return cnear, cdist
 
     def admit(self, site: int) -> None:
         """Count an order just placed at site index ``site`` in its queue until the next ``update`` (optional: for

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from dispatch.kernels._jit import device, kernel
+from dispatch.kernels.route import PICKUP
 from dispatch.kernels.select import buckets
 from dispatch.kernels.travel import leg_seconds
 
@@ -165,14 +166,134 @@ def quote_site_orders(
 
 
 @kernel
-def by_site_then_time(site, t, n_sites):
-    """int64[n]: the permutation that sorts riders by ``site`` (int64[n], values in [0, n_sites)) and, within a
-    site, by ``t`` (float64[n], no NaN), ties in input order: the same as ``np.lexsort((t, site))``, in
-    O(n log(n / sites)) (a counting pass over the sites, then a stable sort of each site's times)."""
-    start, out = buckets(site, n_sites)
+def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, now, lookahead, cx, cy):
+    """The riders a promise summary counts, and where and when their routes end.
+
+    ``riders``: the rider tuple (``RiderTable.as_tuple``), ``online``: bool[m]; ``routes``: (length, frozen, order,
+    kind); ``pick_*``, ``drop_*``: float64[n], the orders' points; ``known``: float64[m], when each route ends
+    (read for riders with stops); ``lookahead``: epoch s. A rider counts when in shift (``shift_end > now``) and
+    online, or starting by ``lookahead``. Its route ends at its last stop at ``max(known, now)``, an empty route
+    where the rider is at ``max(avail, now)``, and never before a starting rider's shift start.
+    ``cx``, ``cy``: float64[m], the points each rider's nearest site was last found for (NaN: never).
+
+    Returns ``idx`` (int64[k], ascending), ``end_t``, ``end_x``, ``end_y`` (float64[k]) and ``stale`` (int64[j],
+    positions in ``idx`` whose end point is not the cached one)."""
+    x, y, _loc, avail, shift_start, shift_end = riders[0], riders[1], riders[2], riders[3], riders[4], riders[5]
+    length, _frozen, order, kind = routes
+    m = x.shape[0]
+    idx = np.empty(m, dtype=np.int64)
+    k = 0
+    for r in range(m):
+        starting = not online[r] and shift_start[r] > now and shift_start[r] <= lookahead
+        if (online[r] or starting) and shift_end[r] > now:
+            idx[k] = r
+            k += 1
+    end_t = np.empty(k)
+    end_x = np.empty(k)
+    end_y = np.empty(k)
+    stale = np.empty(k, dtype=np.int64)
+    j = 0
+    for i in range(k):
+        r = idx[i]
+        L = length[r]
+        if L > 0:
+            t = max(known[r], now)
+            o = order[r, L - 1]
+            if kind[r, L - 1] == PICKUP:
+                px, py = pick_x[o], pick_y[o]
+            else:
+                px, py = drop_x[o], drop_y[o]
+        else:
+            t = max(avail[r], now)
+            px, py = x[r], y[r]
+        if not online[r]:  # starting
+            t = max(t, shift_start[r])
+        end_t[i] = t
+        end_x[i] = px
+        end_y[i] = py
+        if cx[r] != px or cy[r] != py:
+            stale[j] = i
+            j += 1
+    return idx[:k], end_t, end_x, end_y, stale[:j]
+
+
+@device
+def _sorted_prefix(t, seg, u, buf, taken, out):
+    """Write into ``out`` the items ``seg`` (int64[L], keyed by ``t[seg]``) with the ``u`` smallest keys first in
+    ascending order (ties: the earlier item first, as a stable sort), then the others in their given order.
+    ``buf``: int64 scratch of at least ``u``; ``taken``: bool scratch of at least L, all False (left so)."""
+    L = seg.shape[0]
+    n = 0
+    for a in range(L):
+        v = t[seg[a]]
+        if n == u and not v < t[seg[buf[n - 1]]]:
+            continue
+        b = n if n < u else u - 1
+        while b > 0 and v < t[seg[buf[b - 1]]]:
+            buf[b] = buf[b - 1]
+            b -= 1
+        buf[b] = a
+        if n < u:
+            n += 1
+    for b in range(n):
+        out[b] = seg[buf[b]]
+        taken[buf[b]] = True
+    w = n
+    for a in range(L):
+        if not taken[a]:
+            out[w] = seg[a]
+            w += 1
+        taken[a] = False
+
+
+@kernel
+def site_free_times(travel, site_x, site_y, reach, idx, end_t, end_x, end_y, near, dist, speed, shift_end, capacity,
+                    need):  # fmt: skip
+    """Per site, the times its riders in reach are free at it: CSR ``ptr`` (int64[n_sites + 1]) over ``free_at``
+    (float64[R]), and ``max_cap`` (int64[n_sites], the largest capacity among them, 0 for none).
+
+    Riders ``idx`` (int64[k]) end their routes at (``end_x``, ``end_y``) at ``end_t`` (float64[k]); ``near``,
+    ``dist`` (int64[m], float64[m], by rider row): each one's nearest site and its distance. A rider within
+    ``reach`` of it is free there after the ride back (at its ``speed`` factor), if that is before its
+    ``shift_end``. A site's times are in ascending order (ties: the lower rider row first) over at least its first
+    ``need[s]`` entries (int64[n_sites]; the rest follow in rider order): all of them for a need of at least its
+    number of riders."""
+    n_sites = site_x.shape[0]
+    k = idx.shape[0]
+    fs = np.empty(k, dtype=np.int64)
+    ft = np.empty(k)
+    fc = np.empty(k, dtype=np.int64)
+    n = 0
+    for i in range(k):
+        r = idx[i]
+        if not dist[r] <= reach:
+            continue
+        s = near[r]
+        t = end_t[i] + leg_seconds(travel, end_x[i], end_y[i], -1, site_x[s], site_y[s], -1, end_t[i], speed[r])
+        if t < shift_end[r]:  # no pickup after the shift ends
+            fs[n] = s
+            ft[n] = t
+            fc[n] = capacity[r]
+            n += 1
+    ptr, order = buckets(fs[:n], n_sites)
+    free_at = np.empty(n)
+    max_cap = np.zeros(n_sites, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    buf = np.empty(max(1, n), dtype=np.int64)
+    taken = np.zeros(max(1, n), dtype=np.bool_)
     for s in range(n_sites):
-        a, b = start[s], start[s + 1]
-        if b - a > 1:
-            seg = out[a:b].copy()
-            out[a:b] = seg[np.argsort(t[seg], kind="mergesort")]
-    return out
+        a, b = ptr[s], ptr[s + 1]
+        if b == a:
+            continue
+        seg = order[a:b]
+        u = max(1, min(need[s], b - a))
+        if 8 * u >= b - a:
+            out[a:b] = seg[np.argsort(ft[seg], kind="mergesort")]
+        else:
+            _sorted_prefix(ft, seg, u, buf, taken, out[a:b])
+        c = 0
+        for q in range(a, b):
+            free_at[q] = ft[out[q]]
+            c = max(c, fc[out[q]])
+        max_cap[s] = c
+    return ptr, free_at, max_cap

@@ -151,7 +151,9 @@ def run_shard(
             if engine is not None:
                 homing.place(riders, now)
                 cache.refresh(routes, np.flatnonzero(routes.length > 0))
-                engine.update(orders, riders, routes, now, pending, cache.tot[0])
+                # Only this tick's new orders are quoted before the next update: the summary sorts what they read.
+                per_site = np.bincount(orders.site[new], minlength=engine.sites.n).astype(np.int64)
+                engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site)
                 new = quote_new_orders(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
                     orders.promised, quotes,
