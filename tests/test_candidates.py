@@ -15,6 +15,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from dispatch.candidates import RIDER_SIDE_PER_ORDER, SITES_PER_RIDER, candidate_pairs
+from dispatch.kernels.grid import nearest_points
 from dispatch.state import OrderTable, RiderTable
 
 
@@ -338,7 +339,7 @@ def test_rider_side_is_each_riders_cheapest_orders(seed: int, n: int, m: int, n_
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), g=st.integers(1, 12), s=st.integers(1, 4))
-def test_nearest_groups_matches_a_kd_tree(seed: int, n: int, g: int, s: int) -> None:
+def test_nearest_groups_match_a_kd_tree(seed: int, n: int, g: int, s: int) -> None:
     from scipy.spatial import cKDTree
 
     from dispatch.kernels.candidates import nearest_groups
@@ -350,3 +351,6 @@ def test_nearest_groups_matches_a_kd_tree(seed: int, n: int, g: int, s: int) -> 
     got = nearest_groups(p[:, 0].copy(), p[:, 1].copy(), c[:, 0].copy(), c[:, 1].copy(), k, 4000.0)
     _d, want = cKDTree(c).query(p, k=k, distance_upper_bound=4000.0)
     assert np.array_equal(got, np.asarray(want, dtype=np.int64).reshape(n, k))
+    # Past BRUTE_FORCE_SITES groups the riders' nearest come from the grid, with the sites as its points.
+    _d, by_grid = nearest_points(c[:, 0].copy(), c[:, 1].copy(), p[:, 0].copy(), p[:, 1].copy(), k, 4000.0)
+    assert np.array_equal(by_grid, got)

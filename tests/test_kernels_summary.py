@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.kernels.route import evaluate_routes
-from dispatch.kernels.summary import drop_counts, free_points, visits
+from dispatch.kernels.summary import accepting_rows, drop_counts, free_points, visits
 from dispatch.state import DROPOFF, PICKUP, OrderTable, Routes
 
 
@@ -38,7 +38,16 @@ def test_summaries_match_plain_numpy(seed: int, n: int, m: int) -> None:
     ev, tot = evaluate_routes(orders_t, inst.riders.as_tuple(), rt, inst.arrays, WEIGHTS, SINGLE_SITE)
 
     live = np.arange(routes.width)[None, :] < routes.length[:, None]
-    assert np.array_equal(drop_counts(rt), ((routes.kind == DROPOFF) & live).sum(axis=1))
+    n_drops = ((routes.kind == DROPOFF) & live).sum(axis=1)
+    assert np.array_equal(drop_counts(rt), n_drops)
+    riders = inst.riders
+    online = rng.random(m) < 0.8
+    now = float(np.median(riders.shift_end))
+    max_orders = int(rng.integers(1, 4))
+    rows = rng.permutation(m)[: int(rng.integers(0, m + 1))].astype(np.int64)
+    want = online & (riders.shift_end > now) & (riders.shift_start <= now) & (n_drops < max_orders)
+    got = accepting_rows(rows, rt, online, riders.shift_start, riders.shift_end, now, max_orders)
+    assert np.array_equal(got, want[rows])
 
     x, y, loc, at = free_points(orders_t, inst.riders.as_tuple(), rt, tot[0])
     for r in range(m):

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
 
 from dispatch.kernels.candidates import expand_groups, nearest_groups, pickup_groups, visits_by_site
 from dispatch.kernels.grid import nearest_points
@@ -155,10 +154,7 @@ def candidate_pairs(
         if group_site.shape[0] <= BRUTE_FORCE_SITES:
             rider_sites = nearest_groups(free_x[ok_idx], free_y[ok_idx], cx, cy, n_site_nbrs, float(max_reach_m))
         else:
-            _d, rider_sites = cKDTree(np.column_stack([cx, cy]), balanced_tree=False, compact_nodes=False).query(
-                np.column_stack([free_x[ok_idx], free_y[ok_idx]]), k=n_site_nbrs, distance_upper_bound=max_reach_m
-            )
-            rider_sites = np.asarray(rider_sites, dtype=np.int64).reshape(ok_idx.shape[0], n_site_nbrs)
+            _d, rider_sites = nearest_points(cx, cy, free_x[ok_idx], free_y[ok_idx], n_site_nbrs, float(max_reach_m))
         vis_t = (*visits_by_site(vis.site, vis.rider, vis.at, vis.q0, vis.q1), vis.drop_x, vis.drop_y, vis.drop_loc)
         po, pr, reached = expand_groups(
             orders.as_tuple(), tr, wts, nbr, dist, ok_idx, rider_sites, free_x, free_y, floc, free_at, riders.speed,

@@ -96,3 +96,20 @@ def visits(orders, routes, arrive):
                 q1[v] = d_end
                 v += 1
     return site, rider, at, q0, q1, drop_x, drop_y, drop_loc
+
+
+@kernel
+def accepting_rows(rows, routes, online, shift_start, shift_end, now, max_orders):
+    """bool[q]: which riders ``rows`` (int64[q]) accept another order at ``now``: online, in shift
+    (``shift_start <= now < shift_end``, float64[m]) and with fewer than ``max_orders`` drop-offs in their
+    routes (the rule of ``dispatch.policy._accepting``, for a few rows of a large table)."""
+    length, _frozen, _order, kind = routes
+    out = np.empty(rows.shape[0], dtype=np.bool_)
+    for q in range(rows.shape[0]):
+        r = rows[q]
+        c = 0
+        for s in range(length[r]):
+            if kind[r, s] == DROPOFF:
+                c += 1
+        out[q] = online[r] and shift_end[r] > now and shift_start[r] <= now and c < max_orders
+    return out

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from dispatch.heap import keep_heap
 from dispatch.kernels.compact import compact_routes, scatter_routes
 from dispatch.kernels.movement import advance_riders
-from dispatch.kernels.route import DROPOFF
+from dispatch.kernels.summary import accepting_rows
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot, held_back
 from dispatch.sim.evalcache import EvalCache
 from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
@@ -322,21 +322,10 @@ class _Offer:
                               p.weight_distance / max(p.weight_time, 1e-9), self.all_busy)  # fmt: skip
         if self.inert_out:
             working = np.flatnonzero(busy[rows])
-            rows = np.delete(rows, working[~_accepts(riders, routes, rows[working], p.max_orders_per_rider, now)])
+            takes = accepting_rows(rows[working], routes.as_tuple(), riders.online, riders.shift_start,
+                                   riders.shift_end, float(now), p.max_orders_per_rider)  # fmt: skip
+            rows = np.delete(rows, working[~takes])
         return rows
-
-
-def _accepts(riders: RiderTable, routes: Routes, rows: I64, max_orders: int, now: float) -> npt.NDArray[np.bool_]:
-    """bool[len(rows)]: which riders ``rows`` (int64, with routes) accept another order now: the rule of
-    ``dispatch.policy._accepting`` (online, in shift, fewer than ``max_orders`` drop-offs in the route)."""
-    live = np.arange(routes.width)[None, :] < routes.length[rows, None]
-    n_drops = np.count_nonzero((routes.kind[rows] == DROPOFF) & live, axis=1)
-    return (
-        riders.online[rows]
-        & (riders.shift_end[rows] > now)
-        & (riders.shift_start[rows] <= now)
-        & (n_drops < max_orders)
-    )
 
 
 class Homing:
@@ -359,11 +348,13 @@ class Homing:
         self.v = np.zeros(m)
         self.params, self.speed = travel[0], travel[1]
         self.active = self.params[3] == 0.0
+        self._placed_at = math.nan  # when every homing rider was last placed (NaN: not since a change)
 
     def start(self, riders: RiderTable, idx: I64) -> None:
         """Riders ``idx`` just emptied their bag at their current position, at ``riders.avail``."""
         if not self.active or idx.size == 0:
             return
+        self._placed_at = math.nan
         away = idx[(riders.x[idx] != self.home_x[idx]) | (riders.y[idx] != self.home_y[idx])]
         t0 = riders.avail[away]
         bin_s, detour, offset = float(self.params[0]), float(self.params[1]), float(self.params[2])
@@ -379,7 +370,11 @@ class Homing:
         return np.minimum(1.0, ridden / np.maximum(d, 1e-9)), d
 
     def place(self, riders: RiderTable, now: float) -> None:
-        """Move every homing rider to where it is at ``now``."""
+        """Move every homing rider to where it is at ``now`` (nothing to do when they were placed at ``now``
+        and none started or stopped homing since)."""
+        if self._placed_at == now:
+            return
+        self._placed_at = now
         idx = np.flatnonzero(~np.isnan(self.t0))
         if idx.size:
             f, _ = self._frac(idx, now)
@@ -392,6 +387,7 @@ class Homing:
         idx = idx[keep]
         if idx.size == 0:
             return
+        self._placed_at = math.nan
         tt = np.broadcast_to(np.asarray(t, dtype=np.float64), keep.shape)[keep]
         f, d = self._frac(idx, tt)
         metres[idx] += f * d * float(self.params[1])
