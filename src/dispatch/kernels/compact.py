@@ -4,9 +4,12 @@ routes written back. Arrays in, arrays out (``dispatch.sim.loop`` calls these ev
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dispatch.kernels._jit import kernel
+from dispatch.kernels.select import cheapest_per_group
 
 
 @kernel
@@ -120,3 +123,37 @@ def take_prefix(a, idx, length):
         for s in range(length[r]):
             out[q, s] = a[r, s]
     return out
+
+
+@kernel
+def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, quota, ref_speed_mps, weight_m,
+                 all_busy):  # fmt: skip
+    """The rows of ``dispatch.sim.offer.offered_riders`` (see there for the rule and the arguments), in one
+    pass over the riders: int64, ascending."""
+    m = online.shape[0]
+    idle = np.empty(m, dtype=np.int64)
+    n = 0
+    for r in range(m):  # branch-free: the idle riders with a quota are scattered over the rows
+        idle[n] = r
+        n += online[r] & ~busy[r] & (quota[rider_site[r]] > 0)
+    site = np.empty(n, dtype=np.int64)
+    key = np.empty(n)
+    for i in range(n):
+        r = idle[i]
+        s = rider_site[r]
+        d = math.hypot(x[r] - site_x[s], y[r] - site_y[s])
+        site[i] = s
+        key[i] = (d + onward[s]) / (ref_speed_mps * speed[r]) + weight_m * d
+    chosen = cheapest_per_group(site, key, quota, quota.shape[0])
+    out = np.empty(m, dtype=np.int64)
+    w = 0
+    c = 0
+    for r in range(m):  # the busy riders (of a site with a quota unless all_busy) merged with the chosen idle
+        if c < chosen.shape[0] and idle[chosen[c]] == r:
+            out[w] = r
+            w += 1
+            c += 1
+        elif busy[r] and (all_busy or quota[rider_site[r]] > 0):
+            out[w] = r
+            w += 1
+    return out[:w]

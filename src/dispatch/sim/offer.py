@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.candidates import RIDER_SIDE_PER_ORDER
-from dispatch.kernels.select import cheapest_per_group
+from dispatch.kernels.compact import offered_rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -77,13 +77,5 @@ def offered_riders(
     smallest ``(d + onward_m[s]) / (ref_speed_mps * speed) + weight_m * d``, ``d`` the straight-line metres from
     the rider (``x``, ``y``: float64[m]; ``speed``: its speed factor) to the site (``site_x``, ``site_y``:
     float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row."""
-    idle = np.flatnonzero(online & ~busy)
-    idle = idle[quota[rider_site[idle]] > 0]
-    s = rider_site[idle]
-    d = np.hypot(x[idle] - site_x[s], y[idle] - site_y[s])
-    key = (d + onward_m[s]) / (ref_speed_mps * speed[idle]) + weight_m * d
-    chosen = idle[cheapest_per_group(s.astype(np.int64), key, quota.astype(np.int64), quota.shape[0])]
-    working = np.flatnonzero(busy)
-    if not all_busy:
-        working = working[quota[rider_site[working]] > 0]
-    return np.sort(np.concatenate([working, chosen])).astype(np.int64)
+    return offered_rows(online, busy, rider_site.astype(np.int64), x, y, speed, site_x, site_y, onward_m,
+                        quota.astype(np.int64), float(ref_speed_mps), float(weight_m), bool(all_busy))  # fmt: skip
