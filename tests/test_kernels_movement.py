@@ -9,7 +9,7 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.kernels.movement import advance_riders
+from dispatch.kernels.movement import advance_riders, clock_riders
 from dispatch.kernels.route import MIXED, evaluate_routes
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 from dispatch.synthetic import NOW, CitySpec, city_snapshot
@@ -94,3 +94,25 @@ def test_advance_riders_matches_numpy(seed: int, horizon: float, share: float) -
     other = np.setdiff1d(np.arange(m), rows)
     assert np.array_equal(rt1.order[other], routes.order[other])
     assert set(np.unique(rt1.kind[rt1.order >= 0])) <= {PICKUP, DROPOFF}
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 50))
+def test_clock_riders_matches_plain_numpy(seed: int, m: int) -> None:
+    rng = np.random.default_rng(seed)
+    now = 1000.0
+    length = np.where(rng.random(m) < 0.5, 0, rng.integers(1, 6, m)).astype(np.int64)
+    online = rng.random(m) < 0.7
+    shift_end = now + rng.choice([-60.0, 0.0, 60.0], m)
+    avail = now + rng.uniform(-100.0, 100.0, m)
+    dirty = rng.random(m) < 0.3
+    empty = length == 0
+    leaving = online & empty & (shift_end <= now)
+    want_online = online & ~leaving
+    want_avail = np.where(want_online & empty, np.maximum(avail, now), avail)
+    want_dirty = dirty | empty
+    gone, busy = clock_riders(length, online, shift_end, avail, dirty, now)
+    assert gone.tolist() == np.flatnonzero(leaving).tolist()
+    assert busy == bool((length > 0).any())
+    assert np.array_equal(online, want_online) and np.array_equal(avail, want_avail)
+    assert np.array_equal(dirty, want_dirty)

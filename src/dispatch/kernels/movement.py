@@ -69,3 +69,28 @@ def advance_riders(orders, riders, routes, arrive, depart, cum_metres, rows, t_n
             frozen[r] = 0
         changed[q] = length[r] != L or frozen[r] != f0
     return changed
+
+
+@kernel
+def clock_riders(length, online, shift_end, avail, dirty, now):
+    """The riders' bookkeeping at a tick, in one pass over the m rows: a rider online with an empty route
+    (``length`` int64[m] == 0) whose shift has ended (``shift_end`` <= ``now``) goes offline (``online``, bool[m],
+    updated in place); a rider still online with an empty route is available from ``now`` at the earliest
+    (``avail``, float64[m], in place); every empty route's evaluation is marked out of date (``dirty``, bool[m],
+    in place: an idle rider's position and availability move with the clock). Returns the rows that went offline
+    (int64, ascending) and whether any route has stops."""
+    m = length.shape[0]
+    gone = np.empty(m, dtype=np.int64)
+    k = 0
+    n_busy = 0
+    for r in range(m):  # branch-free: online and idle riders are scattered over the rows
+        empty = length[r] == 0
+        leaves = online[r] & empty & (shift_end[r] <= now)
+        gone[k] = r
+        k += leaves
+        on = online[r] & ~leaves
+        online[r] = on
+        avail[r] = max(avail[r], now) if on & empty else avail[r]
+        dirty[r] |= empty
+        n_busy += ~empty
+    return gone[:k], n_busy > 0

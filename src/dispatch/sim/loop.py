@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from dispatch.heap import keep_heap
 from dispatch.kernels.compact import compact_routes, scatter_routes
-from dispatch.kernels.movement import advance_riders
+from dispatch.kernels.movement import advance_riders, clock_riders
 from dispatch.kernels.summary import accepting_rows
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot, held_back
 from dispatch.sim.evalcache import EvalCache
@@ -173,18 +173,13 @@ def run_shard(
             else:
                 off_at[r] = riders.shift_end[r]
             next_shift += 1
-        empty = routes.length == 0
-        leaving = riders.online & empty & (riders.shift_end <= now)
-        if np.any(leaving):
-            riders.online[leaving] = False
-            gone = np.flatnonzero(leaving)
-            # Offline at its shift end, or when its last stop was done if later.
+        # Riders whose shift ended with an empty bag go offline (at their shift end, or when their last stop was
+        # done if later); idle riders are available from now; idle riders' evaluations are out of date.
+        gone, busy = clock_riders(routes.length, riders.online, riders.shift_end, riders.avail, cache.dirty, now)
+        if gone.size:
             off_at[gone] = np.maximum(riders.shift_end[gone], riders.avail[gone])
             homing.stop(riders, gone, off_at[gone], metres)
-        idle = riders.online & empty
-        riders.avail[idle] = np.maximum(riders.avail[idle], now)
 
-        busy = bool(np.any(routes.length > 0))
         if pending.size == 0 and not busy:
             upcoming = [float(orders.placed[next_order])] if next_order < n else []
             if next_shift < m:
@@ -196,7 +191,6 @@ def run_shard(
 
         # 3. Dispatch, on the active part of the shard only (riders online or with stops, orders pending or
         # routed), so that a tick's cost does not grow with the day's size.
-        cache.dirty[routes.length == 0] = True  # idle riders: position and availability move with the clock
         if pending.size:
             homing.place(riders, now)
             act_r = offer.riders(orders, riders, routes, pending, now)
