@@ -89,8 +89,8 @@ def order_sites(log: OrderLog) -> I64:
 @dataclass(frozen=True)
 class ShardRows:
     """Which log rows a shard holds, in the shard's order: ``orders`` int64 rows of ``log.orders`` (sorted by
-    placed_at, as the log) and their site rows ``order_site``; ``riders`` rows of ``log.riders`` and
-    ``rider_site``."""
+    placed_at, as the log) and their site rows ``order_site``; ``riders`` rows of ``log.riders`` (sorted by
+    shift_start, ties in log order) and ``rider_site``."""
 
     orders: I64
     order_site: I64
@@ -108,6 +108,9 @@ def shard_rows(log: OrderLog, site_idx: I64, o_site: I64 | None = None) -> Shard
     o_sel = np.flatnonzero(member[o_site]).astype(np.int64)  # stays sorted by placed_at
     r_site = site_index(log.sites, log.riders.site_id, file=RIDERS_FILE)
     r_sel = np.flatnonzero(member[r_site]).astype(np.int64)
+    # Riders by shift start (ties in log order): the riders on shift at any moment are then a band of rows, so
+    # the loop's per-rider arrays are read where they are dense.
+    r_sel = r_sel[np.argsort(log.riders.shift_start[r_sel], kind="stable")]
     return ShardRows(o_sel, o_site[o_sel], r_sel, r_site[r_sel])
 
 
