@@ -111,7 +111,7 @@ def test_clock_riders_matches_plain_numpy(seed: int, m: int) -> None:
     want_online = online & ~leaving
     want_avail = np.where(want_online & empty, np.maximum(avail, now), avail)
     want_dirty = dirty | empty
-    gone, busy = clock_riders(length, online, shift_end, avail, dirty, now)
+    gone, busy = clock_riders(length, online, shift_end, avail, dirty, now, 0, m)
     assert gone.tolist() == np.flatnonzero(leaving).tolist()
     assert busy == bool((length > 0).any())
     assert np.array_equal(online, want_online) and np.array_equal(avail, want_avail)

@@ -247,6 +247,7 @@ class PromiseEngine:
         pending: npt.ArrayLike | None = None,
         route_end: F64 | None = None,
         quotes: I64 | None = None,
+        band: tuple[int, int] | None = None,
     ) -> SiteSummary:
         """Rebuild the per-site summary from the state after a dispatch tick, and swap it in.
 
@@ -265,6 +266,8 @@ class PromiseEngine:
                 of them; the others follow in rider order), which spares sorting every rider of a busy shard
                 each tick; quoting more orders than that before the next update would read unsorted times.
                 Default: every site's times in order.
+            band: ``(lo, hi)``, for a caller that knows that only riders ``lo:hi`` can count (online or
+                starting within the lookahead; the simulator, its riders in shift-start order); default: all.
 
         Returns:
             The new summary.
@@ -295,7 +298,7 @@ class PromiseEngine:
         lookahead = now + 60.0 * self._params.shift_lookahead_min
         idx, end_t, end_x, end_y, stale = kp.route_ends(
             riders.as_tuple(), riders.online, rt, orders.pick_x, orders.pick_y, orders.drop_x, orders.drop_y,
-            np.ascontiguousarray(known, dtype=np.float64), float(now), float(lookahead), cx, cy,
+            np.ascontiguousarray(known, dtype=np.float64), float(now), float(lookahead), cx, cy, *(band or (0, m)),
         )  # fmt: skip
         return self._rebuild(riders, idx, end_t, end_x, end_y, waiting, now, quotes, stale)
 

@@ -127,13 +127,14 @@ def take_prefix(a, idx, length):
 
 @kernel
 def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, quota, ref_speed_mps, weight_m,
-                 all_busy):  # fmt: skip
+                 all_busy, lo, hi, dist, at_x, at_y):  # fmt: skip
     """The rows of ``dispatch.sim.offer.offered_riders`` (see there for the rule and the arguments), in one
-    pass over the riders: int64, ascending."""
-    m = online.shape[0]
-    idle = np.empty(m, dtype=np.int64)
+    pass over rows ``lo:hi`` (the others offline and without stops): int64, ascending. ``dist``, ``at_x``,
+    ``at_y`` (float64[m], updated in place): each rider's distance to its site and the point it was measured
+    from (NaN: never), so that only riders who moved are measured again."""
+    idle = np.empty(max(hi - lo, 0), dtype=np.int64)
     n = 0
-    for r in range(m):  # branch-free: the idle riders with a quota are scattered over the rows
+    for r in range(lo, hi):  # branch-free: the idle riders with a quota are scattered over the rows
         idle[n] = r
         n += online[r] & ~busy[r] & (quota[rider_site[r]] > 0)
     site = np.empty(n, dtype=np.int64)
@@ -141,14 +142,18 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
     for i in range(n):
         r = idle[i]
         s = rider_site[r]
-        d = math.hypot(x[r] - site_x[s], y[r] - site_y[s])
+        if at_x[r] != x[r] or at_y[r] != y[r]:
+            dist[r] = math.hypot(x[r] - site_x[s], y[r] - site_y[s])
+            at_x[r] = x[r]
+            at_y[r] = y[r]
+        d = dist[r]
         site[i] = s
         key[i] = (d + onward[s]) / (ref_speed_mps * speed[r]) + weight_m * d
     chosen = cheapest_per_group(site, key, quota, quota.shape[0])
-    out = np.empty(m, dtype=np.int64)
+    out = np.empty(max(hi - lo, 0), dtype=np.int64)
     w = 0
     c = 0
-    for r in range(m):  # the busy riders (of a site with a quota unless all_busy) merged with the chosen idle
+    for r in range(lo, hi):  # the busy riders (of a site with a quota unless all_busy) merged with the chosen idle
         if c < chosen.shape[0] and idle[chosen[c]] == r:
             out[w] = r
             w += 1

@@ -72,18 +72,18 @@ def advance_riders(orders, riders, routes, arrive, depart, cum_metres, rows, t_n
 
 
 @kernel
-def clock_riders(length, online, shift_end, avail, dirty, now):
+def clock_riders(length, online, shift_end, avail, dirty, now, lo, hi):
     """The riders' bookkeeping at a tick, in one pass over the m rows: a rider online with an empty route
     (``length`` int64[m] == 0) whose shift has ended (``shift_end`` <= ``now``) goes offline (``online``, bool[m],
     updated in place); a rider still online with an empty route is available from ``now`` at the earliest
     (``avail``, float64[m], in place); every empty route's evaluation is marked out of date (``dirty``, bool[m],
-    in place: an idle rider's position and availability move with the clock). Returns the rows that went offline
-    (int64, ascending) and whether any route has stops."""
-    m = length.shape[0]
-    gone = np.empty(m, dtype=np.int64)
+    in place: an idle rider's position and availability move with the clock). Only rows ``lo:hi`` are visited:
+    the caller knows the others to be offline with empty routes. Returns the rows that went offline (int64,
+    ascending) and whether any route has stops."""
+    gone = np.empty(max(hi - lo, 0), dtype=np.int64)
     k = 0
     n_busy = 0
-    for r in range(m):  # branch-free: online and idle riders are scattered over the rows
+    for r in range(lo, hi):  # branch-free: online and idle riders are scattered over the rows
         empty = length[r] == 0
         leaves = online[r] & empty & (shift_end[r] <= now)
         gone[k] = r

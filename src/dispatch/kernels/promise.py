@@ -166,7 +166,7 @@ def quote_site_orders(
 
 
 @kernel
-def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, now, lookahead, cx, cy):
+def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, now, lookahead, cx, cy, lo, hi):
     """The riders a promise summary counts, and where and when their routes end.
 
     ``riders``: the rider tuple (``RiderTable.as_tuple``), ``online``: bool[m]; ``routes``: (length, frozen, order,
@@ -174,16 +174,16 @@ def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, no
     (read for riders with stops); ``lookahead``: epoch s. A rider counts when in shift (``shift_end > now``) and
     online, or starting by ``lookahead``. Its route ends at its last stop at ``max(known, now)``, an empty route
     where the rider is at ``max(avail, now)``, and never before a starting rider's shift start.
-    ``cx``, ``cy``: float64[m], the points each rider's nearest site was last found for (NaN: never).
+    ``cx``, ``cy``: float64[m], the points each rider's nearest site was last found for (NaN: never). Only rows
+    ``lo:hi`` are visited: the caller knows the others not to count.
 
     Returns ``idx`` (int64[k], ascending), ``end_t``, ``end_x``, ``end_y`` (float64[k]) and ``stale`` (int64[j],
     positions in ``idx`` whose end point is not the cached one)."""
     x, y, avail, shift_start, shift_end = riders[0], riders[1], riders[3], riders[4], riders[5]
     length, _frozen, order, kind = routes
-    m = x.shape[0]
-    idx = np.empty(m, dtype=np.int64)
+    idx = np.empty(max(hi - lo, 0), dtype=np.int64)
     k = 0
-    for r in range(m):  # branch-free: online riders are scattered over the rows (6x faster on a peak shard)
+    for r in range(lo, hi):  # branch-free: online riders are scattered over the rows (6x faster on a peak shard)
         idx[k] = r
         k += (online[r] | ((shift_start[r] > now) & (shift_start[r] <= lookahead))) & (shift_end[r] > now)
     end_t = np.empty(k)

@@ -32,7 +32,7 @@ from dispatch.kernels.movement import advance_riders, clock_riders
 from dispatch.kernels.summary import accepting_rows
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot, held_back
 from dispatch.sim.evalcache import EvalCache
-from dispatch.sim.offer import idle_quota, mean_drop_m, offered_riders
+from dispatch.sim.offer import idle_quota, mean_drop_m, new_distance_cache, offered_riders
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
 from dispatch.state import OrderTable, RiderTable, Routes
 
@@ -137,6 +137,10 @@ def run_shard(
     last_placed = float(orders.placed[-1]) if n else day.start
     shift_order = np.argsort(riders.shift_start, kind="stable")
     next_shift = 0
+    # Riders in shift-start order (as dispatch.sim.shard builds them): those that may be online or have stops
+    # are the rows lo:next_shift, and per-rider passes visit only those.
+    by_shift = bool(np.all(riders.shift_start[1:] >= riders.shift_start[:-1]))
+    lo = 0
     tick_ms: list[float] = []
     now = day.start
     homing = Homing(riders, day.travel)
@@ -153,7 +157,9 @@ def run_shard(
                 cache.refresh(routes, np.flatnonzero(routes.length > 0))
                 # Only this tick's new orders are quoted before the next update: the summary sorts what they read.
                 per_site = np.bincount(orders.site[new], minlength=engine.sites.n).astype(np.int64)
-                engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site)
+                look = now + 60.0 * engine.params.shift_lookahead_min
+                band = (lo, max(hi, int(np.searchsorted(riders.shift_start, look, side="right")))) if by_shift else None
+                engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site, band)
                 new = quote_new_orders(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
                     orders.promised, quotes,
@@ -175,7 +181,12 @@ def run_shard(
             next_shift += 1
         # Riders whose shift ended with an empty bag go offline (at their shift end, or when their last stop was
         # done if later); idle riders are available from now; idle riders' evaluations are out of date.
-        gone, busy = clock_riders(routes.length, riders.online, riders.shift_end, riders.avail, cache.dirty, now)
+        if by_shift:  # rows below lo are offline for good with empty routes; rows from next_shift not started
+            while lo < next_shift and not riders.online[lo] and routes.length[lo] == 0:
+                lo += 1
+        hi = next_shift if by_shift else m
+        gone, busy = clock_riders(routes.length, riders.online, riders.shift_end, riders.avail, cache.dirty, now,
+                                  lo, hi)  # fmt: skip
         if gone.size:
             off_at[gone] = np.maximum(riders.shift_end[gone], riders.avail[gone])
             homing.stop(riders, gone, off_at[gone], metres)
@@ -193,7 +204,7 @@ def run_shard(
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
             homing.place(riders, now)
-            act_r = offer.riders(orders, riders, routes, pending, now)
+            act_r = offer.riders(orders, riders, routes, pending, now, (lo, hi))
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
@@ -294,12 +305,17 @@ class _Offer:
         top = int(orders.site.max(initial=-1))
         if rider_site is not None:
             top = max(top, int(rider_site.max(initial=-1)))
+        self.dist = new_distance_cache(rider_site.shape[0] if rider_site is not None else 0)
         self.site_x = np.zeros(top + 1)
         self.site_y = np.zeros(top + 1)
         self.site_x[orders.site] = orders.pick_x
         self.site_y[orders.site] = orders.pick_y
 
-    def riders(self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64, now: float) -> I64:
+    def riders(
+        self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64, now: float, band: tuple[int, int]
+    ) -> I64:
+        """The rows to offer (``dispatch.sim.offer``); ``band``: ``(lo, hi)``, only rows ``lo:hi`` may be online
+        or have stops."""
         busy = routes.length > 0
         if self.rider_site is None:
             return np.flatnonzero(riders.online | busy).astype(np.int64)
@@ -313,7 +329,8 @@ class _Offer:
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
         rows = offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
-                              p.weight_distance / max(p.weight_time, 1e-9), self.all_busy)  # fmt: skip
+                              p.weight_distance / max(p.weight_time, 1e-9), self.all_busy, band,
+                              self.dist)  # fmt: skip
         if self.inert_out:
             working = np.flatnonzero(busy[rows])
             takes = accepting_rows(rows[working], routes.as_tuple(), riders.online, riders.shift_start,

@@ -70,12 +70,27 @@ def offered_riders(
     ref_speed_mps: float,
     weight_m: float,
     all_busy: bool = False,
+    rows: tuple[int, int] | None = None,
+    cache: tuple[F64, F64, F64] | None = None,
 ) -> I64:
     """Rows (int64, ascending) of the riders to offer: the ``busy`` riders (bool[m], with stops) of the sites with
     a quota (every busy rider when ``all_busy``), and per site
     ``s`` the ``quota[s]`` idle online riders (``online`` & ~``busy``) of ``rider_site`` (int64[m]) with the
     smallest ``(d + onward_m[s]) / (ref_speed_mps * speed) + weight_m * d``, ``d`` the straight-line metres from
     the rider (``x``, ``y``: float64[m]; ``speed``: its speed factor) to the site (``site_x``, ``site_y``:
-    float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row."""
+    float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row.
+
+    ``rows``: ``(lo, hi)``, when only rows ``lo:hi`` can be online or busy (default: all); ``cache``: float64[m]
+    arrays ``(d, x, y)`` kept from call to call (``new_distance_cache``), so that ``d`` is measured again only for
+    riders who moved."""
+    m = online.shape[0]
+    lo, hi = rows if rows is not None else (0, m)
+    d, at_x, at_y = cache if cache is not None else new_distance_cache(m)
     return offered_rows(online, busy, rider_site.astype(np.int64), x, y, speed, site_x, site_y, onward_m,
-                        quota.astype(np.int64), float(ref_speed_mps), float(weight_m), bool(all_busy))  # fmt: skip
+                        quota.astype(np.int64), float(ref_speed_mps), float(weight_m), bool(all_busy), int(lo),
+                        int(hi), d, at_x, at_y)  # fmt: skip
+
+
+def new_distance_cache(m: int) -> tuple[F64, F64, F64]:
+    """An empty cache of m riders' distances to their sites for ``offered_riders``."""
+    return np.zeros(m), np.full(m, np.nan), np.full(m, np.nan)
