@@ -132,6 +132,7 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
     pass over rows ``lo:hi`` (the others offline and without stops): int64, ascending. ``dist``, ``at_x``,
     ``at_y`` (float64[m], updated in place): each rider's distance to its site and the point it was measured
     from (NaN: never), so that only riders who moved are measured again."""
+    lo, hi = max(lo, 0), min(hi, online.shape[0])
     idle = np.empty(max(hi - lo, 0), dtype=np.int64)
     n = 0
     for r in range(lo, hi):  # branch-free: the idle riders with a quota are scattered over the rows

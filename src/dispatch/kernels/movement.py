@@ -80,6 +80,7 @@ def clock_riders(length, online, shift_end, avail, dirty, now, lo, hi):
     in place: an idle rider's position and availability move with the clock). Only rows ``lo:hi`` are visited:
     the caller knows the others to be offline with empty routes. Returns the rows that went offline (int64,
     ascending) and whether any route has stops."""
+    lo, hi = max(lo, 0), min(hi, length.shape[0])
     gone = np.empty(max(hi - lo, 0), dtype=np.int64)
     k = 0
     n_busy = 0

@@ -181,6 +181,7 @@ def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, no
     positions in ``idx`` whose end point is not the cached one)."""
     x, y, avail, shift_start, shift_end = riders[0], riders[1], riders[3], riders[4], riders[5]
     length, _frozen, order, kind = routes
+    lo, hi = max(lo, 0), min(hi, x.shape[0])
     idx = np.empty(max(hi - lo, 0), dtype=np.int64)
     k = 0
     for r in range(lo, hi):  # branch-free: online riders are scattered over the rows (6x faster on a peak shard)

@@ -138,9 +138,9 @@ def run_shard(
     shift_order = np.argsort(riders.shift_start, kind="stable")
     next_shift = 0
     # Riders in shift-start order (as dispatch.sim.shard builds them): those that may be online or have stops
-    # are the rows lo:next_shift, and per-rider passes visit only those.
+    # are the rows r_lo:next_shift, and per-rider passes visit only those.
     by_shift = bool(np.all(riders.shift_start[1:] >= riders.shift_start[:-1]))
-    lo = 0
+    r_lo = 0
     tick_ms: list[float] = []
     now = day.start
     homing = Homing(riders, day.travel)
@@ -158,7 +158,7 @@ def run_shard(
                 # Only this tick's new orders are quoted before the next update: the summary sorts what they read.
                 per_site = np.bincount(orders.site[new], minlength=engine.sites.n).astype(np.int64)
                 look = now + 60.0 * engine.params.shift_lookahead_min
-                band = (lo, max(hi, int(np.searchsorted(riders.shift_start, look, side="right")))) if by_shift else None
+                band = (r_lo, int(np.searchsorted(riders.shift_start, look, side="right"))) if by_shift else None
                 engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site, band)
                 new = quote_new_orders(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
@@ -181,12 +181,12 @@ def run_shard(
             next_shift += 1
         # Riders whose shift ended with an empty bag go offline (at their shift end, or when their last stop was
         # done if later); idle riders are available from now; idle riders' evaluations are out of date.
-        if by_shift:  # rows below lo are offline for good with empty routes; rows from next_shift not started
-            while lo < next_shift and not riders.online[lo] and routes.length[lo] == 0:
-                lo += 1
-        hi = next_shift if by_shift else m
+        if by_shift:  # rows below r_lo are offline for good with empty routes; rows from next_shift not started
+            while r_lo < next_shift and not riders.online[r_lo] and routes.length[r_lo] == 0:
+                r_lo += 1
+        r_hi = next_shift if by_shift else m
         gone, busy = clock_riders(routes.length, riders.online, riders.shift_end, riders.avail, cache.dirty, now,
-                                  lo, hi)  # fmt: skip
+                                  r_lo, r_hi)  # fmt: skip
         if gone.size:
             off_at[gone] = np.maximum(riders.shift_end[gone], riders.avail[gone])
             homing.stop(riders, gone, off_at[gone], metres)
@@ -204,7 +204,7 @@ def run_shard(
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
             homing.place(riders, now)
-            act_r = offer.riders(orders, riders, routes, pending, now, (lo, hi))
+            act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi))
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
