@@ -2,7 +2,11 @@
 profile it. Used for the side-by-side simulator figures in benchmarks/RESULTS.md (run it in worktrees of two
 commits, one after the other, on a quiet machine).
 
-    python scripts/sim_rate.py LOGDIR LABEL [--quote] [--profile N]
+The dispatch parameters and the promise quoting are the ones the log records from its scenario, as
+``dispatch simulate`` takes them (``--defaults``: the DispatchParams defaults and no quoting, as this script ran
+before session 18; a peak-day log's quoting then went unmeasured).
+
+    python scripts/sim_rate.py LOGDIR LABEL [--defaults] [--profile N]
 """
 
 import argparse
@@ -12,8 +16,9 @@ import time
 
 import numpy as np
 
-from dispatch.promise_params import PromiseParams
+from dispatch.policy import DispatchParams
 from dispatch.sim.log import read_log
+from dispatch.sim.quoting import promise_from_record
 from dispatch.sim.run import SimConfig, run_day
 
 
@@ -21,11 +26,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("log", help="an order log directory (dispatch generate, scripts/site_sample.py)")
     ap.add_argument("label", help="a name for the output line")
-    ap.add_argument("--quote", action="store_true", help="quote every order when placed (default promise parameters)")
+    ap.add_argument("--defaults", action="store_true", help="default dispatch parameters, no quoting (not the log's)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions (cProfile)")
     args = ap.parse_args()
     log = read_log(args.log)
-    cfg = SimConfig(workers=1, shards=1, promise=PromiseParams() if args.quote else None)
+    rec = log.meta.scenario or {}
+    if args.defaults or not isinstance(rec.get("dispatch"), dict):
+        params = DispatchParams()
+    else:
+        params = DispatchParams().with_updates(**rec["dispatch"])
+    promise = None if args.defaults else promise_from_record(rec.get("promise"))
+    cfg = SimConfig(workers=1, shards=1, params=params, promise=promise)
     prof = cProfile.Profile() if args.profile else None
     t = time.perf_counter()
     if prof is not None:
