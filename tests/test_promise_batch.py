@@ -252,16 +252,22 @@ def test_repeated_updates_of_one_engine_equal_the_whole_fleet(seed: int, n_sites
             np.testing.assert_array_equal(g, w)
 
 
+def _worlds(max_sites: int, max_riders: int) -> dict[str, Any]:
+    """Strategies for a random world and a batch of k orders quoted in it (``_engine``, ``_state``,
+    ``_batch_orders``)."""
+    return {
+        "seed": st.integers(0, 2**32 - 1),
+        "n_sites": st.integers(1, max_sites),
+        "m": st.integers(0, max_riders),
+        "n_orders": st.integers(0, 20),
+        "k": st.integers(0, 40),
+        "slots": st.booleans(),
+        "hour": st.floats(0.0, 24.0),
+    }
+
+
 @settings(max_examples=80, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n_sites=st.integers(1, 4),
-    m=st.integers(0, 14),
-    n_orders=st.integers(0, 20),
-    k=st.integers(0, 40),
-    slots=st.booleans(),
-    hour=st.floats(0.0, 24.0),
-)
+@given(**_worlds(4, 14))
 def test_batch_equals_one_quote_and_admit_at_a_time(
     seed: int, n_sites: int, m: int, n_orders: int, k: int, slots: bool, hour: float
 ) -> None:
@@ -334,15 +340,7 @@ def test_bad_batches_raise_clear_errors() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n_sites=st.integers(1, 3),
-    m=st.integers(0, 120),
-    n_orders=st.integers(0, 20),
-    k=st.integers(0, 40),
-    slots=st.booleans(),
-    hour=st.floats(0.0, 24.0),
-)
+@given(**_worlds(3, 120))
 def test_quotes_of_a_summary_sorted_only_as_far_as_they_read(
     seed: int, n_sites: int, m: int, n_orders: int, k: int, slots: bool, hour: float
 ) -> None:
