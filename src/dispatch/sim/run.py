@@ -32,8 +32,12 @@ from dispatch.sim.loop import ShardResult, run_shard
 from dispatch.sim.quoting import shard_promise
 from dispatch.sim.shard import ShardPlan, build_shard, day_window, order_sites, plan_shards, shard_rows
 
-SHARD_ORDERS = 4_000_000
-"""Most orders a shard holds when the number of shards is left to ``default_shards`` (about 0.8 GB of tables)."""
+SHARD_ORDERS = 500_000
+"""Most orders a shard holds when the number of shards is left to ``default_shards``. A tick's cost has a fixed
+part per shard (Python) and a part per rider and order that grows faster than the shard once its arrays outgrow
+the CPU's caches: on a 125-site sample of peak_day (1.62M orders, one process) one shard took 109 s, 3 and 6
+shards of 540,000 and 270,000 orders 91-92 s, 16 shards 110 s, 40 shards 161 s (benchmarks/RESULTS.md,
+session 18)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,9 @@ def _run_one(log: OrderLog, job: _ShardJob) -> ShardResult:
 
 
 def default_shards(log: OrderLog, workers: int) -> int:
-    """One shard per worker, or more on a large log so that each holds at most ``SHARD_ORDERS`` orders (a shard's
-    tables live in its worker for its whole run), in a multiple of ``workers`` to keep them evenly busy."""
+    """One shard per worker, or more on a large log so that each holds at most ``SHARD_ORDERS`` orders (the size
+    at which a shard runs fastest; its tables live in its worker for its run), in a multiple of ``workers`` to
+    keep them evenly busy."""
     per_worker = max(1, math.ceil(len(log.orders) / (SHARD_ORDERS * workers)))
     return workers * per_worker
 

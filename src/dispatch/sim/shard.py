@@ -40,7 +40,7 @@ def plan_shards(log: OrderLog, n_shards: int) -> ShardPlan:
     """Sites in id order, cut into ``min(n_shards, sites)`` consecutive groups holding about as many orders each.
 
     The outcome of a simulation does not depend on the partition (sites are independent), only its speed: every
-    shard pays a fixed cost per tick, so one shard per worker is the fastest."""
+    shard pays a fixed cost per tick, and a large shard's arrays outgrow the caches (``run.SHARD_ORDERS``)."""
     if n_shards < 1:
         raise ValueError(f"shards: must be >= 1, got {n_shards}")
     order = np.argsort(log.sites.site_id, kind="stable").astype(np.int64)
