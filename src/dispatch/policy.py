@@ -33,7 +33,7 @@ from dispatch.kernels.route import (
     evaluate_subset,
     sequence_cost,
 )
-from dispatch.kernels.summary import drop_counts, free_points
+from dispatch.kernels.summary import accepting_rows, free_points
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
 I64 = npt.NDArray[np.int64]
@@ -265,12 +265,13 @@ def held_back(orders: OrderTable, pending: I64, params: DispatchParams, now: flo
 
 
 def _accepting(snap: Snapshot, params: DispatchParams, now: float) -> npt.NDArray[np.bool_]:
-    """bool[m]: riders online, in shift and below the order limit."""
+    """bool[m]: riders online, in shift and below the order limit (``kernels.summary.accepting_rows``, the one
+    place the rule is written; the simulator's offer applies it to a few rows of its shard)."""
     riders = snap.riders
-    n_drops = drop_counts(snap.routes.as_tuple())
-    return (
-        riders.online & (riders.shift_end > now) & (riders.shift_start <= now) & (n_drops < params.max_orders_per_rider)
-    )
+    every = np.arange(riders.m, dtype=np.int64)
+    out: npt.NDArray[np.bool_] = accepting_rows(every, snap.routes.as_tuple(), riders.online, riders.shift_start,
+                                                riders.shift_end, float(now), params.max_orders_per_rider)  # fmt: skip
+    return out
 
 
 def _free_point(snap: Snapshot, ev: tuple[Any, ...], tot: tuple[Any, ...]) -> tuple[F64, F64, I64, F64]:

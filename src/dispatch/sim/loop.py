@@ -298,9 +298,10 @@ class _Offer:
         # Only these policies leave a route alone when its site has nothing pending (see dispatch.sim.offer).
         self.all_busy = not isinstance(policy, KernelPolicy | GreedyPolicy) or params.ortools_every_ticks > 0
         # The kernel policy gives a rider an order only through a candidate pair, pairs only riders that accept
-        # orders (``policy._accepting``) with orders not held back (``policy.held_back``), and re-plans only
-        # the routes it changes: a rider that accepts nothing, or a site whose pending orders are all held, is
-        # inert in its tick, and leaving them out changes no decision (see dispatch.sim.offer).
+        # orders (``kernels.summary.accepting_rows``, as ``policy._accepting``) with orders not held back
+        # (``policy.held_back``), and re-plans only the routes it changes: a rider that accepts nothing, or a site
+        # whose pending orders are all held, is inert in its tick, and leaving them out changes no decision (see
+        # dispatch.sim.offer).
         self.inert_out = isinstance(policy, KernelPolicy) and not self.all_busy
         top = int(orders.site.max(initial=-1))
         if rider_site is not None:
