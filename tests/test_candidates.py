@@ -354,3 +354,44 @@ def test_nearest_groups_match_a_kd_tree(seed: int, n: int, g: int, s: int) -> No
     # Past BRUTE_FORCE_SITES groups the riders' nearest come from the grid, with the sites as its points.
     _d, by_grid = nearest_points(c[:, 0].copy(), c[:, 1].copy(), p[:, 0].copy(), p[:, 1].copy(), k, 4000.0)
     assert np.array_equal(by_grid, got)
+
+
+def _site(rng: np.random.Generator, n: int, m: int, x0: float, site: int):  # type: ignore[no-untyped-def]
+    """One site at (x0, 0): its orders' columns and its riders' free points, times and acceptance."""
+    o = dict(pick_x=np.full(n, x0), pick_y=np.zeros(n), drop_x=x0 + rng.uniform(-2e3, 2e3, n),
+             drop_y=rng.uniform(-2e3, 2e3, n), site=np.full(n, site), ready=NOW + rng.uniform(0.0, 300.0, n),
+             promised=NOW + rng.uniform(1500.0, 3600.0, n))  # fmt: skip
+    fx, fy = x0 + rng.uniform(-3e3, 3e3, m), rng.uniform(-3e3, 3e3, m)
+    return o, (fx, fy, NOW + rng.uniform(0.0, 900.0, m), rng.random(m) < 0.9)
+
+
+def _two_sites(seed: int, n_a: int, m_a: int, n_b: int, m_b: int, far: bool):  # type: ignore[no-untyped-def]
+    """Site A (its n_a orders and m_a riders first), then, when ``far``, site B 1,000 km away with n_b orders and
+    m_b riders; each site drawn from its own generator, so that A's rows are the same either way."""
+    parts = [_site(np.random.default_rng([seed, 0]), n_a, m_a, 0.0, 0)]
+    if far:
+        parts.append(_site(np.random.default_rng([seed, 1]), n_b, m_b, 1e6, 1))
+    orders = OrderTable.build(**{key: np.concatenate([p[0][key] for p in parts]) for key in parts[0][0]})
+    fx, fy, fat, accepting = (np.concatenate([p[1][i] for p in parts]) for i in range(4))
+    m = fx.shape[0]
+    riders = RiderTable.build(x=fx, y=fy, avail=np.full(m, NOW), shift_end=np.full(m, NOW + 7200.0),
+                              capacity=np.full(m, 6))  # fmt: skip
+    return orders, riders, fx, fy, fat, accepting
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_a=st.integers(1, 6), n_b=st.integers(20, 60), k=st.integers(2, 6))
+def test_a_sites_candidates_do_not_depend_on_other_sites(seed: int, n_a: int, n_b: int, k: int) -> None:
+    """Site A's pairs are the same whether or not a far site with a large pickup group ticks with it: what a site's
+    list of nearest riders holds depends on its own orders only (the simulator's partition into shards must not
+    change a site's outcome)."""
+    m_a, m_b = 80, 30
+    alone = _two_sites(seed, n_a, m_a, n_b, m_b, far=False)
+    both = _two_sites(seed, n_a, m_a, n_b, m_b, far=True)
+    got = []
+    for orders, riders, fx, fy, fat, accepting in (alone, both):
+        pending = np.arange(orders.n, dtype=np.int64)
+        cand = candidate_pairs(orders, riders, pending, fx, fy, fat, accepting, NOW, k, 8000.0, 4.5, window=3)
+        mine = cand.pair_o < n_a
+        got.append((cand.pair_o[mine].tolist(), cand.pair_r[mine].tolist(), cand.in_reach[:n_a].tolist()))
+    assert got[0] == got[1]

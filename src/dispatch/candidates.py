@@ -148,6 +148,7 @@ def candidate_pairs(
         members, by, group_ptr, group_site, cx, cy, largest = pickup_groups(
             orders.site, orders.ready, orders.pick_x, orders.pick_y, ids
         )
+        # Wide enough for the largest group; each group reads only as many as its own size asks (expand_groups).
         kmax = int(min(ok_idx.size, max(3 * k, k + window + int(largest))))
         dist, nbr = nearest_points(free_x[ok_idx], free_y[ok_idx], cx, cy, kmax, float(max_reach_m))
         n_site_nbrs = min(group_site.shape[0], SITES_PER_RIDER)

@@ -321,7 +321,8 @@ def expand_groups(
     """Candidate pairs for pickup groups (one group per site; see ``dispatch.candidates`` for the rule).
 
     ``nbr``, ``nbr_dist``: int64/float64[G, K], each group's nearest riders, nearest first (index ``len(ok_idx)`` =
-    none; ``kernels.grid.nearest_points``); ``ok_idx``: int64[n_ok], the rider behind each point; ``rider_sites``:
+    none; ``kernels.grid.nearest_points``), of which a group of s orders reads the first ``max(3 k, k + window +
+    s)``; ``ok_idx``: int64[n_ok], the rider behind each point; ``rider_sites``:
     int64[n_ok, S], the groups nearest each of those riders (index G = none); ``free_*``: float64[m] (``free_loc``
     int64[m]) where and when each route ends; ``speed``, ``shift_end``: float64[m]; ``group_ptr``: int64[G + 1] into
     ``members`` (order ids, by ready time within a group); ``group_site``: int64[G]; ``visits`` = (site, rider, at, q0,
@@ -392,9 +393,11 @@ def expand_groups(
         px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
         v0 = np.searchsorted(vis_site, group_site[g], side="left")
         v1 = np.searchsorted(vis_site, group_site[g], side="right")
-        # Riders in reach, ranked for the windows by when they can be at the site (visitors: when they will be).
+        # Riders in reach, ranked for the windows by when they can be at the site (visitors: when they will be):
+        # of the nearest, as many as the group's own size asks for, so that a site's candidates do not depend on
+        # the other groups of the tick (``nbr`` is as wide as the largest group asks).
         c = 0
-        for q in range(K):
+        for q in range(min(K, max(3 * k, k + window + size))):
             t = nbr[g, q]
             if t < n_ok:
                 rid[c] = ok_idx[t]
