@@ -50,17 +50,6 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 
 
 @device
-def _visit_of(vis_site, rv_ptr, rv_idx, r, site):
-    """Index of rider r's first visit at ``site``, or -1 (``rv_ptr``/``rv_idx``: each rider's visits, see
-    ``buckets`` by rider)."""
-    for a in range(rv_ptr[r], rv_ptr[r + 1]):
-        v = rv_idx[a]
-        if vis_site[v] == site:
-            return v
-    return -1
-
-
-@device
 def _member_at(i, t, rider_sites, npos, group_ptr, G):
     """The member at position i of rider t's scan of its nearest groups (``npos``: where each starts)."""
     S = rider_sites.shape[1]
@@ -93,11 +82,6 @@ def _keep_best(vals, ids, n, k, out_val, out_id):
         out_val[b] = v
         out_id[b] = ids[a]
     return c
-
-
-# A skipped estimate's lower bound must exceed the k-th best by this much (cost units): the bound and the estimate
-# round differently, and times may be large (epoch seconds).
-_BOUND_SLACK = 1e-3
 
 
 @kernel
@@ -344,7 +328,12 @@ def expand_groups(
     w = 0
     seen = np.full(n_riders, -1, dtype=np.int64)
     n_vis_max = vis_site.shape[0]
-    cap = K + n_vis_max
+    gs_ptr, gs_idx = buckets(rider_sites.ravel(), G + 1)  # each group's rider-side entries t * S + s
+    extra = 0
+    if k_rider > 0:
+        for g in range(G):
+            extra = max(extra, gs_ptr[g + 1] - gs_ptr[g])
+    cap = K + n_vis_max + extra
     rid = np.empty(cap, dtype=np.int64)
     score = np.empty(cap)
     vix = np.empty(cap, dtype=np.int64)
@@ -362,12 +351,10 @@ def expand_groups(
     shared = pool_scratch(cap, width_max)
     best_v = np.empty(max(k, k_rider))
     best_i = np.empty(max(k, k_rider), dtype=np.int64)
-    # The rider side of a rider in a group's pool takes the order side's numbers as they are computed: each rider
-    # keeps its running k_rider best (estimate, position in its own scan of its S nearest groups), which is the
-    # same whatever order they are offered in (``grid._offer`` ranks ties by position). ``pos[t * S + s]``:
-    # rider t's column in the pool of its s-th nearest group, or -1; ``npos[t * S + s]``: where that group's
-    # orders start in rider t's scan.
-    pos = np.full(n_ok * S, -1, dtype=np.int64)
+    # The rider side takes the order side's numbers as they are computed: each rider keeps its running k_rider
+    # best (estimate, position in its own scan of its S nearest groups), which is the same whatever order they
+    # are offered in (``grid._offer`` ranks ties by position). ``npos[t * S + s]``: where rider t's s-th nearest
+    # group's orders start in its scan.
     npos = np.zeros(n_ok * S, dtype=np.int64)
     for t in range(n_ok):
         n_ = 0
@@ -381,10 +368,9 @@ def expand_groups(
     run_v = np.empty((n_ok, kr_))
     run_p = np.empty((n_ok, kr_), dtype=np.int64)
     run_n = np.zeros(n_ok, dtype=np.int64)
-    b_ent = np.empty(cap, dtype=np.int64)  # per pool column: the rider-side entry t * S + s, or -1
+    b_ent = np.empty(cap, dtype=np.int64)  # per pool column: the rider-side entry t * S + s (when b_thr > -inf)
     b_t = np.empty(cap, dtype=np.int64)  # and its rider t (no division in the order loop)
     b_thr = np.empty(cap)  # per pool column: its rider's k-th best so far (+inf until it has k), -inf for none
-    gs_ptr, gs_idx = buckets(rider_sites.ravel(), G + 1)
     slot = np.full(n_riders, -1, dtype=np.int64)
     for g in range(G):
         size = group_ptr[g + 1] - group_ptr[g]
@@ -440,20 +426,32 @@ def expand_groups(
                 arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
                 p_arr[n_pool] = arrive if arrive <= shift_end[r] else np.inf
                 n_pool += 1
+        # The rider side's riders of the group (its orders among their S nearest sites' orders) that the pool
+        # lacks join it past ``n_pool``, so that the passes below give their estimates too (no visit of theirs is
+        # at the site: every accepting visitor is in the pool); the order side reads the first n_pool only.
+        n_all = n_pool
         if k_rider > 0:
             for b in range(n_pool):
                 slot[p_r[b]] = b
-                b_ent[b] = -1
                 b_thr[b] = -np.inf
             for a in range(gs_ptr[g], gs_ptr[g + 1]):
                 e_ = gs_idx[a]
-                b = slot[ok_idx[e_ // S]]
-                pos[e_] = b
-                if b >= 0:
-                    t = e_ // S
-                    b_ent[b] = e_
-                    b_t[b] = t
-                    b_thr[b] = run_v[t, k_rider - 1] if run_n[t] == k_rider else np.inf
+                t = e_ // S
+                r = ok_idx[t]
+                b = slot[r]
+                if b < 0:
+                    b = n_all
+                    n_all += 1
+                    fat = max(free_at[r], now)
+                    p_r[b] = r
+                    p_v[b] = -1
+                    p_fat[b] = fat
+                    p_m1[b] = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
+                    arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
+                    p_arr[b] = arrive if arrive <= shift_end[r] else np.inf
+                b_ent[b] = e_
+                b_t[b] = t
+                b_thr[b] = run_v[t, k_rider - 1] if run_n[t] == k_rider else np.inf
             for b in range(n_pool):
                 slot[p_r[b]] = -1
         ranked = rid[:c][np.argsort(score[:c], kind="mergesort")][: k + size]
@@ -461,13 +459,13 @@ def expand_groups(
         nv, width = 0, 1
         if not matrix:
             nv, width = pool_profile(travel, visits, n_pool, p_r, p_v, speed, shared)
-            for b in range(n_pool):
+            for b in range(n_all):
                 p_spd[b] = speed[p_r[b]]
         # Order side: each member's k cheapest estimates, plus a window along the ranking (a rider of its own).
         for q in range(size):
             o = members[base + q]
             if matrix:
-                for b in range(n_pool):
+                for b in range(n_all):
                     e = np.inf
                     if p_arr[b] < np.inf:
                         e = _estimate(orders, weights, o, p_m1[b], p_arr[b], p_fat[b], m2[base + q], t2[base + q],
@@ -478,10 +476,10 @@ def expand_groups(
                                                 drop_x, drop_y, drop_loc, speed[p_r[b]]))  # fmt: skip
                     row[b] = e
             else:
-                _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_pool, p_m1, p_arr, p_fat, p_spd,
+                _row_profile(orders, travel, weights, o, m2[base + q], t2[base + q], n_all, p_m1, p_arr, p_fat, p_spd,
                              shared, nv, width, row)  # fmt: skip
             if k_rider > 0:
-                for b in range(n_pool):
+                for b in range(n_all):
                     e = row[b]
                     if e < np.inf and e <= b_thr[b]:  # may enter its rider's k best (a tie goes by position)
                         e_ = b_ent[b]
@@ -498,80 +496,18 @@ def expand_groups(
                 out_m[w] = base + q
                 out_r[w] = ranked[(q + a) % nr]
                 w += 1
-    # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites. A rider outside a
-    # group's pool scans the group's orders by a lower bound of the estimate (``_estimate`` without the wait for the
-    # order and without lateness, at the fleet's top speed): ``wt * (arrive - fat) + wd * m1`` plus the order's own
-    # ``bound_key``. Once that exceeds the rider's k-th best so far, no later order of the group can enter: the
-    # same pairs as estimating every order (ties by position, as ``_keep_best``), at a fraction of the work.
+    # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites, offered above as
+    # the pools' rows were priced (every rider with a group in reach is in that group's pool).
     if k_rider > 0:
-        rv_ptr, rv_idx = buckets(vis_rider, n_riders)
-        w_time, w_dist = weights[W_TIME], weights[W_DIST]
-        prune = w_time >= 0.0 and w_dist >= 0.0 and weights[W_LATE] >= 0.0
-        s_max = 0.0
-        for t in range(n_ok):
-            s_max = max(s_max, speed[ok_idx[t]])
-        prune = prune and s_max > 0.0
-        bound_key = np.empty(n_members)
-        by_bound = np.empty(n_members, dtype=np.int64)
-        if prune:
-            for q in range(n_members):
-                o = members[q]
-                bound_key[q] = w_time * (orders[10][o] + t2[q] / s_max + orders[11][o]) + w_dist * m2[q]
-            for g in range(G):
-                a0, a1 = group_ptr[g], group_ptr[g + 1]
-                by_bound[a0:a1] = np.argsort(bound_key[a0:a1], kind="mergesort")
-        # Each rider's running best, (estimate, position in the full scan's order) by ``grid._offer``, which ranks
-        # ties by position as ``_keep_best`` does, goes on from what the pools gave it.
         prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
         prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
         prop_v = np.empty(n_ok * k_rider)
         n_prop = 0
         for t in range(n_ok):
-            r = ok_idx[t]
-            fat = max(free_at[r], now)
-            bv, bp = run_v[t], run_p[t]
-            nb = run_n[t]
-            for s_ in range(S):
-                g = rider_sites[t, s_]
-                if g >= G:
-                    break
-                if pos[t * S + s_] >= 0:
-                    continue  # in the group's pool: offered by the order side
-                base = group_ptr[g]
-                size = group_ptr[g + 1] - base
-                n = npos[t * S + s_]  # position of the group's first order among the rider's
-                o0 = members[base]
-                px, py, pl = orders[0][o0], orders[1][o0], orders[2][o0]
-                m1 = leg_metres(travel, free_x[r], free_y[r], free_loc[r], px, py, pl)
-                arrive = fat + leg_seconds(travel, free_x[r], free_y[r], free_loc[r], px, py, pl, fat, speed[r])
-                qv = _visit_of(vis_site, rv_ptr, rv_idx, r, group_site[g])
-                if qv < 0 and arrive > shift_end[r]:
-                    continue
-                if prune and qv < 0:
-                    lb0 = w_time * (arrive - fat) + w_dist * m1
-                    for j in range(size):
-                        q = by_bound[base + j]
-                        if nb == k_rider and lb0 + bound_key[base + q] > bv[nb - 1] + _BOUND_SLACK:
-                            break
-                        e = _estimate(orders, weights, members[base + q], m1, arrive, fat, m2[base + q],
-                                      t2[base + q], speed[r])  # fmt: skip
-                        if e < np.inf:
-                            nb = _offer(e, n + q, k_rider, nb, bv, bp)
-                    continue
-                for q in range(size):
-                    o = members[base + q]
-                    e = np.inf
-                    if arrive <= shift_end[r]:
-                        e = _estimate(orders, weights, o, m1, arrive, fat, m2[base + q], t2[base + q], speed[r])
-                    if qv >= 0:
-                        e = min(e, bag_estimate(orders, travel, weights, o, vis_at[qv], vis_q0[qv], vis_q1[qv],
-                                                drop_x, drop_y, drop_loc, speed[r]))  # fmt: skip
-                    if e < np.inf:
-                        nb = _offer(e, n + q, k_rider, nb, bv, bp)
-            for b in range(nb):
-                prop_i[n_prop] = _member_at(bp[b], t, rider_sites, npos, group_ptr, G)
-                prop_r[n_prop] = r
-                prop_v[n_prop] = bv[b]
+            for b in range(run_n[t]):
+                prop_i[n_prop] = _member_at(run_p[t, b], t, rider_sites, npos, group_ptr, G)
+                prop_r[n_prop] = ok_idx[t]
+                prop_v[n_prop] = run_v[t, b]
                 n_prop += 1
         # Each order keeps its per_order cheapest proposals (ties: the earlier proposal): riders far outnumbering
         # orders (a quiet site) would otherwise make the pairs dense (every rider proposes to every order).
