@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.geo import ProfileTravelTime
-from dispatch.kernels.promise import site_free_times
+from dispatch.kernels.promise import near_home, site_free_times
 from dispatch.kernels.travel import pairwise_seconds
 
 TRAVEL = ProfileTravelTime().arrays()
@@ -49,3 +49,29 @@ def test_free_times_sorted_as_far_as_needed(seed: int, k: int, n_sites: int, nee
         np.testing.assert_array_equal(got[:u], want[:u])
         np.testing.assert_array_equal(np.sort(got), want)
         assert max_cap[g] == (cap[s == g].max() if want.shape[0] else 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_sites=st.integers(2, 30), j=st.integers(0, 200))
+def test_near_home_agrees_with_a_kd_tree(seed: int, n_sites: int, j: int) -> None:
+    """A point the kernel places at its home site is that site's by the k-d tree too, at the same distance to the
+    last bit; points near a site (most of them within its clear radius) are found."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    sx, sy = rng.uniform(-2e4, 2e4, n_sites), rng.uniform(-2e4, 2e4, n_sites)
+    tree = cKDTree(np.column_stack([sx, sy]))
+    d2, _ = tree.query(np.column_stack([sx, sy]), k=2)
+    clear = 0.5 * d2[:, 1] * (1.0 - 1e-9)
+    home = rng.integers(-1, n_sites, j)
+    at = np.maximum(home, 0)
+    px = sx[at] + rng.normal(0.0, 1.0, j) * clear[at]
+    py = sy[at] + rng.normal(0.0, 1.0, j) * clear[at]
+    hit, dist = near_home(px, py, np.arange(j, dtype=np.int64), home, sx, sy, clear)
+    d, nearest = tree.query(np.column_stack([px, py]))
+    assert not hit[home < 0].any()
+    assert np.array_equal(nearest[hit], home[hit])
+    assert np.array_equal(dist[hit], d[hit])
+    if j:
+        inside = (home >= 0) & (np.hypot(px - sx[at], py - sy[at]) < 0.99 * clear[at])
+        assert np.array_equal(hit[inside], np.ones(int(inside.sum()), dtype=bool))

@@ -227,6 +227,12 @@ def test_update_on_the_riders_that_count_equals_the_whole_fleet(
     given_ends = eng.update(orders, riders, routes, now, pending, tot[0])
     np.testing.assert_array_equal(given_ends.free_ptr, want[0])
     np.testing.assert_array_equal(given_ends.free_at, want[1])
+    # The simulator also tells each rider's home site (right or wrong, or none): the same summary.
+    eng2, _ = _engine(np.random.default_rng(seed), n_sites, slots=False)
+    home = rng.integers(-1, n_sites, riders.m)
+    with_home = eng2.update(orders, riders, routes, now, pending, tot[0], home=home)
+    np.testing.assert_array_equal(with_home.free_ptr, want[0])
+    np.testing.assert_array_equal(with_home.free_at, want[1])
 
 
 @settings(max_examples=20, deadline=None)

@@ -205,6 +205,7 @@ class PromiseEngine:
         self._params = params or PromiseParams()
         self._index = {k: i for i, k in enumerate(sites.keys)}
         self._site_tree = cKDTree(np.column_stack([sites.x, sites.y])) if sites.n else None
+        self._clear = self._clear_radii()
         self._summary = SiteSummary.empty(sites.n)
         self._kernel_params: tuple[PromiseParams | None, F64, F64] = (None, np.zeros(0), np.zeros(0))
         # update(): the nearest site of each rider row's free point, by the point it was computed for
@@ -248,6 +249,7 @@ class PromiseEngine:
         route_end: F64 | None = None,
         quotes: I64 | None = None,
         band: tuple[int, int] | None = None,
+        home: I64 | None = None,
     ) -> SiteSummary:
         """Rebuild the per-site summary from the state after a dispatch tick, and swap it in.
 
@@ -268,6 +270,10 @@ class PromiseEngine:
                 Default: every site's times in order.
             band: ``(lo, hi)``, for a caller that knows that only riders ``lo:hi`` can count (online or
                 starting within the lookahead; the simulator, its riders in shift-start order); default: all.
+            home: int64[m], the site each rider's route usually ends nearest (-1: none), for a caller that knows
+                it (the simulator: a rider serves its home site only). A point closer to it than half its
+                distance to any other site is known to be its without asking the k-d tree; the answer is the
+                same either way.
 
         Returns:
             The new summary.
@@ -300,7 +306,7 @@ class PromiseEngine:
             riders.as_tuple(), riders.online, rt, orders.pick_x, orders.pick_y, orders.drop_x, orders.drop_y,
             np.ascontiguousarray(known, dtype=np.float64), float(now), float(lookahead), cx, cy, *(band or (0, m)),
         )  # fmt: skip
-        return self._rebuild(riders, idx, end_t, end_x, end_y, waiting, now, quotes, stale)
+        return self._rebuild(riders, idx, end_t, end_x, end_y, waiting, now, quotes, stale, home)
 
     def update_from_ends(
         self, riders: RiderTable, end_t: F64, end_x: F64, end_y: F64, waiting: I64, now: float
@@ -326,11 +332,12 @@ class PromiseEngine:
 
     def _rebuild(
         self, riders: RiderTable, idx: I64, end_t: F64, end_x: F64, end_y: F64, waiting: I64, now: float,
-        quotes: I64 | None, stale: I64 | None,
+        quotes: I64 | None, stale: I64 | None, home: I64 | None = None,
     ) -> SiteSummary:  # fmt: skip
         """The summary of riders ``idx`` whose routes end at (``end_x``, ``end_y``) at ``end_t`` (float64[k], a
         starting rider's not before its shift start); ``quotes`` as in ``update``; ``stale``: positions in
-        ``idx`` whose end point may differ from the one their nearest site was found for (None: check them all)."""
+        ``idx`` whose end point may differ from the one their nearest site was found for (None: check them all);
+        ``home`` as in ``update``."""
         p = self._params
         n_sites = self.sites.n
         if self._site_tree is None or idx.size == 0:
@@ -338,7 +345,7 @@ class PromiseEngine:
             free_at = np.zeros(0)
             max_cap = np.zeros(n_sites, dtype=np.int64)
         else:
-            near, dist = self._nearest_sites(riders.m, idx, end_x, end_y, stale)
+            near, dist = self._nearest_sites(riders.m, idx, end_x, end_y, stale, home)
             if quotes is None:
                 need = np.full(n_sites, idx.shape[0] + 1, dtype=np.int64)
             else:
@@ -364,16 +371,37 @@ class PromiseEngine:
             self._near_cache = grown
         return self._near_cache
 
-    def _nearest_sites(self, m: int, idx: I64, x: F64, y: F64, stale: I64 | None) -> tuple[I64, F64]:
+    def _clear_radii(self) -> F64:
+        """Per site, a distance within which a point's nearest site is that one: half the distance to the nearest
+        other site, less one part in 1e9 (any other site is then farther, whatever the rounding); +inf for a
+        lone site."""
+        n = self.sites.n
+        if n < 2 or self._site_tree is None:
+            return np.full(n, np.inf)
+        d, _ = self._site_tree.query(np.column_stack([self.sites.x, self.sites.y]), k=2)
+        out: F64 = 0.5 * d[:, 1] * (1.0 - 1e-9)
+        return out
+
+    def _nearest_sites(
+        self, m: int, idx: I64, x: F64, y: F64, stale: I64 | None, home: I64 | None = None
+    ) -> tuple[I64, F64]:
         """The nearest site to each point ``(x, y)`` (float64[k]) of riders ``idx`` (int64[k], rows of a table of m),
         and its distance, as int64[m] and float64[m] arrays by rider row (valid at the rows of ``idx``). The answer
         per rider row is kept with the point it was asked for, so that only the riders whose point moved since the
         last update query the tree again (a point's answer depends on the point alone, whatever rider it belongs
-        to); ``stale``: those riders' positions in ``idx`` when the caller found them (None: compared here)."""
+        to); ``stale``: those riders' positions in ``idx`` when the caller found them (None: compared here);
+        ``home``: as in ``update``."""
         assert self._site_tree is not None
         cx, cy, cnear, cdist = self._near_arrays(m)
         if stale is None:
             stale = np.flatnonzero((cx[idx] != x) | (cy[idx] != y))
+        if stale.size and home is not None:
+            rows = idx[stale]
+            hit, d = kp.near_home(x[stale], y[stale], rows, home, self.sites.x, self.sites.y, self._clear)
+            known = rows[hit]
+            cx[known], cy[known] = x[stale[hit]], y[stale[hit]]
+            cnear[known], cdist[known] = home[known], d[hit]
+            stale = stale[~hit]
         if stale.size:
             d, nr = self._site_tree.query(np.column_stack([x[stale], y[stale]]))
             rows = idx[stale]

@@ -159,7 +159,7 @@ def run_shard(
                 per_site = np.bincount(orders.site[new], minlength=engine.sites.n).astype(np.int64)
                 look = now + 60.0 * engine.params.shift_lookahead_min
                 band = (r_lo, int(np.searchsorted(riders.shift_start, look, side="right"))) if by_shift else None
-                engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site, band)
+                engine.update(orders, riders, routes, now, pending, cache.tot[0], per_site, band, day.rider_site)
                 new = quote_new_orders(
                     engine, orders.drop_x, orders.drop_y, orders.size, orders.site, orders.placed, new,
                     orders.promised, quotes,
