@@ -153,8 +153,8 @@ def run_shard(
         if hi > next_order:
             new = np.arange(next_order, hi, dtype=np.int64)
             if engine is not None:
-                homing.place(riders, now)
-                cache.refresh(routes, np.flatnonzero(routes.length > 0))
+                homing.place(riders, now, (r_lo, next_shift if by_shift else m))
+                cache.refresh(routes, _busy_rows(routes.length, r_lo, next_shift if by_shift else m))
                 # Only this tick's new orders are quoted before the next update: the summary sorts what they read.
                 per_site = np.bincount(orders.site[new], minlength=engine.sites.n).astype(np.int64)
                 look = now + 60.0 * engine.params.shift_lookahead_min
@@ -203,7 +203,7 @@ def run_shard(
         # 3. Dispatch, on the active part of the shard only (riders online or with stops, orders pending or
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
-            homing.place(riders, now)
+            homing.place(riders, now, (r_lo, r_hi))
             act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi))
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
@@ -215,7 +215,7 @@ def run_shard(
 
         # 4. Move until the next tick: riders with stops ride their routes; a rider whose bag empties heads home.
         t_next = now + tick_s
-        rows = np.flatnonzero(routes.length > 0)
+        rows = _busy_rows(routes.length, r_lo, r_hi)
         if rows.size:
             cache.refresh(routes, rows)
             ev = cache.ev
@@ -250,6 +250,12 @@ def run_shard(
         quotes=quotes,
         extra={"undelivered_in_routes": float(int(routes.length.sum()))},
     )
+
+
+def _busy_rows(length: I64, lo: int, hi: int) -> I64:
+    """The rows ``lo:hi`` whose routes have stops (int64, ascending): the caller knows the others to have none."""
+    rows: I64 = np.flatnonzero(length[lo:hi] > 0) + lo
+    return rows
 
 
 def _dispatch(
@@ -381,13 +387,15 @@ class Homing:
         ridden = np.maximum(0.0, t - self.t0[idx]) * self.v[idx]
         return np.minimum(1.0, ridden / np.maximum(d, 1e-9)), d
 
-    def place(self, riders: RiderTable, now: float) -> None:
+    def place(self, riders: RiderTable, now: float, band: tuple[int, int] | None = None) -> None:
         """Move every homing rider to where it is at ``now`` (nothing to do when they were placed at ``now``
-        and none started or stopped homing since)."""
+        and none started or stopped homing since); ``band``: ``(lo, hi)`` when only rows ``lo:hi`` can be homing
+        (a rider stops homing when it goes offline)."""
         if self._placed_at == now:
             return
         self._placed_at = now
-        idx = np.flatnonzero(~np.isnan(self.t0))
+        lo, hi = band if band is not None else (0, self.t0.shape[0])
+        idx = np.flatnonzero(~np.isnan(self.t0[lo:hi])) + lo
         if idx.size:
             f, _ = self._frac(idx, now)
             riders.x[idx] = self.px[idx] + (self.home_x[idx] - self.px[idx]) * f
