@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.kernels.compact import compact_routes, scatter_routes, take_prefix
+from dispatch.kernels.compact import compact_routes, scatter_routes, take_evaluation
+from dispatch.kernels.route import allocate_evaluation
 from dispatch.state import DROPOFF, PICKUP, Routes
 
 
@@ -72,14 +73,20 @@ def test_compact_orders_far_apart_are_sorted_too() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 30), width=st.integers(1, 8), q=st.integers(0, 40))
-def test_take_prefix_copies_each_rows_stops(seed: int, m: int, width: int, q: int) -> None:
-    """Each taken row equals the source row up to that rider's route length (for float and int arrays alike)."""
+def test_take_evaluation_copies_each_rows_stops(seed: int, m: int, width: int, q: int) -> None:
+    """Each taken per-stop row equals the source row up to that rider's route length (float and int arrays
+    alike), and the totals are the rows' own."""
     rng = np.random.default_rng(seed)
     length = rng.integers(0, width + 1, m).astype(np.int64)
     idx = rng.integers(0, m, q).astype(np.int64)  # repeats allowed
-    for a in (rng.random((m, width)), rng.integers(-5, 5, (m, width)).astype(np.int64)):
-        out = take_prefix(a, idx, length)
+    ev, tot = allocate_evaluation(m, width)
+    for a in (*ev, *tot):
+        a[:] = rng.integers(-5, 5, a.shape).astype(a.dtype) if a.dtype != np.float64 else rng.random(a.shape)
+    ev_rows, tot_rows = take_evaluation(ev, tot, idx, length)
+    for a, out in zip(ev, ev_rows, strict=True):
         assert out.shape == (q, width) and out.dtype == a.dtype
         for row, r in enumerate(idx.tolist()):
             n = int(length[r])
             assert np.array_equal(out[row, :n], a[r, :n])
+    for a, out in zip(tot, tot_rows, strict=True):
+        assert out.dtype == a.dtype and np.array_equal(out, a[idx])

@@ -112,17 +112,36 @@ def scatter_routes(routes, act_r, act_o, sub):
 
 
 @kernel
-def take_prefix(a, idx, length):
-    """Rows ``idx`` (int64[q]) of ``a`` (2-D, m rows), each only up to its route length (``length`` int64[m]):
-    the other entries of the result (same dtype, q x a.shape[1]) are left unset. For per-stop arrays whose
-    entries past a route's end are never read (an evaluation's), this reads and writes only the stops there are:
-    an idle rider's row costs nothing."""
-    out = np.empty((idx.shape[0], a.shape[1]), dtype=a.dtype)
-    for q in range(idx.shape[0]):
-        r = idx[q]
+def take_evaluation(ev, tot, idx, length):
+    """Rows ``idx`` (int64[q]) of an evaluation (``kernels.route.evaluate_routes``' ``ev``, eight m x S arrays,
+    and ``tot``, five m arrays), each per-stop row only up to its route length (``length`` int64[m]): the other
+    entries of the result are left unset. For per-stop arrays whose entries past a route's end are never read,
+    this reads and writes only the stops there are (an idle rider's row costs nothing), all eight arrays of a row
+    in one pass. Returns ``(ev_rows, tot_rows)``."""
+    q = idx.shape[0]
+    S = ev[0].shape[1]
+    arrive, depart = np.empty((q, S)), np.empty((q, S))
+    load, onboard = np.empty((q, S), dtype=np.int64), np.empty((q, S), dtype=np.int64)
+    late, cum_metres, cum_late, slack = np.empty((q, S)), np.empty((q, S)), np.empty((q, S)), np.empty((q, S))
+    end, metres, lateness, cost = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+    feasible = np.empty(q, dtype=np.bool_)
+    for i in range(q):
+        r = idx[i]
         for s in range(length[r]):
-            out[q, s] = a[r, s]
-    return out
+            arrive[i, s] = ev[0][r, s]
+            depart[i, s] = ev[1][r, s]
+            load[i, s] = ev[2][r, s]
+            onboard[i, s] = ev[3][r, s]
+            late[i, s] = ev[4][r, s]
+            cum_metres[i, s] = ev[5][r, s]
+            cum_late[i, s] = ev[6][r, s]
+            slack[i, s] = ev[7][r, s]
+        end[i] = tot[0][r]
+        metres[i] = tot[1][r]
+        lateness[i] = tot[2][r]
+        cost[i] = tot[3][r]
+        feasible[i] = tot[4][r]
+    return (arrive, depart, load, onboard, late, cum_metres, cum_late, slack), (end, metres, lateness, cost, feasible)
 
 
 @kernel

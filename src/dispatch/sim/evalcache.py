@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.kernels.compact import take_prefix
+from dispatch.kernels.compact import take_evaluation
 from dispatch.kernels.route import allocate_evaluation, evaluate_subset
 from dispatch.policy import DispatchParams
 from dispatch.state import OrderTable, RiderTable, Routes
@@ -71,4 +71,5 @@ class EvalCache:
         the entries past a route's end, which no kernel reads, are left unset: on a full peak-day shard (58,000
         riders offered, most of them idle) the copy took 4x less time (benchmarks/RESULTS.md, "Simulator,
         session 6")."""
-        return tuple(take_prefix(a, idx, length) for a in self.ev), tuple(a[idx] for a in self.tot)
+        ev, tot = take_evaluation(self.ev, self.tot, idx, length)
+        return tuple(ev), tuple(tot)
