@@ -50,17 +50,6 @@ def bag_estimate(orders, travel, weights, o, at, q0, q1, drop_x, drop_y, drop_lo
 
 
 @device
-def _member_at(i, t, rider_sites, npos, group_ptr, G):
-    """The member at position i of rider t's scan of its nearest groups (``npos``: where each starts)."""
-    S = rider_sites.shape[1]
-    for s_ in range(S - 1, -1, -1):
-        g = rider_sites[t, s_]
-        if g < G and npos[t * S + s_] <= i:
-            return group_ptr[g] + i - npos[t * S + s_]
-    return -1
-
-
-@device
 def _keep_best(vals, ids, n, k, out_val, out_id):
     """The (at most) k smallest finite values of ``vals[:n]`` with their ``ids``, into ``out_*``; returns how many."""
     c = 0
@@ -123,6 +112,15 @@ def pickup_groups(site_of, ready, pick_x, pick_y, ids):
     for g in range(n_groups):
         largest = max(largest, group_ptr[g + 1] - group_ptr[g])
     return members, by, group_ptr, group_site, cx, cy, largest
+
+
+@kernel
+def largest_group(group_ptr):
+    """The size of the largest group of a CSR pointer (int64[G + 1]), 0 for none."""
+    big = 0
+    for g in range(group_ptr.shape[0] - 1):
+        big = max(big, group_ptr[g + 1] - group_ptr[g])
+    return big
 
 
 @kernel
@@ -497,26 +495,39 @@ def expand_groups(
                 out_r[w] = ranked[(q + a) % nr]
                 w += 1
     # Rider side: each rider's k_rider cheapest estimates over the orders of its S nearest sites, offered above as
-    # the pools' rows were priced (every rider with a group in reach is in that group's pool).
+    # the pools' rows were priced (every rider with a group in reach is in that group's pool). Each order keeps
+    # its per_order cheapest proposals (ties: the lower rider position t): riders far outnumbering orders (a quiet
+    # site) would otherwise make the pairs dense (every rider proposes to every order). A group's proposals come
+    # from its own rider-side entries (``gs_idx``, t ascending), so they are gathered and cut group by group.
     if k_rider > 0:
-        prop_i = np.empty(n_ok * k_rider, dtype=np.int64)  # the proposals: member index, rider, estimate
-        prop_r = np.empty(n_ok * k_rider, dtype=np.int64)
-        prop_v = np.empty(n_ok * k_rider)
-        n_prop = 0
-        for t in range(n_ok):
-            for b in range(run_n[t]):
-                prop_i[n_prop] = _member_at(run_p[t, b], t, rider_sites, npos, group_ptr, G)
-                prop_r[n_prop] = ok_idx[t]
-                prop_v[n_prop] = run_v[t, b]
-                n_prop += 1
-        # Each order keeps its per_order cheapest proposals (ties: the earlier proposal): riders far outnumbering
-        # orders (a quiet site) would otherwise make the pairs dense (every rider proposes to every order).
-        kept = cheapest_per_group(prop_i[:n_prop], prop_v[:n_prop], np.full(n_members, per_order), n_members)
-        for a in range(kept.shape[0]):
-            q = kept[a]
-            out_m[w] = prop_i[q]
-            out_r[w] = prop_r[q]
-            w += 1
+        cap_p = max(extra * k_rider, 1)
+        p_q = np.empty(cap_p, dtype=np.int64)  # a group's proposals: member offset, rider, estimate
+        p_t = np.empty(cap_p, dtype=np.int64)
+        p_e = np.empty(cap_p)
+        quota = np.full(largest_group(group_ptr), per_order)
+        for g in range(G):
+            base = group_ptr[g]
+            size = group_ptr[g + 1] - base
+            n = 0
+            for a in range(gs_ptr[g], gs_ptr[g + 1]):
+                e_ = gs_idx[a]
+                t = e_ // S
+                p0 = npos[e_]  # the group's first order's position in rider t's scan
+                for b in range(run_n[t]):
+                    p = run_p[t, b]
+                    if p0 <= p < p0 + size:
+                        p_q[n] = p - p0
+                        p_t[n] = t
+                        p_e[n] = run_v[t, b]
+                        n += 1
+            if n == 0:
+                continue
+            kept = cheapest_per_group(p_q[:n], p_e[:n], quota[:size], size)
+            for a in range(kept.shape[0]):
+                j = kept[a]
+                out_m[w] = base + p_q[j]
+                out_r[w] = ok_idx[p_t[j]]
+                w += 1
     pair_o, pair_r = _sorted_unique(out_m[:w], out_r[:w], members, n_riders)
     return pair_o, pair_r, reached
 
