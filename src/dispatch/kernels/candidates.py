@@ -12,7 +12,7 @@ import numpy as np
 from dispatch.kernels._jit import device, kernel
 from dispatch.kernels.grid import _offer
 from dispatch.kernels.route import W_DIST, W_LATE, W_TIME
-from dispatch.kernels.select import buckets, cheapest_per_group
+from dispatch.kernels.select import buckets, kth_smallest
 from dispatch.kernels.travel import P_DETOUR, P_USE_MATRIX, first_bin, leg_metres, leg_seconds, profile_seconds
 
 
@@ -272,6 +272,54 @@ def _row_profile(orders, travel, weights, o, m2, t2, n_pool, p_m1, p_arr, p_fat,
             row[b] = e
 
 
+@device
+def _cut_per_member(p_q, p_t, p_e, n, size, quota, scratch, base, ok_idx, out_m, out_r, w):
+    """Append to ``out_m``/``out_r`` (from ``w``; returns the new end) each member's ``quota`` cheapest of a group's
+    n proposals (member offset ``p_q`` < ``size``, rider position ``p_t``, estimate ``p_e``; ties: the earlier
+    proposal), as ``select.cheapest_per_group`` cuts them, with ``scratch`` (ptr int64[size + 1], int64[n],
+    float64[n]) instead of fresh arrays."""
+    ptr, order, vals = scratch
+    for q in range(size + 1):
+        ptr[q] = 0
+    for i in range(n):
+        ptr[p_q[i] + 1] += 1
+    for q in range(size):
+        ptr[q + 1] += ptr[q]
+    for i in range(n):  # a stable counting sort by member: each member's proposals in their order
+        q = p_q[i]
+        order[ptr[q]] = i
+        ptr[q] += 1
+    a = 0
+    for q in range(size):
+        b = ptr[q]  # the member's proposals: order[a:b] (ptr now holds each bucket's end)
+        if b - a <= quota:
+            for j in range(a, b):
+                out_m[w] = base + q
+                out_r[w] = ok_idx[p_t[order[j]]]
+                w += 1
+        elif quota > 0:
+            for j in range(a, b):
+                vals[j - a] = p_e[order[j]]
+            kth = kth_smallest(vals, b - a, quota - 1)
+            taken = 0
+            for j in range(a, b):
+                if p_e[order[j]] < kth:
+                    out_m[w] = base + q
+                    out_r[w] = ok_idx[p_t[order[j]]]
+                    w += 1
+                    taken += 1
+            for j in range(a, b):
+                if taken >= quota:
+                    break
+                if p_e[order[j]] == kth:
+                    out_m[w] = base + q
+                    out_r[w] = ok_idx[p_t[order[j]]]
+                    w += 1
+                    taken += 1
+        a = b
+    return w
+
+
 @kernel
 def expand_groups(
     orders,
@@ -504,7 +552,8 @@ def expand_groups(
         p_q = np.empty(cap_p, dtype=np.int64)  # a group's proposals: member offset, rider, estimate
         p_t = np.empty(cap_p, dtype=np.int64)
         p_e = np.empty(cap_p)
-        quota = np.full(largest_group(group_ptr), per_order)
+        big = largest_group(group_ptr)
+        cut = (np.empty(big + 1, dtype=np.int64), np.empty(cap_p, dtype=np.int64), np.empty(cap_p))
         for g in range(G):
             base = group_ptr[g]
             size = group_ptr[g + 1] - base
@@ -520,14 +569,7 @@ def expand_groups(
                         p_t[n] = t
                         p_e[n] = run_v[t, b]
                         n += 1
-            if n == 0:
-                continue
-            kept = cheapest_per_group(p_q[:n], p_e[:n], quota[:size], size)
-            for a in range(kept.shape[0]):
-                j = kept[a]
-                out_m[w] = base + p_q[j]
-                out_r[w] = ok_idx[p_t[j]]
-                w += 1
+            w = _cut_per_member(p_q, p_t, p_e, n, size, per_order, cut, base, ok_idx, out_m, out_r, w)
     pair_o, pair_r = _sorted_unique(out_m[:w], out_r[:w], members, n_riders)
     return pair_o, pair_r, reached
 

@@ -27,7 +27,7 @@ def buckets(bucket, n_buckets):
 
 
 @device
-def _kth_smallest(vals, n, k):
+def kth_smallest(vals, n, k):
     """The k-th smallest (0-based) of ``vals[:n]`` (no NaN), reordering ``vals[:n]``: Hoare's quickselect with a
     median-of-three pivot, in place (linear on average)."""
     lo, hi = 0, n - 1
@@ -86,7 +86,7 @@ def cheapest_per_group(group, key, quota, n_groups):
         # it as the quota still takes: no sort of the group.
         for j in range(a, b):
             vals[j - a] = gkey[j]
-        kth = _kth_smallest(vals, b - a, q - 1)
+        kth = kth_smallest(vals, b - a, q - 1)
         taken = 0
         for j in range(a, b):
             if gkey[j] < kth:
