@@ -153,10 +153,15 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
     from (NaN: never), so that only riders who moved are measured again."""
     lo, hi = max(lo, 0), min(hi, online.shape[0])
     idle = np.empty(max(hi - lo, 0), dtype=np.int64)
+    kept = np.empty(max(hi - lo, 0), dtype=np.int64)  # the busy riders offered
     n = 0
-    for r in range(lo, hi):  # branch-free: the idle riders with a quota are scattered over the rows
+    nb = 0
+    for r in range(lo, hi):  # branch-free: the idle riders with a quota, and the busy riders offered
+        want = quota[rider_site[r]] > 0
         idle[n] = r
-        n += online[r] & ~busy[r] & (quota[rider_site[r]] > 0)
+        n += online[r] & ~busy[r] & want
+        kept[nb] = r
+        nb += busy[r] & (all_busy | want)
     site = np.empty(n, dtype=np.int64)
     key = np.empty(n)
     for i in range(n):
@@ -170,15 +175,15 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
         site[i] = s
         key[i] = (d + onward[s]) / (ref_speed_mps * speed[r]) + weight_m * d
     chosen = cheapest_per_group(site, key, quota, quota.shape[0])
-    out = np.empty(max(hi - lo, 0), dtype=np.int64)
-    w = 0
-    c = 0
-    for r in range(lo, hi):  # the busy riders (of a site with a quota unless all_busy) merged with the chosen idle
-        if c < chosen.shape[0] and idle[chosen[c]] == r:
-            out[w] = r
-            w += 1
-            c += 1
-        elif busy[r] and (all_busy or quota[rider_site[r]] > 0):
-            out[w] = r
-            w += 1
-    return out[:w]
+    nc = chosen.shape[0]
+    out = np.empty(nb + nc, dtype=np.int64)  # the two ascending lists merged
+    a = 0
+    b = 0
+    for w in range(nb + nc):
+        if b >= nc or (a < nb and kept[a] < idle[chosen[b]]):
+            out[w] = kept[a]
+            a += 1
+        else:
+            out[w] = idle[chosen[b]]
+            b += 1
+    return out
