@@ -283,8 +283,16 @@ def _dispatch(
     out = res.routes
     if out.width > routes.width:
         routes = routes.widened(out.width)
-    changed = scatter_routes(routes.as_tuple(), act_r, act_o, out.as_tuple())
-    cache.dirty[act_r[changed]] = True
+    if isinstance(policy, KernelPolicy):
+        # Its ``changed`` lists every route it changed (assignments, local search, re-optimisation): only those
+        # rows are written back.
+        rows = np.asarray(res.changed, dtype=np.int64)
+        sub_out = tuple(a[rows] for a in out.as_tuple())
+        written = act_r[rows]
+    else:
+        sub_out, written = out.as_tuple(), act_r
+    changed = scatter_routes(routes.as_tuple(), written, act_o, sub_out)
+    cache.dirty[written[changed]] = True
     return (
         routes,
         act_o[res.assigned_order],
