@@ -310,9 +310,10 @@ def plain_rider_side(orders: OrderTable, riders: RiderTable, pending, fx, fy, fa
 def test_rider_side_is_each_riders_cheapest_orders(seed: int, n: int, m: int, n_sites: int, k: int, k_rider: int,
                                                    slow: float) -> None:  # fmt: skip
     """The pairs are the order side's plus the rider side written out in plain Python (``plain_rider_side``):
-    every order of a rider's nearest sites estimated. The kernel skips orders whose lower bound cannot beat the
-    rider's k-th best (at the fleet's top speed, without waiting or lateness); this checks that it skips only those,
-    with riders of different speeds (``slow``: some at half speed), orders that will be late, shifts that end."""
+    every order of a rider's nearest sites estimated. The kernel prices them in the order side's passes (its
+    riders outside a group's pool join the pool) and cuts each order's proposals group by group; this checks
+    that the result is the same, with riders of different speeds (``slow``: some at half speed), orders that will
+    be late, shifts that end."""
     rng = np.random.default_rng(seed)
     orders, _r = world(rng, n, m, n_sites, 4000.0)
     orders = OrderTable.build(

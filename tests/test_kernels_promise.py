@@ -63,15 +63,15 @@ def test_near_home_agrees_with_a_kd_tree(seed: int, n_sites: int, j: int) -> Non
     tree = cKDTree(np.column_stack([sx, sy]))
     d2, _ = tree.query(np.column_stack([sx, sy]), k=2)
     clear = 0.5 * d2[:, 1] * (1.0 - 1e-9)
-    home = rng.integers(-1, n_sites, j)
-    at = np.maximum(home, 0)
+    home = rng.integers(-1, n_sites + 2, j)  # -1 and n_sites or more: no home
+    at = np.clip(home, 0, n_sites - 1)
     px = sx[at] + rng.normal(0.0, 1.0, j) * clear[at]
     py = sy[at] + rng.normal(0.0, 1.0, j) * clear[at]
     hit, dist = near_home(px, py, np.arange(j, dtype=np.int64), home, sx, sy, clear)
     d, nearest = tree.query(np.column_stack([px, py]))
-    assert not hit[home < 0].any()
+    assert not hit[(home < 0) | (home >= n_sites)].any()
     assert np.array_equal(nearest[hit], home[hit])
     assert np.array_equal(dist[hit], d[hit])
     if j:
-        inside = (home >= 0) & (np.hypot(px - sx[at], py - sy[at]) < 0.99 * clear[at])
+        inside = (home >= 0) & (home < n_sites) & (np.hypot(px - sx[at], py - sy[at]) < 0.99 * clear[at])
         assert np.array_equal(hit[inside], np.ones(int(inside.sum()), dtype=bool))

@@ -270,10 +270,10 @@ class PromiseEngine:
                 Default: every site's times in order.
             band: ``(lo, hi)``, for a caller that knows that only riders ``lo:hi`` can count (online or
                 starting within the lookahead; the simulator, its riders in shift-start order); default: all.
-            home: int64[m], the site each rider's route usually ends nearest (-1: none), for a caller that knows
-                it (the simulator: a rider serves its home site only). A point closer to it than half its
-                distance to any other site is known to be its without asking the k-d tree; the answer is the
-                same either way.
+            home: int64[m], the site each rider's route usually ends nearest (-1 or out of range: none), for a
+                caller that knows it (the simulator: a rider serves its home site only). A point closer to it than
+                half its distance to any other site is known to be its without asking the k-d tree; the answer is
+                the same either way.
 
         Returns:
             The new summary.

@@ -214,15 +214,16 @@ def route_ends(riders, online, routes, pick_x, pick_y, drop_x, drop_y, known, no
 @kernel
 def near_home(px, py, rows, home, site_x, site_y, clear):
     """For points ``px``, ``py`` (float64[j]) of rider rows ``rows`` (int64[j]), whether each lies nearer to its
-    rider's ``home`` site (int64[m], -1 = none) than ``clear`` (float64[n_sites]: half the distance from that site
-    to its nearest other site, less a margin), so that the home site is the point's nearest: ``hit`` (bool[j]) and
-    the distance (float64[j], as a k-d tree reports it: the square root of the summed squares)."""
+    rider's ``home`` site (int64[m]; outside ``0..n_sites - 1``: none) than ``clear`` (float64[n_sites]: half the
+    distance from that site to its nearest other site, less a margin), so that the home site is the point's
+    nearest: ``hit`` (bool[j]) and the distance (float64[j], as a k-d tree reports it: the square root of the
+    summed squares)."""
     j = px.shape[0]
     hit = np.zeros(j, dtype=np.bool_)
     dist = np.empty(j)
     for i in range(j):
         s = home[rows[i]]
-        if s < 0:
+        if s < 0 or s >= clear.shape[0]:
             continue
         dx = px[i] - site_x[s]
         dy = py[i] - site_y[s]

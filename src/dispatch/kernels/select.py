@@ -62,7 +62,7 @@ def cheapest_per_group(group, key, quota, n_groups):
     float64[n], no NaN) that are among the ``quota[g]`` (int64[n_groups]) smallest keys of their group ``g``, ties
     to the lower index. A group within its quota keeps every item; a larger one is cut at its q-th smallest key
     found by quickselect (in place, in one scratch array: 40% less time than NumPy's partition, which copies),
-    in time linear in its size."""
+    in time linear in its size on average."""
     n = group.shape[0]
     start, members = buckets(group, n_groups)
     gkey = np.empty(n)  # the keys in bucket order, read twice more

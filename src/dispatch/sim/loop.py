@@ -374,7 +374,8 @@ class Homing:
         self.v = np.zeros(m)
         self.params, self.speed = travel[0], travel[1]
         self.active = self.params[3] == 0.0
-        self._placed_at = math.nan  # when every homing rider was last placed (NaN: not since a change)
+        self._placed_at = math.nan  # when the homing riders of rows _placed_rows were last placed (NaN: not since
+        self._placed_rows = (0, 0)  # a change)
 
     def start(self, riders: RiderTable, idx: I64) -> None:
         """Riders ``idx`` just emptied their bag at their current position, at ``riders.avail``."""
@@ -396,13 +397,14 @@ class Homing:
         return np.minimum(1.0, ridden / np.maximum(d, 1e-9)), d
 
     def place(self, riders: RiderTable, now: float, band: tuple[int, int] | None = None) -> None:
-        """Move every homing rider to where it is at ``now`` (nothing to do when they were placed at ``now``
-        and none started or stopped homing since); ``band``: ``(lo, hi)`` when only rows ``lo:hi`` can be homing
-        (a rider stops homing when it goes offline)."""
-        if self._placed_at == now:
+        """Move every homing rider to where it is at ``now`` (nothing to do when the riders of these rows were
+        placed at ``now`` and none started or stopped homing since); ``band``: ``(lo, hi)`` when only rows
+        ``lo:hi`` can be homing (a rider stops homing when it goes offline)."""
+        lo, hi = band if band is not None else (0, self.t0.shape[0])
+        if self._placed_at == now and self._placed_rows[0] <= lo and hi <= self._placed_rows[1]:
             return
         self._placed_at = now
-        lo, hi = band if band is not None else (0, self.t0.shape[0])
+        self._placed_rows = (lo, hi)
         idx = np.flatnonzero(~np.isnan(self.t0[lo:hi])) + lo
         if idx.size:
             f, _ = self._frac(idx, now)
