@@ -32,7 +32,14 @@ from dispatch.kernels.movement import advance_riders, clock_riders
 from dispatch.kernels.summary import accepting_rows
 from dispatch.policy import DispatchParams, GreedyPolicy, KernelPolicy, Policy, Snapshot, held_back
 from dispatch.sim.evalcache import EvalCache
-from dispatch.sim.offer import idle_quota, mean_drop_m, new_distance_cache, offered_riders
+from dispatch.sim.offer import (
+    Returning,
+    idle_quota,
+    mean_drop_m,
+    new_distance_cache,
+    offered_riders,
+    returning_quota,
+)
 from dispatch.sim.quoting import QuoteLog, ShardPromise, quote_new_orders
 from dispatch.state import OrderTable, RiderTable, Routes
 
@@ -204,7 +211,9 @@ def run_shard(
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
             homing.place(riders, now, (r_lo, r_hi))
-            act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi))
+            if offer.limit_returning:  # the offer ranks returning riders by when their routes end
+                cache.refresh(routes, _busy_rows(routes.length, r_lo, r_hi))
+            act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi), cache.tot[0])
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
@@ -317,6 +326,9 @@ class _Offer:
         # whose pending orders are all held, is inert in its tick, and leaving them out changes no decision (see
         # dispatch.sim.offer).
         self.inert_out = isinstance(policy, KernelPolicy) and not self.all_busy
+        # And only its ticks get the returning riders cut to a quota per site (dispatch.sim.offer): the baselines
+        # see every busy rider of a site with orders pending.
+        self.limit_returning = self.inert_out
         top = int(orders.site.max(initial=-1))
         if rider_site is not None:
             top = max(top, int(rider_site.max(initial=-1)))
@@ -327,10 +339,18 @@ class _Offer:
         self.site_y[orders.site] = orders.pick_y
 
     def riders(
-        self, orders: OrderTable, riders: RiderTable, routes: Routes, pending: I64, now: float, band: tuple[int, int]
+        self,
+        orders: OrderTable,
+        riders: RiderTable,
+        routes: Routes,
+        pending: I64,
+        now: float,
+        band: tuple[int, int],
+        end_t: F64 | None = None,
     ) -> I64:
         """The rows to offer (``dispatch.sim.offer``); ``band``: ``(lo, hi)``, only rows ``lo:hi`` may be online
-        or have stops."""
+        or have stops; ``end_t``: float64[m], when each route ends (up to date for the riders with stops), for the
+        kernel policy's limit on returning riders."""
         busy = routes.length > 0
         if self.rider_site is None:
             return np.flatnonzero(riders.online | busy).astype(np.int64)
@@ -342,10 +362,15 @@ class _Offer:
             live[ps[~held_back(orders, pending, p, now)]] = True
             quota[~live] = 0
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
+        returning = None
+        if self.limit_returning and end_t is not None:
+            points = (orders.pick_x, orders.pick_y, orders.drop_x, orders.drop_y)
+            limit = np.where(quota > 0, returning_quota(ps, quota.shape[0], p.candidate_k), 0)
+            returning = Returning(routes.as_tuple(), points, end_t, float(now), limit)
         rows = offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
                               p.weight_distance / max(p.weight_time, 1e-9), self.all_busy, band,
-                              self.dist)  # fmt: skip
+                              self.dist, returning)  # fmt: skip
         if self.inert_out:
             working = np.flatnonzero(busy[rows])
             takes = accepting_rows(rows[working], routes.as_tuple(), riders.online, riders.shift_start,

@@ -16,15 +16,27 @@ A rider serves its home site only, so a site with nothing pending has nothing to
 they are left out too, unless the policy re-plans routes without new orders (the ``ortools`` baseline, or the
 kernel policy with ``ortools_every_ticks``), which then sees every rider with stops.
 
+The busy riders of a site with orders pending are of two kinds. A rider *visiting* the site (a pickup there still
+to make, or the last frozen stop a pickup: the visits the candidate rule lets an order join, ``Visits``) is
+always offered: that is where bags grow. A rider *returning* (only drop-offs left) can take an order only after
+its last drop-off; on the peak-day sample those were 35% of the riders a tick saw but 2.6% of its assignments.
+For the kernel policy each site is offered only its ``RETURNING_PER_PENDING * P + k`` returning riders that
+finish soonest by the idle riders' estimate started at the route's end: ``max(0, end - now)`` plus the ride from
+the last stop to the site and on, plus its distance cost (``Returning``). The baselines see them all.
+
 For the kernel policy the loop also leaves out what is inert in its tick (``dispatch.sim.loop._Offer``): the
 riders that accept no order (a full bag, or past their shift end), and every rider of a site whose pending orders
 are all held back for batching; the outcome is the same to the last bit (``tests/sim/test_loop.py``).
 
 This is candidate pruning, not a different policy: the dispatch core still chooses among the riders offered, and
-the selection depends only on the shard's own state (deterministic, whatever the shard's other sites).
+the selection depends only on the site's own state (deterministic, whatever the shard's other sites). The idle
+and returning quotas do change decisions now and then (by design: a rider left out cannot be chosen), so their
+sizes were set by measuring on-time rate and kilometres on peak-day samples (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +48,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 IDLE_PER_PENDING = 2
+RETURNING_PER_PENDING = 1
 
 
 def idle_quota(pending_site: I64, n_sites: int, k: int, rider_side: int = RIDER_SIDE_PER_ORDER) -> I64:
@@ -56,6 +69,13 @@ def mean_drop_m(pending_site: I64, drop_x: F64, drop_y: F64, site_x: F64, site_y
     return out
 
 
+def returning_quota(pending_site: I64, n_sites: int, k: int) -> I64:
+    """Returning riders to offer per site (int64[n_sites]): ``k + P`` where ``P`` > 0 orders of the site are
+    pending (``pending_site``: int64[q], the pending orders' sites), else 0."""
+    p = np.bincount(pending_site, minlength=n_sites)[:n_sites].astype(np.int64)
+    return np.where(p > 0, RETURNING_PER_PENDING * p + k, 0).astype(np.int64)
+
+
 def offered_riders(
     online: npt.NDArray[np.bool_],
     busy: npt.NDArray[np.bool_],
@@ -72,6 +92,7 @@ def offered_riders(
     all_busy: bool = False,
     rows: tuple[int, int] | None = None,
     cache: tuple[F64, F64, F64] | None = None,
+    returning: Returning | None = None,
 ) -> I64:
     """Rows (int64, ascending) of the riders to offer: the ``busy`` riders (bool[m], with stops) of the sites with
     a quota (every busy rider when ``all_busy``), and per site
@@ -80,15 +101,42 @@ def offered_riders(
     the rider (``x``, ``y``: float64[m]; ``speed``: its speed factor) to the site (``site_x``, ``site_y``:
     float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row.
 
+    ``returning``: when given (and not ``all_busy``), of the busy riders that do not visit their site (no pickup
+    there still to make) only ``returning.quota[s]`` per site are offered: those with the smallest
+    ``max(0, end_t - now)`` plus the same key, ``d`` measured from their route's last stop (see ``Returning``).
     ``rows``: ``(lo, hi)``, when only rows ``lo:hi`` can be online or busy (default: all); ``cache``: float64[m]
     arrays ``(d, x, y)`` kept from call to call (``new_distance_cache``), so that ``d`` is measured again only for
     riders who moved."""
     m = online.shape[0]
     lo, hi = rows if rows is not None else (0, m)
     d, at_x, at_y = cache if cache is not None else new_distance_cache(m)
+    ret = returning if returning is not None else Returning.none(m, site_x.shape[0])
     return offered_rows(online, busy, rider_site.astype(np.int64), x, y, speed, site_x, site_y, onward_m,
                         quota.astype(np.int64), float(ref_speed_mps), float(weight_m), bool(all_busy), int(lo),
-                        int(hi), d, at_x, at_y)  # fmt: skip
+                        int(hi), d, at_x, at_y, ret.routes, ret.points, ret.end_t, float(ret.now),
+                        ret.quota.astype(np.int64))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Returning:
+    """What ``offered_riders`` needs to rank the busy riders returning to their site: the ``routes`` tuple
+    (length, frozen, order, kind; ``Routes.as_tuple``), the orders' ``points`` (pick_x, pick_y, drop_x, drop_y),
+    ``end_t`` (float64[m], when each route ends, up to date for the busy riders), ``now``, and ``quota``
+    (int64[S], per site; -1: no limit)."""
+
+    routes: tuple[I64, I64, I64, I64]
+    points: tuple[F64, F64, F64, F64]
+    end_t: F64
+    now: float
+    quota: I64
+
+    @staticmethod
+    def none(m: int, n_sites: int) -> Returning:
+        """No limit: every busy rider of a site with a quota is offered."""
+        z = np.zeros(0)
+        zi = np.zeros(m, dtype=np.int64)
+        routes = (zi, zi, np.zeros((m, 1), dtype=np.int64), np.zeros((m, 1), dtype=np.int64))
+        return Returning(routes, (z, z, z, z), np.zeros(m), 0.0, np.full(n_sites, -1, dtype=np.int64))
 
 
 def new_distance_cache(m: int) -> tuple[F64, F64, F64]:
