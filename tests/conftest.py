@@ -38,13 +38,18 @@ Stop = tuple[int, int]
 class ConstantTravel:
     """Straight line times ``detour`` at ``mps`` metres per second (divided by the rider's speed factor)."""
 
-    def __init__(self, mps: float, detour: float = 1.3) -> None:
+    def __init__(self, mps: float, detour: float = 1.3, round_up_s: float = 0.0) -> None:
         self.mps = mps
         self.detour = detour
+        self.round_up_s = round_up_s  # > 0: each leg's seconds rounded up to a whole multiple of it
 
     def leg(self, a: Point, b: Point, depart: float, speed_factor: float) -> tuple[float, float]:
         metres = math.hypot(b[0] - a[0], b[1] - a[1]) * self.detour
-        return metres, metres / (self.mps * speed_factor)
+        seconds = metres / (self.mps * speed_factor)
+        if self.round_up_s > 0.0 and metres > 0.0:
+            q = self.round_up_s
+            seconds = max(1, math.ceil(seconds / q - 1e-6 / q)) * q
+        return metres, seconds
 
 
 class ProfileTravel:
@@ -308,6 +313,10 @@ def random_instance(
         mps = float(rng.uniform(3.0, 6.0))
         provider = ProfileTravelTime(profile=SpeedProfile.constant(mps), detour=1.3)
         return Instance(orders, riders, ConstantTravel(mps, 1.3), provider.arrays())
+    if kind == "minutes":  # a constant speed, every leg rounded up to whole minutes
+        mps = float(rng.uniform(3.0, 6.0))
+        provider = ProfileTravelTime(profile=SpeedProfile.constant(mps), detour=1.3, round_up_s=60.0)
+        return Instance(orders, riders, ConstantTravel(mps, 1.3, 60.0), provider.arrays())
     if kind == "profile":
         provider = ProfileTravelTime()
         model = ProfileTravel(provider.profile.speed_mps, provider.profile.bin_seconds, 1.3, 8 * 3600.0)

@@ -251,7 +251,7 @@ def test_profile_travel_time_validation_and_arrays() -> None:
     travel = ProfileTravelTime()
     assert isinstance(travel, TravelTime)
     params, speed, tmat, dmat = travel.arrays()
-    np.testing.assert_array_equal(params, [3600.0, 1.3, 28_800.0, 0.0])
+    np.testing.assert_array_equal(params, [3600.0, 1.3, 28_800.0, 0.0, 0.0])
     assert speed.shape == (24,) and tmat.shape == (1, 1) and dmat.shape == (1, 1)
     assert all(a.dtype == np.float64 and a.flags.c_contiguous for a in travel.arrays())
     assert travel == ProfileTravelTime() and hash(travel) == hash(ProfileTravelTime())

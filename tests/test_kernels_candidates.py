@@ -27,7 +27,7 @@ def test_first_bin_gives_profile_seconds_within_the_bin(
     """Within ``reach`` the duration is ``metres / v`` to the last bit; the reach ends at the bin's end."""
     rng = np.random.default_rng(seed)
     speeds = rng.uniform(2.0, 7.0, int(86_400 / bin_s))
-    params = np.array([bin_s, 1.3, 28_800.0, 0.0])
+    params = np.array([bin_s, 1.3, 28_800.0, 0.0, 0.0])
     v, reach = first_bin(params, speeds, depart, factor)
     assert reach > 0.0
     metres = share * reach
@@ -39,7 +39,7 @@ def test_first_bin_gives_profile_seconds_within_the_bin(
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["constant", "profile", "short_bins"]))
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["constant", "profile", "short_bins", "minutes"]))
 def test_row_profile_equals_the_generic_estimates(seed: int, kind: str) -> None:
     """Each order's row over a random pool (riders with and without a visit, some out of shift, visits with 0 to 4
     later drop-off points, legs from the bag within and beyond the visit's speed bin) is, to the last bit, the

@@ -51,7 +51,7 @@ def brute_force(inst, routes, r, o, mode, max_orders):  # type: ignore[no-untype
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=seeds, mode=modes, kind=st.sampled_from(["constant", "profile", "short_bins", "matrix"]))
+@given(seed=seeds, mode=modes, kind=st.sampled_from(["constant", "profile", "short_bins", "matrix", "minutes"]))
 def test_insertion_costs_equal_brute_force(seed: int, mode: int, kind: str) -> None:
     rng = np.random.default_rng(seed)
     m = int(rng.integers(1, 4))

@@ -225,7 +225,7 @@ def plain_search(inst, rider, seq, F, mode, max_orders, passes, pairs):  # type:
 @given(
     seed=st.integers(0, 2**32 - 1),
     mode=st.sampled_from([SINGLE_SITE, MIXED]),
-    kind=st.sampled_from(["constant", "profile", "matrix"]),
+    kind=st.sampled_from(["constant", "profile", "matrix", "minutes"]),
     pairs=st.booleans(),
 )
 def test_improve_route_equals_the_plain_search(seed: int, mode: int, kind: str, pairs: bool) -> None:
@@ -269,7 +269,7 @@ def test_pair_relocation_only_when_asked(seed: int, mode: int) -> None:
 @given(
     seed=st.integers(0, 2**32 - 1),
     mode=st.sampled_from([SINGLE_SITE, MIXED]),
-    kind=st.sampled_from(["constant", "matrix"]),
+    kind=st.sampled_from(["constant", "matrix", "minutes"]),
 )
 def test_improve_route_equals_the_plain_search_on_one_sites_bags(seed: int, mode: int, kind: str) -> None:
     """Routes of bags from one site (the moves that only reorder a bag's pickups after its first are skipped

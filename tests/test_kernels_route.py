@@ -165,7 +165,7 @@ def test_sequence_cost_rejects_repeated_stops(seq) -> None:  # type: ignore[no-u
 
 
 @settings(max_examples=50, deadline=None)
-@given(seed=seeds, mode=modes, kind=st.sampled_from(["constant", "matrix", "profile"]))
+@given(seed=seeds, mode=modes, kind=st.sampled_from(["constant", "matrix", "profile", "minutes"]))
 def test_evaluate_routes_matches_oracle(seed: int, mode: int, kind: str) -> None:
     rng = np.random.default_rng(seed)
     m = int(rng.integers(1, 5))
@@ -361,7 +361,7 @@ def test_bag_mates_need_the_same_site_point_and_a_free_leg() -> None:
     assert bag_mates(orders, line, 0, 1)
     assert not bag_mates(orders, line, 0, 2)  # another site
     assert not bag_mates(orders, line, 0, 3)  # the same site, another point
-    params = np.array([86_400.0, 1.0, 0.0, 1.0])
+    params = np.array([86_400.0, 1.0, 0.0, 1.0, 0.0])
     free = np.zeros((5, 5))
     slow = np.eye(5) * 20.0
     assert bag_mates(orders, (params, np.ones(1), free, free), 0, 1)

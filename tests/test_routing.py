@@ -14,7 +14,7 @@ from dispatch.kernels.route import MIXED, SINGLE_SITE
 from dispatch.routing import OptimiseResult, RoutingParams, optimise
 from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
 
-TRAVEL = (np.array([3600.0, 1.3, 0.0, 0.0]), np.full(24, 5.0), np.zeros((1, 1)), np.zeros((1, 1)))
+TRAVEL = (np.array([3600.0, 1.3, 0.0, 0.0, 0.0]), np.full(24, 5.0), np.zeros((1, 1)), np.zeros((1, 1)))
 W = np.array([1.0, 0.05, 20.0])
 NOW = 36_000.0
 FAST = RoutingParams(time_limit_s=0.3)

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from dispatch.kernels.candidates import expand_groups, nearest_groups, pickup_groups, visits_by_site
 from dispatch.kernels.grid import nearest_points
 from dispatch.kernels.summary import visits
+from dispatch.kernels.travel import N_PARAMS, P_BIN, P_DETOUR
 from dispatch.state import OrderTable, RiderTable, Routes
 
 I64 = npt.NDArray[np.int64]
@@ -83,7 +84,8 @@ def route_visits(orders: OrderTable, routes: Routes, ev: tuple[Any, ...]) -> Vis
 
 def _constant_travel(speed_mps: float) -> tuple[Any, ...]:
     """A travel tuple at one speed (straight lines), for estimates when the caller gives no travel model."""
-    params = np.array([86_400.0, 1.0, 0.0, 0.0])
+    params = np.zeros(N_PARAMS)
+    params[P_BIN], params[P_DETOUR] = 86_400.0, 1.0
     return params, np.array([speed_mps]), np.zeros((1, 1)), np.zeros((1, 1))
 
 

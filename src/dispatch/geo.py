@@ -21,8 +21,10 @@ from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon, Polygon
 
 from dispatch.kernels.travel import (
+    N_PARAMS,
     P_BIN,
     P_DETOUR,
+    P_ROUND_UP,
     P_USE_MATRIX,
     P_UTC_OFFSET,
     pairwise_metres,
@@ -33,7 +35,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 TravelArrays = tuple[F64, F64, F64, F64]
-"""The kernels' travel tuple ``(params float64[4], speed_mps float64[B], tmat float64[N, N],
+"""The kernels' travel tuple ``(params float64[5], speed_mps float64[B], tmat float64[N, N],
 dmat float64[N, N])``."""
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -314,7 +316,7 @@ class TravelTime(Protocol):
     """
 
     def arrays(self) -> TravelArrays:
-        """The kernels' travel tuple ``(params float64[4], speed_mps float64[B], tmat float64[N, N],
+        """The kernels' travel tuple ``(params float64[5], speed_mps float64[B], tmat float64[N, N],
         dmat float64[N, N])``, see :mod:`dispatch.kernels.travel`."""
         ...
 
@@ -430,8 +432,9 @@ def _leg_metres(
     return out
 
 
-def _params(bin_seconds: float, detour: float, utc_offset_s: float, use_matrix: bool) -> F64:
-    params = np.zeros(4, dtype=np.float64)
+def _params(bin_seconds: float, detour: float, utc_offset_s: float, use_matrix: bool, round_up_s: float = 0.0) -> F64:
+    params = np.zeros(N_PARAMS, dtype=np.float64)
+    params[P_ROUND_UP] = round_up_s
     params[P_BIN] = bin_seconds
     params[P_DETOUR] = detour
     params[P_UTC_OFFSET] = utc_offset_s
@@ -452,11 +455,16 @@ class ProfileTravelTime:
         detour: road distance over straight-line distance; finite and >= 1 (default 1.3).
         utc_offset_s: seconds added to UTC to get the profile's local time; within +-14 h (default 8 h,
             China Standard Time).
+        round_up_s: when > 0, every leg's duration (after ``speed_factor``) is rounded up to a whole multiple of
+            it, a zero-length leg staying 0 (60: whole minutes, as some published benchmark protocols count
+            travel). Only with a constant speed (every bin of ``profile`` the same), where rounding keeps the
+            FIFO property; default 0, no rounding.
     """
 
     profile: SpeedProfile = field(default_factory=SpeedProfile.default_ebike)
     detour: float = 1.3
     utc_offset_s: float = 8 * 3600.0
+    round_up_s: float = 0.0
     _arrays: TravelArrays = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -468,11 +476,17 @@ class ProfileTravelTime:
         offset = float(self.utc_offset_s)
         if not (math.isfinite(offset) and abs(offset) <= 14 * 3600.0):
             raise ValueError(f"utc_offset_s: must be finite and within +-50400 s (14 h), got {self.utc_offset_s}")
+        round_up = float(self.round_up_s)
+        if not (math.isfinite(round_up) and round_up >= 0.0):
+            raise ValueError(f"round_up_s: must be finite and >= 0, got {self.round_up_s}")
+        if round_up > 0.0 and len(set(self.profile.speed_mps)) > 1:
+            raise ValueError("round_up_s: legs are rounded up only under a constant speed (a profile of one speed)")
+        object.__setattr__(self, "round_up_s", round_up)
         object.__setattr__(self, "detour", detour)
         object.__setattr__(self, "utc_offset_s", offset)
         unused = np.zeros((1, 1), dtype=np.float64)
         arrays = (
-            _params(self.profile.bin_seconds, detour, offset, use_matrix=False),
+            _params(self.profile.bin_seconds, detour, offset, use_matrix=False, round_up_s=round_up),
             self.profile.as_array(),
             unused,
             unused.copy(),
@@ -480,7 +494,7 @@ class ProfileTravelTime:
         object.__setattr__(self, "_arrays", arrays)
 
     def arrays(self) -> TravelArrays:
-        """``(params float64[4], speed_mps float64[B], tmat float64[1, 1], dmat float64[1, 1])``.
+        """``(params float64[5], speed_mps float64[B], tmat float64[1, 1], dmat float64[1, 1])``.
 
         Shared, not copied: do not mutate."""
         return self._arrays
@@ -587,7 +601,7 @@ class MatrixTravelTime:
         return int(self.seconds_matrix.shape[0])
 
     def arrays(self) -> TravelArrays:
-        """``(params float64[4], speed_mps float64[1], tmat float64[N, N], dmat float64[N, N])``.
+        """``(params float64[5], speed_mps float64[1], tmat float64[N, N], dmat float64[N, N])``.
 
         Shared, not copied: do not mutate."""
         return self._arrays

@@ -4,6 +4,7 @@ partition, sites kept apart, and the output files."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from dispatch.sim.kpi import WALL_CLOCK_FIELDS
 from dispatch.sim.log import LogMeta, OrderLog, TravelModel
 from dispatch.sim.report import PLOTS
 from dispatch.sim.run import SimConfig, run_day, simulate
-from dispatch.sim.shard import UnsupportedLogError, build_shard, day_window, plan_shards
+from dispatch.sim.shard import build_shard, day_window, plan_shards
 
 
 def test_same_outcome_whatever_the_workers_and_the_shards() -> None:
@@ -87,9 +88,37 @@ def test_frames_keep_sites_apart_and_window_is_shared() -> None:
     assert dist.max() < 2600.0
 
 
-def test_rounded_minutes_travel_is_refused_clearly() -> None:
+def _drop_gaps(log: OrderLog, day) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """For each rider's consecutive drop-offs with no pickup between: the seconds from leaving the first (its
+    arrival plus service) to reaching the second, the ride of one leg."""
+    a = np.argsort(day.order_id)
+    b = np.argsort(log.orders.order_id)
+    service = log.orders.service_drop_s[b]
+    gaps = []
+    for r in np.unique(day.rider_id[day.rider_id >= 0]):
+        mine = np.flatnonzero(day.rider_id[a] == r)
+        mine = mine[~np.isnan(day.delivered_at[a][mine])]
+        mine = mine[np.argsort(day.delivered_at[a][mine])]
+        picks = day.picked_at[a][mine]
+        for u, v in itertools.pairwise(mine):
+            left, reached = day.delivered_at[a][u] + service[u], day.delivered_at[a][v]
+            if not np.any((picks > left) & (picks < reached)):
+                gaps.append(reached - left)
+    return np.asarray(gaps)
+
+
+@pytest.mark.parametrize("round_up", [False, True])
+def test_travel_rounded_up_to_whole_minutes(round_up: bool) -> None:
+    """A log with a constant speed and legs rounded up to whole minutes is simulated so: every ride from one
+    drop-off to the next takes a whole number of minutes (without rounding, nearly none does)."""
     log = tiny_log()
-    meta = LogMeta("wgs84", TravelModel(kind="constant", speed_mps=(5.0,), round_up_minutes=True), DAY0, 0.0)
-    bad = OrderLog(meta, log.sites, log.orders, log.riders)
-    with pytest.raises(UnsupportedLogError, match="round_up_minutes"):
-        run_day(bad, SimConfig(workers=1))
+    meta = LogMeta("wgs84", TravelModel(kind="constant", speed_mps=(5.0,), round_up_minutes=round_up), DAY0, 0.0)
+    day, _ = run_day(OrderLog(meta, log.sites, log.orders, log.riders), SimConfig(workers=1))
+    assert (~np.isnan(day.delivered_at)).sum() > 0.9 * log.orders.order_id.shape[0]
+    gaps = _drop_gaps(log, day)
+    assert gaps.size >= 20
+    whole = np.abs(gaps / 60.0 - np.round(gaps / 60.0)) < 1e-6
+    if round_up:
+        assert whole.all() and gaps.min() >= 60.0 - 1e-6
+    else:
+        assert whole.mean() < 0.1

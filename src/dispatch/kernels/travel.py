@@ -2,7 +2,7 @@
 
 Every kernel gets the travel model as one tuple ``travel = (params, speed_mps, tmat, dmat)``:
 
-- ``params``: float64[4] = ``[bin_seconds, detour, utc_offset_s, use_matrix]``;
+- ``params``: float64[5] = ``[bin_seconds, detour, utc_offset_s, use_matrix, round_up_s]``;
 - ``speed_mps``: float64[B], the rider's base speed in metres per second in each time-of-day bin
   (bin ``b`` covers local seconds ``[b * bin_seconds, (b + 1) * bin_seconds)`` of the day, wrapping);
 - ``tmat``, ``dmat``: float64[N, N] travel seconds and metres between matrix locations (1 x 1 when unused).
@@ -10,7 +10,11 @@ Every kernel gets the travel model as one tuple ``travel = (params, speed_mps, t
 In profile mode (``use_matrix == 0``) a leg's length is the straight line in projected metres times ``detour``,
 and its duration integrates the speed profile over the bins the leg crosses, so a later departure never arrives
 earlier (the FIFO property). In matrix mode the leg is looked up by location index and time of day is ignored.
-A rider's ``speed_factor`` divides the duration in both modes.
+A rider's ``speed_factor`` divides the duration in both modes. With ``round_up_s`` > 0 (profile mode, one speed
+bin only: a constant speed, as ``geo.ProfileTravelTime`` checks) every leg's duration is rounded up to a whole
+multiple of it (60: whole minutes, as some published benchmark protocols count travel), a zero-length leg staying
+0; the shortcuts that assume a leg's time linear in its length (``bin_hint``, ``first_bin``) are then turned off,
+so every leg goes through ``profile_seconds``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ P_BIN = 0
 P_DETOUR = 1
 P_UTC_OFFSET = 2
 P_USE_MATRIX = 3
+P_ROUND_UP = 4
+N_PARAMS = 5  # the length of ``params``
+# A leg within this many seconds above a whole multiple of ``round_up_s`` counts as that multiple: the float
+# rounding of a square root and a division must not turn an exact 120 s into 180.
+ROUND_TOLERANCE_S = 1e-6
 
 
 @device
@@ -45,6 +54,8 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):
     call that passed both arrays on the stack, field by field: see benchmarks/RESULTS.md, session 17.)"""
     if metres <= 0.0:
         return 0.0
+    if params[P_ROUND_UP] > 0.0:
+        return _rounded_seconds(params, speed_mps, metres, depart, speed_factor)
     local = depart + params[P_UTC_OFFSET]
     v, bin_end = _bin_at(params[P_BIN], speed_mps, local, speed_factor)
     span = bin_end - local
@@ -80,6 +91,14 @@ def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_fact
     return elapsed + remaining / (speed_mps[math.floor(local / bin_s) % nb] * speed_factor)
 
 
+@device
+def _rounded_seconds(params, speed_mps, metres, depart, speed_factor):
+    """``profile_seconds`` of a leg of ``metres`` > 0, rounded up to a whole multiple of ``params[P_ROUND_UP]``."""
+    q = params[P_ROUND_UP]
+    raw = _profile_seconds_on(params, speed_mps, metres, 0.0, depart + params[P_UTC_OFFSET], speed_factor)
+    return max(1.0, math.ceil(raw / q - ROUND_TOLERANCE_S / q)) * q
+
+
 # ``bin_hint`` keeps a departure this far (s) from its bin's edges, so that the comparisons that stand for
 # ``floor(local / bin_s) == k`` can never disagree with the division's rounding.
 HINT_MARGIN_S = 1e-3
@@ -89,12 +108,15 @@ HINT_MARGIN_S = 1e-3
 def bin_hint(params, speed_mps, depart, speed_factor):
     """``(lo, hi, bin_end, v)``: the speed bin that a leg leaving at ``depart`` starts in, for
     ``profile_seconds_hinted`` (local seconds: a departure in ``[lo, hi)`` lies in it, ``HINT_MARGIN_S`` inside
-    its edges; ``bin_end``, where it ends; ``v``, the rider's speed there)."""
+    its edges; ``bin_end``, where it ends; ``v``, the rider's speed there). With legs rounded up, an empty range:
+    every leg then takes ``profile_seconds``."""
     bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
     k = math.floor(local / bin_s)
     bin_end = (k + 1.0) * bin_s
     v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
+    if params[P_ROUND_UP] > 0.0:
+        return np.inf, -np.inf, bin_end, v
     return k * bin_s + HINT_MARGIN_S, bin_end - HINT_MARGIN_S, bin_end, v
 
 
@@ -128,11 +150,13 @@ def leg_seconds_hinted(travel, xa, ya, la, xb, yb, lb, depart, speed_factor, hin
 def first_bin(params, speed_mps, depart, speed_factor):
     """``(v, reach)``: the speed (m/s) of the bin that a leg leaving at ``depart`` starts in, and the metres it
     covers before that bin ends. A leg of at most ``reach`` metres takes ``metres / v`` seconds, exactly as
-    ``profile_seconds`` computes it."""
+    ``profile_seconds`` computes it. With legs rounded up, ``reach`` is -1: no leg is linear in its length."""
     bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
     k = math.floor(local / bin_s)
     v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
+    if params[P_ROUND_UP] > 0.0:
+        return v, -1.0
     return v, v * ((k + 1.0) * bin_s - local)
 
 

@@ -58,15 +58,13 @@ def plan_shards(log: OrderLog, n_shards: int) -> ShardPlan:
 
 def travel_arrays(model: TravelModel, utc_offset_s: float) -> tuple[object, ...]:
     """The kernels' travel tuple for a log's travel model."""
-    if model.round_up_minutes:
-        raise UnsupportedLogError(
-            "travel.round_up_minutes: leg times rounded up to whole minutes are not supported yet"
-        )
     if model.kind == "constant":
         profile = SpeedProfile.constant(model.speed_mps[0])
     else:
         profile = SpeedProfile(model.speed_mps, model.bin_s)
-    return ProfileTravelTime(profile=profile, detour=model.detour, utc_offset_s=utc_offset_s).arrays()
+    round_up_s = 60.0 if model.round_up_minutes else 0.0
+    provider = ProfileTravelTime(profile=profile, detour=model.detour, utc_offset_s=utc_offset_s, round_up_s=round_up_s)
+    return provider.arrays()
 
 
 def day_window(log: OrderLog, tick_s: float) -> tuple[float, float]:
