@@ -435,7 +435,8 @@ def _leg_metres(
 def _params(bin_seconds: float, detour: float, utc_offset_s: float, use_matrix: bool, round_up_s: float = 0.0) -> F64:
     params = np.zeros(N_PARAMS, dtype=np.float64)
     params[P_ROUND_UP] = round_up_s
-    params[P_BIN] = bin_seconds
+    # Legs rounded up are marked by a negative bin length (see dispatch.kernels.travel).
+    params[P_BIN] = -bin_seconds if round_up_s > 0.0 else bin_seconds
     params[P_DETOUR] = detour
     params[P_UTC_OFFSET] = utc_offset_s
     params[P_USE_MATRIX] = 1.0 if use_matrix else 0.0

@@ -10,11 +10,16 @@ Every kernel gets the travel model as one tuple ``travel = (params, speed_mps, t
 In profile mode (``use_matrix == 0``) a leg's length is the straight line in projected metres times ``detour``,
 and its duration integrates the speed profile over the bins the leg crosses, so a later departure never arrives
 earlier (the FIFO property). In matrix mode the leg is looked up by location index and time of day is ignored.
-A rider's ``speed_factor`` divides the duration in both modes. With ``round_up_s`` > 0 (profile mode, one speed
-bin only: a constant speed, as ``geo.ProfileTravelTime`` checks) every leg's duration is rounded up to a whole
-multiple of it (60: whole minutes, as some published benchmark protocols count travel), a zero-length leg staying
-0; the shortcuts that assume a leg's time linear in its length (``bin_hint``, ``first_bin``) are then turned off,
-so every leg goes through ``profile_seconds``.
+A rider's ``speed_factor`` divides the duration in both modes.
+
+Legs rounded up: with ``round_up_s`` > 0 (profile mode at a constant speed, as ``geo.ProfileTravelTime`` checks)
+every leg's duration is rounded up to a whole multiple of it (60: whole minutes, as some published benchmark
+protocols count travel), a zero-length leg staying 0. The mode is marked by a *negative* ``bin_seconds``: then
+``floor(local / bin_seconds)`` puts the end of a departure's "bin" at or before the departure, so every shortcut
+that takes a leg's time as linear in its length within a bin finds no room and steps aside on its own (the first
+bin's reach in ``profile_seconds`` and ``first_bin`` is negative, ``bin_hint``'s range is empty,
+``shifted_arrival`` gives NaN), and every leg reaches ``_profile_seconds_on``, out of line, which rounds. The usual
+mode's legs pay nothing for it: no test on their path (a test there cost 5-7% of a simulation, session 21).
 """
 
 from __future__ import annotations
@@ -54,15 +59,13 @@ def profile_seconds(params, speed_mps, metres, depart, speed_factor):
     call that passed both arrays on the stack, field by field: see benchmarks/RESULTS.md, session 17.)"""
     if metres <= 0.0:
         return 0.0
-    if params[P_ROUND_UP] > 0.0:
-        return _rounded_seconds(params, speed_mps, metres, depart, speed_factor)
     local = depart + params[P_UTC_OFFSET]
     v, bin_end = _bin_at(params[P_BIN], speed_mps, local, speed_factor)
     span = bin_end - local
     reach = v * span
     if reach >= metres:
         return 0.0 + metres / v
-    return _profile_seconds_on(params, speed_mps, metres - reach, 0.0 + span, bin_end, speed_factor)
+    return _profile_seconds_on(params, speed_mps, metres, local, speed_factor)
 
 
 @device_inline
@@ -73,11 +76,16 @@ def _bin_at(bin_s, speed_mps, local, speed_factor):
 
 
 @device
-def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_factor):
-    """``profile_seconds`` from the start of a bin (epoch second ``local`` less the UTC offset), ``elapsed``
-    seconds and ``remaining`` metres into the leg: the same steps, so the same result to the last bit."""
+def _profile_seconds_on(params, speed_mps, metres, local, speed_factor):
+    """``profile_seconds`` of a leg of ``metres`` > 0 leaving at local second ``local``, for the legs it does not
+    finish inline: those that leave their speed bin (the same steps, so the same result to the last bit), and
+    every leg when legs are rounded up (a negative bin length, see the module's docstring)."""
     bin_s = params[P_BIN]
+    if bin_s < 0.0:
+        return _rounded_up(params, metres / (speed_mps[0] * speed_factor))
     nb = speed_mps.shape[0]
+    remaining = metres
+    elapsed = 0.0
     for _ in range(4 * nb + 1):
         v, bin_end = _bin_at(bin_s, speed_mps, local, speed_factor)
         span = bin_end - local
@@ -92,11 +100,11 @@ def _profile_seconds_on(params, speed_mps, remaining, elapsed, local, speed_fact
 
 
 @device
-def _rounded_seconds(params, speed_mps, metres, depart, speed_factor):
-    """``profile_seconds`` of a leg of ``metres`` > 0, rounded up to a whole multiple of ``params[P_ROUND_UP]``."""
+def _rounded_up(params, seconds):
+    """``seconds`` > 0 rounded up to a whole multiple of ``params[P_ROUND_UP]`` (at least one); a leg within
+    ``ROUND_TOLERANCE_S`` above a multiple counts as that multiple."""
     q = params[P_ROUND_UP]
-    raw = _profile_seconds_on(params, speed_mps, metres, 0.0, depart + params[P_UTC_OFFSET], speed_factor)
-    return max(1.0, math.ceil(raw / q - ROUND_TOLERANCE_S / q)) * q
+    return max(1.0, math.ceil(seconds / q - ROUND_TOLERANCE_S / q)) * q
 
 
 # ``bin_hint`` keeps a departure this far (s) from its bin's edges, so that the comparisons that stand for
@@ -108,15 +116,13 @@ HINT_MARGIN_S = 1e-3
 def bin_hint(params, speed_mps, depart, speed_factor):
     """``(lo, hi, bin_end, v)``: the speed bin that a leg leaving at ``depart`` starts in, for
     ``profile_seconds_hinted`` (local seconds: a departure in ``[lo, hi)`` lies in it, ``HINT_MARGIN_S`` inside
-    its edges; ``bin_end``, where it ends; ``v``, the rider's speed there). With legs rounded up, an empty range:
-    every leg then takes ``profile_seconds``."""
+    its edges; ``bin_end``, where it ends; ``v``, the rider's speed there). With legs rounded up the range is
+    empty (see the module's docstring)."""
     bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
     k = math.floor(local / bin_s)
     bin_end = (k + 1.0) * bin_s
     v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
-    if params[P_ROUND_UP] > 0.0:
-        return np.inf, -np.inf, bin_end, v
     return k * bin_s + HINT_MARGIN_S, bin_end - HINT_MARGIN_S, bin_end, v
 
 
@@ -150,13 +156,11 @@ def leg_seconds_hinted(travel, xa, ya, la, xb, yb, lb, depart, speed_factor, hin
 def first_bin(params, speed_mps, depart, speed_factor):
     """``(v, reach)``: the speed (m/s) of the bin that a leg leaving at ``depart`` starts in, and the metres it
     covers before that bin ends. A leg of at most ``reach`` metres takes ``metres / v`` seconds, exactly as
-    ``profile_seconds`` computes it. With legs rounded up, ``reach`` is -1: no leg is linear in its length."""
+    ``profile_seconds`` computes it. With legs rounded up ``reach`` is negative: no leg is linear in its length."""
     bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
     k = math.floor(local / bin_s)
     v = speed_mps[int(k) % speed_mps.shape[0]] * speed_factor
-    if params[P_ROUND_UP] > 0.0:
-        return v, -1.0
     return v, v * ((k + 1.0) * bin_s - local)
 
 
