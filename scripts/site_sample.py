@@ -2,9 +2,10 @@
 
     python scripts/site_sample.py LOGDIR OUTDIR --every 10
 
-Sites are independent shards in the simulator (a rider serves its home site only, each site has its own frame), so
-a sampled site's outcome in the sample is exactly its outcome in the full run: a sample answers fleet-size
-questions for those sites at a tenth of the cost. Used for the city.toml fleet sweep in benchmarks/RESULTS.md.
+In the simulator's default shard mode, "site", sites are independent (a rider serves its home site only, each site
+has its own frame), so a sampled site's outcome in the sample is exactly its outcome in the full run: a sample
+answers fleet-size questions for those sites at a tenth of the cost. Used for the city.toml fleet sweep in
+benchmarks/RESULTS.md.
 """
 
 import argparse

@@ -141,7 +141,7 @@ BAD_FIELDS = [
     ("dispatch.trip_mode", "any", "dispatch.trip_mode: must be one of"),
     ("dispatch.tick", 10, "dispatch.tick: unknown key (did you mean 'tick_s'?)"),
     ("policy", "best", "policy: must be one of 'kernel', 'greedy'"),  # (more policies may follow)
-    ("shard", "planet", "shard: must be one of 'none', 'city', 'site', got 'planet'"),
+    ("shard", "planet", "shard: must be one of 'site', 'city', 'none', got 'planet'"),
     ("day", "16/06/2025", "day: must be a date like 2025-06-16, got '16/06/2025' (a string)"),
     ("utc_offset_h", 15, "utc_offset_h: must be a finite number >= -14 and <= 14, got 15"),
     ("coordinates", "utm", "coordinates: must be one of 'wgs84', 'planar_m', got 'utm'"),

@@ -69,7 +69,8 @@ meta.json (a JSON object)
 - ``seed`` (optional): the seed a generated log was drawn from.
 - ``counts`` (optional): ``{"sites", "orders", "riders"}`` row counts, checked when present.
 - ``scenario`` (optional): settings of the scenario that generated the log (``policy``, ``shard``, ``dispatch``
-  parameters, ``source_sha256``), so that simulating the log reproduces them.
+  parameters, ``source_sha256``), so that simulating the log reproduces them. ``shard`` (one of ``SHARD_MODES``;
+  ``"site"`` when absent) says whether riders may serve other sites than their own (``dispatch.sim.shard``).
 
 Reading is strict: a missing file or column, a column of the wrong type, a null, NaN or infinite value, an order
 promised (or ready) before it was placed, a site id that is not in sites.parquet, a duplicate id, a shift that ends
@@ -106,6 +107,9 @@ FORMAT = "dispatch-order-log"
 VERSION = 1
 COORDINATES = ("wgs84", "planar_m")
 TRAVEL_KINDS = ("profile", "constant")
+# Who may serve whom in a simulation (``dispatch.sim.shard``): a rider serves its home site only, any site of its
+# city, or any site at all.
+SHARD_MODES = ("site", "city", "none")
 
 META_FILE = "meta.json"
 SITES_FILE = "sites.parquet"
@@ -116,6 +120,7 @@ DEFAULT_ROW_GROUP_ROWS = 1_000_000
 
 __all__ = [
     "COORDINATES",
+    "SHARD_MODES",
     "LogError",
     "LogMeta",
     "LogWriter",

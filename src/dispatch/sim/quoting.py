@@ -57,18 +57,20 @@ class ShardPromise:
         return PromiseEngine(sites, zones, travel, self.params)
 
 
-def shard_promise(log: OrderLog, site_idx: npt.ArrayLike, params: PromiseParams) -> ShardPromise:
-    """The ShardPromise of the shard holding log site rows ``site_idx`` (int64[k])."""
-    from dispatch.sim.shard import SITE_FRAME_GAP_M  # here: shard imports the loop, which imports this module
+def shard_promise(log: OrderLog, site_idx: npt.ArrayLike, params: PromiseParams, mode: str = "site") -> ShardPromise:
+    """The ShardPromise of the shard holding log site rows ``site_idx`` (int64[k]) under shard mode ``mode``
+    (the sites where ``dispatch.sim.shard.build_shard`` puts them)."""
+    from dispatch.sim.shard import Frames  # here: shard imports the loop, which imports this module
 
     n = len(log.sites)
     zone = np.full(n, np.nan)
     idx = np.asarray(site_idx, dtype=np.int64)
     zone[idx] = log.sites.zone_m[idx]
+    site_x, site_y = Frames.of(log, mode).sites(log)
     return ShardPromise(
         params=params,
-        site_x=np.arange(n, dtype=np.float64) * SITE_FRAME_GAP_M,
-        site_y=np.zeros(n),
+        site_x=site_x,
+        site_y=site_y,
         service_s=np.asarray(log.sites.service_s, dtype=np.float64).copy(),
         zone_m=zone,
     )

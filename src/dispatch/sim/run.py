@@ -30,7 +30,15 @@ from dispatch.sim.kpi import DayOutcome, hourly, summary
 from dispatch.sim.log import OrderLog
 from dispatch.sim.loop import ShardResult, run_shard
 from dispatch.sim.quoting import shard_promise
-from dispatch.sim.shard import ShardPlan, build_shard, day_window, order_sites, plan_shards, shard_rows
+from dispatch.sim.shard import (
+    ShardPlan,
+    build_shard,
+    check_mode,
+    day_window,
+    order_sites,
+    plan_shards,
+    shard_rows,
+)
 
 SHARD_ORDERS = 500_000
 """Most orders a shard holds when the number of shards is left to ``default_shards``. A tick's cost has a fixed
@@ -47,7 +55,9 @@ class SimConfig:
     or, on ray, CPUs of a private local Ray; None = one per core), ``shards`` (site groups; None =
     ``default_shards``; the outcome does not depend on it), ``seed`` (recorded in the summary), ``address`` (ray
     only: None = a private local Ray, ``auto`` or ``ray://host:port`` = a cluster), ``promise`` (quote every
-    order when placed, the customer taking the first option; None = keep the log's promises)."""
+    order when placed, the customer taking the first option; None = keep the log's promises), ``shard`` (who may
+    serve whom, one of ``log.SHARD_MODES``; None = the log's scenario setting, else ``"site"``: see
+    ``dispatch.sim.shard``)."""
 
     policy: str = "kernel"
     params: DispatchParams = field(default_factory=DispatchParams)
@@ -57,6 +67,13 @@ class SimConfig:
     seed: int = 0
     address: str | None = None
     promise: PromiseParams | None = None
+    shard: str | None = None
+
+
+def shard_mode(log: OrderLog, config: SimConfig) -> str:
+    """The shard mode a run uses: ``config.shard``, else the log's scenario setting, else ``"site"``."""
+    mode = config.shard if config.shard is not None else (log.meta.scenario or {}).get("shard", "site")
+    return check_mode(str(mode))
 
 
 @dataclass(frozen=True)
@@ -68,13 +85,14 @@ class _ShardJob:
     policy: str
     params: DispatchParams
     promise: PromiseParams | None
+    mode: str
 
 
 def _run_one(log: OrderLog, job: _ShardJob) -> ShardResult:
     """Build the shard from the shared log in the worker, then run it: the parent never holds the shards."""
-    day = build_shard(log, job.sites, job.window)
+    day = build_shard(log, job.sites, job.window, mode=job.mode)
     if job.promise is not None:
-        day.promise = shard_promise(log, job.sites, job.promise)
+        day.promise = shard_promise(log, job.sites, job.promise, job.mode)
     return run_shard(day, make_policy(job.policy, job.params), job.params)
 
 
@@ -98,9 +116,10 @@ def run_day(
         raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {config.engine!r}")
     make_policy(config.policy, config.params)  # fail early on a bad policy name
     workers = config.workers or os.cpu_count() or 1
-    plan = plan_shards(log, config.shards or default_shards(log, workers))
+    mode = shard_mode(log, config)
+    plan = plan_shards(log, config.shards or default_shards(log, workers), mode)
     window = day_window(log, config.params.tick_s)
-    jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise) for sites in plan.shards]
+    jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise, mode) for sites in plan.shards]
     out = _Outcome(log, plan)
     results: list[ShardResult] = []
     for i, res in enumerate(run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log)):
@@ -199,7 +218,12 @@ def write_outputs(
     """summary.json, orders.parquet, hourly.csv and (``report``) report.html with its PNGs in ``out_dir``;
     returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"policy": config.policy, "engine": config.engine, "scenario": log.meta.name}
+    extra = {
+        "policy": config.policy,
+        "engine": config.engine,
+        "scenario": log.meta.name,
+        "shard": shard_mode(log, config),
+    }
     summ = summary(day, wall_seconds=wall_seconds, seed=config.seed, extra=extra)
     summ["dispatch_params"] = config.params.to_dict()
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=2, sort_keys=True) + "\n")

@@ -15,8 +15,10 @@ Top level:
 - ``utc_offset_h`` (8): local time minus UTC in hours (8 = China).
 - ``coordinates`` ("wgs84"): "wgs84" (positions as ``lat``/``lng`` degrees) or "planar_m" (``x``/``y`` metres).
 - ``policy`` ("kernel"): the dispatch policy ``dispatch simulate`` uses by default (one of ``policy.POLICIES``).
-- ``shard`` ("none"): how a simulation may be split over workers: "none" (one world), "city" (each city on its own:
-  riders never change city) or "site" (each site with its own riders).
+- ``shard`` ("site"): who may serve whom, which also says how a simulation splits over workers (``dispatch.sim.shard``):
+  "site" (a rider serves its home site only; each site a world of its own), "city" (a rider serves any site of its
+  home city; each city a world) or "none" (any site; one world). The wider modes let riders help a busy neighbour
+  but offer every online rider of the group to each tick, so they run slower on large groups.
 
 ``[sites]``, either an explicit ``list`` or ``count`` sites spread over ``cities``:
 
@@ -97,11 +99,10 @@ from typing import Any
 from dispatch.policy import POLICIES, DispatchParams, ParamsError
 from dispatch.promise_params import PromiseParams
 from dispatch.sim.cities import CITY_TABLES, lookup
-from dispatch.sim.log import COORDINATES, TravelModel
+from dispatch.sim.log import COORDINATES, SHARD_MODES, TravelModel
 
 Range = tuple[float, float]
 
-SHARD_MODES = ("none", "city", "site")
 READY_KINDS = ("lognormal", "uniform")
 DEFAULT_DAY = dt.date(2025, 6, 16)
 
@@ -260,7 +261,7 @@ class Scenario:
     utc_offset_s: float = 8 * 3600.0
     coordinates: str = "wgs84"
     policy: str = "kernel"
-    shard: str = "none"
+    shard: str = "site"
     source_sha256: str = ""
 
     @property
@@ -733,7 +734,7 @@ def parse_scenario(data: Mapping[str, Any], name: str = "scenario", source_sha25
         dispatch=_dispatch(t.get("dispatch", {})),
         promise=_promise(t.get("promise", {})),
         policy=_str(t.get("policy", "kernel"), "policy", POLICIES),
-        shard=_str(t.get("shard", "none"), "shard", SHARD_MODES),
+        shard=_str(t.get("shard", "site"), "shard", SHARD_MODES),
         source_sha256=source_sha256,
     )
 

@@ -18,9 +18,8 @@ from typing import Any
 
 from dispatch.policy import POLICIES, DispatchParams, ParamsError
 from dispatch.sim.engines import EngineError
-from dispatch.sim.log import LogError, OrderLog, read_log
+from dispatch.sim.log import SHARD_MODES, LogError, OrderLog, read_log
 from dispatch.sim.run import ENGINES, SimConfig, simulate
-from dispatch.sim.shard import UnsupportedLogError
 
 KPI_ROWS = (
     ("orders_total", "orders", "{:,}"),
@@ -75,6 +74,7 @@ def _config(log: OrderLog, args: argparse.Namespace) -> SimConfig:
         seed=seed,
         address=args.address,
         promise=promise_from_record(rec.get("promise")),
+        shard=args.shard,
     )
 
 
@@ -90,7 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         log = _load(source, out, args.quiet or args.json)
         config = _config(log, args)
         summ = _run(log, out, config, show=not (args.quiet or args.json))
-    except (ScenarioError, LogError, ParamsError, UnsupportedLogError, FileNotFoundError, ValueError) as exc:
+    except (ScenarioError, LogError, ParamsError, FileNotFoundError, ValueError) as exc:
         print(f"dispatch simulate: {exc}", file=sys.stderr)
         return 2
     except EngineError as exc:
@@ -172,6 +172,13 @@ def register(sub: Any) -> None:
         type=int,
         default=None,
         help="worker processes (local) or CPUs of the private local Ray (default: one per core)",
+    )
+    p.add_argument(
+        "--shard",
+        choices=SHARD_MODES,
+        default=None,
+        help="who may serve whom: site (a rider serves its home site only), city (any site of its city) or none "
+        "(any site) (default: the scenario's, else site)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")

@@ -643,7 +643,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """The command's handler: 0 on success, 2 on a bad sweep file, scenario, log or option."""
     from dispatch.sim.engines import EngineError
     from dispatch.sim.log import LogError
-    from dispatch.sim.shard import UnsupportedLogError
 
     quiet = args.quiet or args.json
     out = Path(args.out)
@@ -657,7 +656,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             result = run_sweep(sweep, out, log=log, workers=args.workers, engine=args.engine, address=args.address)
         else:
             result = _run_with_bar(sweep, out, log, args, n_points)
-    except (SweepError, LogError, ParamsError, UnsupportedLogError, ValueError, EngineError) as exc:
+    except (SweepError, LogError, ParamsError, ValueError, EngineError) as exc:
         print(f"dispatch sweep: {exc}", file=sys.stderr)
         return 2
     if args.json:
