@@ -31,6 +31,20 @@ def _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, v, wm, all_b
     return sorted(keep)
 
 
+def _riders_and_sites(rng: np.random.Generator, m: int, n_sites: int) -> tuple[np.ndarray, ...]:
+    """Random riders' sites, positions and speeds, and sites' positions, onward distances and idle quotas (coarse
+    positions and speeds, so that ties happen)."""
+    site = rng.integers(0, n_sites, m)
+    x = rng.integers(-3, 4, m) * 250.0
+    y = rng.integers(-3, 4, m) * 250.0
+    speed = rng.choice([0.9, 1.0, 1.1], m)
+    sx = rng.normal(0, 300, n_sites)
+    sy = rng.normal(0, 300, n_sites)
+    onward = rng.choice([0.0, 1500.0], n_sites)
+    quota = rng.integers(0, 6, n_sites)
+    return site, x, y, speed, sx, sy, onward, quota
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4), st.booleans())
 def test_each_site_gets_its_cheapest_idle_riders_and_its_busy_riders(
@@ -39,14 +53,7 @@ def test_each_site_gets_its_cheapest_idle_riders_and_its_busy_riders(
     rng = np.random.default_rng(seed)
     online = rng.random(m) < 0.8
     busy = online & (rng.random(m) < 0.3)
-    site = rng.integers(0, n_sites, m)
-    x = rng.integers(-3, 4, m) * 250.0  # coarse positions and speeds, so that ties happen
-    y = rng.integers(-3, 4, m) * 250.0
-    speed = rng.choice([0.9, 1.0, 1.1], m)
-    sx = rng.normal(0, 300, n_sites)
-    sy = rng.normal(0, 300, n_sites)
-    onward = rng.choice([0.0, 1500.0], n_sites)
-    quota = rng.integers(0, 6, n_sites)
+    site, x, y, speed, sx, sy, onward, quota = _riders_and_sites(rng, m, n_sites)
     got = offered_riders(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, all_busy)
     assert got.tolist() == _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, all_busy)
 
@@ -101,14 +108,7 @@ def test_returning_riders_are_cut_to_the_cheapest_per_site_and_visitors_stay(see
     order = rng.integers(0, n_orders, (m, width)).astype(np.int64)
     kind = (rng.random((m, width)) < 0.6).astype(np.int64)  # mostly drop-offs (kind 1): many riders return
     points = tuple(rng.integers(-4, 5, n_orders) * 250.0 for _ in range(4))
-    site = rng.integers(0, n_sites, m)
-    x = rng.integers(-3, 4, m) * 250.0
-    y = rng.integers(-3, 4, m) * 250.0
-    speed = rng.choice([0.9, 1.0, 1.1], m)
-    sx = rng.normal(0, 300, n_sites)
-    sy = rng.normal(0, 300, n_sites)
-    onward = rng.choice([0.0, 1500.0], n_sites)
-    quota = rng.integers(0, 6, n_sites)
+    site, x, y, speed, sx, sy, onward, quota = _riders_and_sites(rng, m, n_sites)
     now = 1000.0
     end_t = now + rng.choice([-60.0, 0.0, 300.0, 900.0], m)  # ties, and routes ending before now
     limit = rng.integers(-1, 4, n_sites)
