@@ -73,16 +73,21 @@ def test_mean_drop_distance_per_site() -> None:
 
 
 def _returning_oracle(busy, site, speed, sx, sy, onward, quota, v, wm, ret) -> set[int]:  # type: ignore[no-untyped-def]
-    """The busy riders the returning limit leaves out, by a plain per-site sort."""
+    """The busy riders the returning limit leaves out, by a plain per-site sort (the inert riders never ranked,
+    and left out when ``ret.drop_inert``)."""
     length, frozen, order, kind = ret.routes
     pick_x, pick_y, drop_x, drop_y = ret.points
     out: set[int] = set()
     for s in range(len(sx)):
-        if quota[s] <= 0 or ret.quota[s] < 0:
+        if quota[s] <= 0:
+            continue
+        if ret.drop_inert:
+            out |= {r for r in range(len(busy)) if busy[r] and site[r] == s and ret.inert[r]}
+        if ret.quota[s] < 0:
             continue
         returning = []
         for r in range(len(busy)):
-            if not busy[r] or site[r] != s:
+            if not busy[r] or site[r] != s or ret.inert[r]:
                 continue
             if any(kind[r, j] == PICKUP for j in range(max(frozen[r] - 1, 0), length[r])):
                 continue  # visiting its site: always offered
@@ -96,8 +101,10 @@ def _returning_oracle(busy, site, speed, sx, sy, onward, quota, v, wm, ret) -> s
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4))
-def test_returning_riders_are_cut_to_the_cheapest_per_site_and_visitors_stay(seed: int, m: int, n_sites: int) -> None:
+@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4), st.booleans())
+def test_returning_riders_are_cut_to_the_cheapest_per_site_and_visitors_stay(
+    seed: int, m: int, n_sites: int, drop_inert: bool
+) -> None:
     rng = np.random.default_rng(seed)
     online = rng.random(m) < 0.8
     width = 6
@@ -112,7 +119,8 @@ def test_returning_riders_are_cut_to_the_cheapest_per_site_and_visitors_stay(see
     now = 1000.0
     end_t = now + rng.choice([-60.0, 0.0, 300.0, 900.0], m)  # ties, and routes ending before now
     limit = rng.integers(-1, 4, n_sites)
-    ret = Returning((length, frozen, order, kind), points, end_t, now, limit)  # type: ignore[arg-type]
+    inert = busy & (rng.random(m) < 0.2)  # riders that accept no order: never ranked, offered or left out
+    ret = Returning((length, frozen, order, kind), points, end_t, now, limit, inert, drop_inert)  # type: ignore[arg-type]
     got = offered_riders(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, False, None, None, ret)
     full = _oracle(online, busy, site, x, y, speed, sx, sy, onward, quota, 4.5, 0.05, False)
     left_out = _returning_oracle(busy, site, speed, sx, sy, onward, quota, 4.5, 0.05, ret)

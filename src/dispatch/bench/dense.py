@@ -23,8 +23,11 @@ F64 = npt.NDArray[np.float64]
 
 
 def _seconds(params: F64, speed: F64, metres: F64, depart: F64, spd: float) -> F64:
-    """Vectorised ``profile_seconds``: float64[n] leg seconds for float64[n] metres and departures."""
+    """Vectorised ``profile_seconds``: float64[n] leg seconds for float64[n] metres and departures (not for legs
+    rounded up to whole minutes, whose travel params carry a negative bin length)."""
     bin_s, offset = params[0], params[2]
+    if bin_s <= 0.0:
+        raise ValueError("dense pricing does not round legs up to whole minutes")
     nb = speed.shape[0]
     remaining = metres.copy()
     elapsed = np.zeros_like(metres)

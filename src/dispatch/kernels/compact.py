@@ -147,13 +147,15 @@ def take_evaluation(ev, tot, idx, length):
 
 @kernel
 def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, quota, ref_speed_mps, weight_m,
-                 all_busy, lo, hi, dist, at_x, at_y, routes, points, end_t, now, busy_quota):  # fmt: skip
+                 all_busy, lo, hi, dist, at_x, at_y, routes, points, end_t, now, busy_quota, inert,
+                 drop_inert):  # fmt: skip
     """The rows of ``dispatch.sim.offer.offered_riders`` (see there for the rule and the arguments), in one
     pass over rows ``lo:hi`` (the others offline and without stops): int64, ascending. ``dist``, ``at_x``,
     ``at_y`` (float64[m], updated in place): each rider's distance to its site and the point it was measured
     from (NaN: never), so that only riders who moved are measured again. ``routes``: (length, frozen, order,
     kind); ``points``: the orders' (pick_x, pick_y, drop_x, drop_y); ``end_t``: float64[m], when each route
-    ends; ``busy_quota``: int64[S], per site the returning riders to offer (-1: all of them)."""
+    ends; ``busy_quota``: int64[S], per site the returning riders to offer (-1: all of them); ``inert``: bool[m],
+    busy riders that accept no order, never ranked among the returning, and left out when ``drop_inert``."""
     lo, hi = max(lo, 0), min(hi, online.shape[0])
     idle = np.empty(max(hi - lo, 0), dtype=np.int64)
     kept = np.empty(max(hi - lo, 0), dtype=np.int64)  # the busy riders offered
@@ -167,7 +169,7 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
         nb += busy[r] & (all_busy | want)
     if not all_busy:
         nb = _cut_returning(kept, nb, rider_site, speed, site_x, site_y, onward, ref_speed_mps, weight_m, routes,
-                            points, end_t, now, busy_quota)  # fmt: skip
+                            points, end_t, now, busy_quota, inert, drop_inert)  # fmt: skip
     site = np.empty(n, dtype=np.int64)
     key = np.empty(n)
     for i in range(n):
@@ -197,18 +199,23 @@ def offered_rows(online, busy, rider_site, x, y, speed, site_x, site_y, onward, 
 
 @kernel
 def _cut_returning(kept, nb, rider_site, speed, site_x, site_y, onward, ref_speed_mps, weight_m, routes, points,
-                   end_t, now, busy_quota):  # fmt: skip
+                   end_t, now, busy_quota, inert, drop_inert):  # fmt: skip
     """Keep, of the busy riders ``kept[:nb]`` (ascending), those visiting their site (a pickup there still to
     make, or the last frozen one: ``kernels.summary.visits``) and per site the ``busy_quota`` returning ones
     (-1: all) with the smallest ``max(0, end_t - now) + (d + onward) / (ref_speed_mps * speed) + weight_m * d``,
-    ``d`` from the route's last stop to the site (ties to the lower row); compacts ``kept`` in place, in order,
-    and returns how many are left."""
+    ``d`` from the route's last stop to the site (ties to the lower row), counting only riders that accept an
+    order (not ``inert``: the inert ones are kept apart from the ranking, and left out when ``drop_inert``);
+    compacts ``kept`` in place, in order, and returns how many are left."""
     length, frozen, order, kind = routes
     pick_x, pick_y, drop_x, drop_y = points
     ret = np.empty(nb, dtype=np.int64)  # positions in kept of the returning riders with a limit
     n_ret = 0
+    drop = np.zeros(nb, dtype=np.bool_)
     for a in range(nb):
         r = kept[a]
+        if inert[r]:
+            drop[a] = drop_inert
+            continue
         if busy_quota[rider_site[r]] < 0:
             continue
         visiting = False
@@ -219,8 +226,6 @@ def _cut_returning(kept, nb, rider_site, speed, site_x, site_y, onward, ref_spee
         if not visiting:
             ret[n_ret] = a
             n_ret += 1
-    if n_ret == 0:
-        return nb
     g = np.empty(n_ret, dtype=np.int64)
     key = np.empty(n_ret)
     for i in range(n_ret):
@@ -236,7 +241,6 @@ def _cut_returning(kept, nb, rider_site, speed, site_x, site_y, onward, ref_spee
         g[i] = s
         key[i] = max(0.0, end_t[r] - now) + (d + onward[s]) / (ref_speed_mps * speed[r]) + weight_m * d
     chosen = cheapest_per_group(g, key, np.maximum(busy_quota, 0), busy_quota.shape[0])
-    drop = np.zeros(nb, dtype=np.bool_)
     for i in range(n_ret):
         drop[ret[i]] = True
     for c in range(chosen.shape[0]):

@@ -156,7 +156,7 @@ def leg_seconds_hinted(travel, xa, ya, la, xb, yb, lb, depart, speed_factor, hin
 def first_bin(params, speed_mps, depart, speed_factor):
     """``(v, reach)``: the speed (m/s) of the bin that a leg leaving at ``depart`` starts in, and the metres it
     covers before that bin ends. A leg of at most ``reach`` metres takes ``metres / v`` seconds, exactly as
-    ``profile_seconds`` computes it. With legs rounded up ``reach`` is negative: no leg is linear in its length."""
+    ``profile_seconds`` computes it. With legs rounded up ``reach`` is <= 0: no leg is linear in its length."""
     bin_s = params[P_BIN]
     local = depart + params[P_UTC_OFFSET]
     k = math.floor(local / bin_s)

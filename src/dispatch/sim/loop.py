@@ -333,6 +333,7 @@ class _Offer:
         if rider_site is not None:
             top = max(top, int(rider_site.max(initial=-1)))
         self.dist = new_distance_cache(rider_site.shape[0] if rider_site is not None else 0)
+        self.inert = np.zeros(rider_site.shape[0] if rider_site is not None else 0, dtype=bool)  # work array
         self.site_x = np.zeros(top + 1)
         self.site_y = np.zeros(top + 1)
         self.site_x[orders.site] = orders.pick_x
@@ -364,14 +365,23 @@ class _Offer:
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
         returning = None
         if self.limit_returning and end_t is not None:
+            # The riders that accept no order never take a returning rider's place (and are left out here when
+            # inert riders are).
+            rows = _busy_rows(routes.length, *band)
+            takes = accepting_rows(rows, routes.as_tuple(), riders.online, riders.shift_start, riders.shift_end,
+                                   float(now), p.max_orders_per_rider)  # fmt: skip
+            inert_rows = rows[~takes]
+            self.inert[inert_rows] = True
             points = (orders.pick_x, orders.pick_y, orders.drop_x, orders.drop_y)
             limit = np.where(quota > 0, returning_quota(ps, quota.shape[0], p.candidate_k), 0)
-            returning = Returning(routes.as_tuple(), points, end_t, float(now), limit)
+            returning = Returning(routes.as_tuple(), points, end_t, float(now), limit, self.inert, self.inert_out)
         rows = offered_riders(riders.online, busy, self.rider_site, riders.x, riders.y, riders.speed, self.site_x,
                               self.site_y, onward, quota, p.reference_speed_mps,
                               p.weight_distance / max(p.weight_time, 1e-9), self.all_busy, band,
                               self.dist, returning)  # fmt: skip
-        if self.inert_out:
+        if returning is not None:
+            self.inert[inert_rows] = False  # all False again for the next tick
+        if self.inert_out and returning is None:
             working = np.flatnonzero(busy[rows])
             takes = accepting_rows(rows[working], routes.as_tuple(), riders.online, riders.shift_start,
                                    riders.shift_end, float(now), p.max_orders_per_rider)  # fmt: skip

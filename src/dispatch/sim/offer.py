@@ -12,9 +12,10 @@ drop-off distance (at the reference speed times its speed factor; the travel mod
 for all of them at one moment), plus the distance cost of the ride to the site. A site with nothing pending is
 offered none.
 
-A rider serves its home site only, so a site with nothing pending has nothing to give its busy riders either:
-they are left out too, unless the policy re-plans routes without new orders (the ``ortools`` baseline, or the
-kernel policy with ``ortools_every_ticks``), which then sees every rider with stops.
+In the simulator's ``site`` shard mode (``dispatch.sim.shard``; in the wider modes a tick offers every online rider
+and none of this applies) a rider serves its home site only, so a site with nothing pending has nothing to give
+its busy riders either: they are left out too, unless the policy re-plans routes without new orders (the
+``ortools`` baseline, or the kernel policy with ``ortools_every_ticks``), which then sees every rider with stops.
 
 The busy riders of a site with orders pending are of two kinds. A rider *visiting* the site (a pickup there still
 to make, or the last frozen stop a pickup: the visits the candidate rule lets an order join, ``Visits``) is
@@ -22,7 +23,8 @@ always offered: that is where bags grow. A rider *returning* (only drop-offs lef
 its last drop-off; on the peak-day sample those were 35% of the riders a tick saw but 2.6% of its assignments.
 For the kernel policy each site is offered only its ``RETURNING_PER_PENDING * P + k`` returning riders that
 finish soonest by the idle riders' estimate started at the route's end: ``max(0, end - now)`` plus the ride from
-the last stop to the site and on, plus its distance cost (``Returning``). The baselines see them all.
+the last stop to the site and on, plus its distance cost (``Returning``), among those that accept an order (a
+rider with a full bag or past its shift takes no place). The baselines see them all.
 
 For the kernel policy the loop also leaves out what is inert in its tick (``dispatch.sim.loop._Offer``): the
 riders that accept no order (a full bag, or past their shift end), and every rider of a site whose pending orders
@@ -102,8 +104,9 @@ def offered_riders(
     float64[S]); ``weight_m``: the cost of a metre in seconds of rider time. Ties go to the lower row.
 
     ``returning``: when given (and not ``all_busy``), of the busy riders that do not visit their site (no pickup
-    there still to make) only ``returning.quota[s]`` per site are offered: those with the smallest
-    ``max(0, end_t - now)`` plus the same key, ``d`` measured from their route's last stop (see ``Returning``).
+    there still to make) and accept an order only ``returning.quota[s]`` per site are offered: those with the
+    smallest ``max(0, end_t - now)`` plus the same key, ``d`` measured from their route's last stop (see
+    ``Returning``, also for the riders that accept none).
     ``rows``: ``(lo, hi)``, when only rows ``lo:hi`` can be online or busy (default: all); ``cache``: float64[m]
     arrays ``(d, x, y)`` kept from call to call (``new_distance_cache``), so that ``d`` is measured again only for
     riders who moved."""
@@ -114,21 +117,29 @@ def offered_riders(
     return offered_rows(online, busy, rider_site.astype(np.int64), x, y, speed, site_x, site_y, onward_m,
                         quota.astype(np.int64), float(ref_speed_mps), float(weight_m), bool(all_busy), int(lo),
                         int(hi), d, at_x, at_y, ret.routes, ret.points, ret.end_t, float(ret.now),
-                        ret.quota.astype(np.int64))  # fmt: skip
+                        ret.quota.astype(np.int64), ret.inert, bool(ret.drop_inert))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Returning:
     """What ``offered_riders`` needs to rank the busy riders returning to their site: the ``routes`` tuple
     (length, frozen, order, kind; ``Routes.as_tuple``), the orders' ``points`` (pick_x, pick_y, drop_x, drop_y),
-    ``end_t`` (float64[m], when each route ends, up to date for the busy riders), ``now``, and ``quota``
-    (int64[S], per site; -1: no limit)."""
+    ``end_t`` (float64[m], when each route ends, up to date for the busy riders), ``now``, ``quota`` (int64[S],
+    per site; -1: no limit), and ``inert`` (bool[m], the busy riders that accept no order: a full bag, or past
+    their shift; none when omitted), which never take a returning rider's place and are left out when
+    ``drop_inert``, else offered."""
 
     routes: tuple[I64, I64, I64, I64]
     points: tuple[F64, F64, F64, F64]
     end_t: F64
     now: float
     quota: I64
+    inert: npt.NDArray[np.bool_] | None = None
+    drop_inert: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inert is None:
+            object.__setattr__(self, "inert", np.zeros(self.end_t.shape[0], dtype=bool))
 
     @staticmethod
     def none(m: int, n_sites: int) -> Returning:

@@ -1,13 +1,14 @@
 """Promise quotes in the simulator: a shard's promise engine, in the shard's planar frames.
 
-The loop (``dispatch.sim.loop``) quotes every order when it is placed, restricted to the order's own site (riders
-serve their home site only); the customer takes the first option: its deadline replaces the log's ``promised_by``.
+The loop (``dispatch.sim.loop``) quotes every order when it is placed, restricted to the order's own site; the
+customer takes the first option: its deadline replaces the log's ``promised_by``.
 An order the quote declines is not placed (it never reaches dispatch) and is counted; an order whose first option
 is later than the one its site would give with an empty queue is *deferred*.
 
-Each site lives in its own frame (``dispatch.sim.shard``): site row ``s`` of the log sits at
-``(s * SITE_FRAME_GAP_M, 0)``, so the engine holds every site of the log at those positions and the zone discs
-(the log's ``zone_m``) of the shard's sites only. A disc zone is drawn as an inscribed polygon, so its radius is
+The sites lie where ``dispatch.sim.shard`` puts them for the run's shard mode (``Frames.sites``: in ``site``
+mode site row ``s`` of the log at ``(s * SITE_FRAME_GAP_M, 0)``, each in its own frame; in the wider modes a
+group's sites in its shared frame), so the engine holds every site of the log at those positions and the zone
+discs (the log's ``zone_m``) of the shard's sites only. A disc zone is drawn as an inscribed polygon, so its radius is
 widened by :data:`ZONE_MARGIN` to cover every drop-off the generator drew on the disc.
 """
 

@@ -69,7 +69,7 @@ def site_groups(log: OrderLog, mode: str) -> I64:
 
 def plan_shards(log: OrderLog, n_shards: int, mode: str = "site") -> ShardPlan:
     """Groups in the id order of their first site, cut into ``min(n_shards, groups)`` consecutive runs holding
-    about as many orders each (within a shard, sites in id order).
+    about as many orders each (a shard's sites in row order).
 
     The outcome of a simulation does not depend on the partition (groups are independent), only its speed: every
     shard pays a fixed cost per tick, and a large shard's arrays outgrow the caches (``run.SHARD_ORDERS``)."""

@@ -19,7 +19,7 @@ from typing import Any
 from dispatch.policy import POLICIES, DispatchParams, ParamsError
 from dispatch.sim.engines import EngineError
 from dispatch.sim.log import SHARD_MODES, LogError, OrderLog, read_log
-from dispatch.sim.run import ENGINES, SimConfig, simulate
+from dispatch.sim.run import ENGINES, SimConfig, shard_mode, simulate
 
 KPI_ROWS = (
     ("orders_total", "orders", "{:,}"),
@@ -110,7 +110,7 @@ def _run(log: OrderLog, out: Path, config: SimConfig, show: bool) -> dict[str, A
 
     n = len(log.orders)
     with Progress(
-        TextColumn(f"simulating {log.meta.name or 'the log'} ({config.policy})"),
+        TextColumn(f"simulating {log.meta.name or 'the log'} ({config.policy}, shard mode {shard_mode(log, config)})"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("orders"),
