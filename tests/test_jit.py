@@ -43,3 +43,15 @@ def test_kernels_cache_in_the_digest_directory() -> None:
 def test_cache_dir_under_a_user_numba_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     assert _jit.cache_dir() == str(tmp_path / f"dispatch-kernels-{_jit.sources_digest()}")
+
+
+def test_kernels_cached_says_whether_any_machine_code_is_on_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "dispatch-kernels-0123"
+    monkeypatch.setattr(_jit, "_CACHE_DIR", str(cache))
+    assert not _jit.kernels_cached()  # a fresh install: no directory yet
+    (cache / "kernels_x").mkdir(parents=True)
+    assert not _jit.kernels_cached()  # a directory, nothing in it
+    (cache / "kernels_x" / "route.evaluate_routes-1.py311.nbi").write_bytes(b"")
+    assert _jit.kernels_cached()

@@ -3,6 +3,8 @@ and clear errors."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from daylogs import tiny_log
@@ -23,6 +25,19 @@ def test_local_keeps_job_order_in_and_out_of_process() -> None:
     jobs = list(range(7))
     assert list(run_local(jobs, _square, 1)) == [x * x for x in jobs]
     assert list(run_local(jobs, _square, 2)) == [x * x for x in jobs]
+
+
+def _pid(shared: object, x: int) -> tuple[int, int]:
+    return x, os.getpid()
+
+
+def test_first_job_here_then_the_workers() -> None:
+    """With ``first_here`` (a cold kernel cache) the first job runs in this process and the others in workers,
+    results still in job order."""
+    out = list(run_jobs("local", list(range(5)), _pid, 2, first_here=True))
+    assert [x for x, _ in out] == list(range(5))
+    assert out[0][1] == os.getpid() and all(pid != os.getpid() for _, pid in out[1:])
+    assert all(pid != os.getpid() for _, pid in run_local(list(range(5)), _pid, 2))
 
 
 def test_every_job_sees_the_shared_object_in_every_process() -> None:

@@ -49,6 +49,15 @@ def cache_dir() -> str:
 
 
 _CACHE_DIR = cache_dir()
+
+
+def kernels_cached() -> bool:
+    """Whether machine code of these kernel sources is cached on disk (any of it): False on a fresh install or
+    after a kernel file changed, when the first calls compile."""
+    d = Path(_CACHE_DIR)
+    return d.is_dir() and next(d.rglob("*.nbi"), None) is not None
+
+
 _njit = cast(Any, njit)  # ``_nrt`` is a Numba target option that its type stubs do not list
 
 

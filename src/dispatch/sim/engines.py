@@ -42,12 +42,20 @@ def _with_shared(fn: Callable[[Any, J], R], job: J) -> R:
     return fn(_SHARED, job)
 
 
-def run_local(jobs: Sequence[J], fn: Callable[[Any, J], R], workers: int, shared: Any = None) -> Iterator[R]:
+def run_local(
+    jobs: Sequence[J], fn: Callable[[Any, J], R], workers: int, shared: Any = None, first_here: bool = False
+) -> Iterator[R]:
     """Run ``fn(shared, job)`` over ``jobs`` in ``workers`` processes (in this process when 1), results in job
-    order. Forked workers inherit ``shared`` (no copy is made); elsewhere each worker receives it once."""
+    order. Forked workers inherit ``shared`` (no copy is made); elsewhere each worker receives it once.
+    ``first_here``: run the first job in this process before starting the workers, so that what it compiles
+    (the kernels, on a fresh install) is compiled once and inherited, not once per worker at the same time."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             yield fn(shared, job)
+        return
+    if first_here:
+        yield fn(shared, jobs[0])
+        yield from run_local(jobs[1:], fn, workers, shared)
         return
     ctx: Any
     if "fork" in mp.get_all_start_methods():
@@ -135,12 +143,14 @@ def run_jobs(
     workers: int,
     address: str | None = None,
     shared: Any = None,
+    first_here: bool = False,
 ) -> Iterator[R]:
-    """Dispatch ``fn(shared, job)`` to the named engine; ``address`` is for ``ray`` only."""
+    """Dispatch ``fn(shared, job)`` to the named engine; ``address`` is for ``ray`` only, ``first_here`` for
+    ``local`` only (see ``run_local``)."""
     if engine == "local":
         if address is not None:
             raise ValueError("address: only the ray engine takes a cluster address")
-        return run_local(jobs, fn, workers, shared)
+        return run_local(jobs, fn, workers, shared, first_here)
     if engine == "ray":
         return run_ray(jobs, fn, workers, address, shared)
     raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")

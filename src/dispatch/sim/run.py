@@ -23,6 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dispatch.kernels._jit import kernels_cached
 from dispatch.policy import DispatchParams, make_policy
 from dispatch.promise_params import PromiseParams
 from dispatch.sim.engines import ENGINES, run_jobs
@@ -122,7 +123,11 @@ def run_day(
     jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise, mode) for sites in plan.shards]
     out = _Outcome(log, plan)
     results: list[ShardResult] = []
-    for i, res in enumerate(run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log)):
+    # On a fresh install the first shard runs here before the workers fork: they inherit its compiled kernels
+    # instead of each compiling them at once (the demo day: 73-77 s with the compile, see benchmarks/RESULTS.md).
+    cold = not kernels_cached()
+    results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log, first_here=cold)
+    for i, res in enumerate(results_in_order):
         out.add(i, res)  # results come in shard order
         if keep_results:
             results.append(res)
