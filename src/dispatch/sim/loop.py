@@ -211,9 +211,12 @@ def run_shard(
         # routed), so that a tick's cost does not grow with the day's size.
         if pending.size:
             homing.place(riders, now, (r_lo, r_hi))
+            ends = None
             if offer.limit_returning:  # the offer ranks returning riders by when their routes end
-                cache.refresh(routes, _busy_rows(routes.length, r_lo, r_hi))
-            act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi), cache.tot[0])
+                busy_rows = _busy_rows(routes.length, r_lo, r_hi)
+                cache.refresh(routes, busy_rows)
+                ends = (cache.tot[0], busy_rows)
+            act_r = offer.riders(orders, riders, routes, pending, now, (r_lo, r_hi), ends)
             routes, ao, ar, pending, ms = _dispatch(
                 policy, orders, riders, routes, act_r, pending, day.travel, now, scratch, cache
             )
@@ -347,11 +350,11 @@ class _Offer:
         pending: I64,
         now: float,
         band: tuple[int, int],
-        end_t: F64 | None = None,
+        ends: tuple[F64, I64] | None = None,
     ) -> I64:
         """The rows to offer (``dispatch.sim.offer``); ``band``: ``(lo, hi)``, only rows ``lo:hi`` may be online
-        or have stops; ``end_t``: float64[m], when each route ends (up to date for the riders with stops), for the
-        kernel policy's limit on returning riders."""
+        or have stops; ``ends``: for the kernel policy's limit on returning riders, ``(end_t, rows)``: float64[m],
+        when each route ends (up to date for the riders with stops), and the rows of the band with stops."""
         busy = routes.length > 0
         if self.rider_site is None:
             return np.flatnonzero(riders.online | busy).astype(np.int64)
@@ -364,10 +367,10 @@ class _Offer:
             quota[~live] = 0
         onward = mean_drop_m(ps, orders.drop_x[pending], orders.drop_y[pending], self.site_x, self.site_y)
         returning = None
-        if self.limit_returning and end_t is not None:
+        if self.limit_returning and ends is not None:
             # The riders that accept no order never take a returning rider's place (and are left out here when
             # inert riders are).
-            rows = _busy_rows(routes.length, *band)
+            end_t, rows = ends
             takes = accepting_rows(rows, routes.as_tuple(), riders.online, riders.shift_start, riders.shift_end,
                                    float(now), p.max_orders_per_rider)  # fmt: skip
             inert_rows = rows[~takes]
