@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numba
 import pytest
@@ -55,3 +56,35 @@ def test_kernels_cached_says_whether_any_machine_code_is_on_disk(
     assert not _jit.kernels_cached()  # a directory, nothing in it
     (cache / "kernels_x" / "route.evaluate_routes-1.py311.nbi").write_bytes(b"")
     assert _jit.kernels_cached()
+
+
+def _callers() -> tuple[Any, Any]:
+    """A helper and a kernel that calls it with constants and with a variable (plain ``njit``, no cache)."""
+
+    @numba.njit
+    def helper(a: int, k: int) -> int:
+        return a * 10 + k
+
+    @numba.njit
+    def caller(a: int) -> int:
+        return helper(a, 0) + helper(a, 1) + helper(a, a) + helper(-1, -1)
+
+    return helper, caller
+
+
+def test_calls_from_kernels_compile_one_signature_whatever_the_constants() -> None:
+    helper, caller = _callers()
+    _jit._unliteral_calls(helper)
+    assert caller(3) == 30 + 31 + 33 - 11
+    assert [str(t) for t in helper.signatures[0]] == ["int64", "int64"]
+    assert len(helper.signatures) == 1
+    # Without it, Numba compiles the helper for each mix of literal and plain arguments it meets.
+    plain, plain_caller = _callers()
+    assert plain_caller(3) == 30 + 31 + 33 - 11
+    assert len(plain.signatures) > 1
+
+
+def test_package_kernels_compile_for_plain_types() -> None:
+    from dispatch.kernels.route import departure
+
+    assert departure.get_call_template.__qualname__.startswith("_unliteral_calls")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from numba import njit
+from numba import njit, types
 from numba.core import config as _config
 
 _HERE = Path(__file__).resolve().parent
@@ -72,11 +72,28 @@ def _cached(**options: Any) -> Callable[[Any], Any]:
         previous = config.CACHE_DIR
         config.CACHE_DIR = _CACHE_DIR
         try:
-            return jit(fn)
+            return _unliteral_calls(jit(fn))
         finally:
             config.CACHE_DIR = previous
 
     return decorate
+
+
+def _unliteral_calls(dispatcher: Any) -> Any:
+    """Have calls from other kernels compile ``dispatcher`` for the plain types of their arguments.
+
+    Numba types a constant argument (``PICKUP``, ``-1``, ``0``) as a literal, and a call from another kernel
+    compiles the callee once for each combination of literal and plain arguments it meets: on a cold cache the
+    simulation compiled ``route.departure`` seven times and ``route.pickup_allowed`` five (benchmarks/RESULTS.md,
+    session 22). No kernel here dispatches on a literal value, so one compilation for the plain types serves every
+    call (the constant is converted at the call, and LLVM still folds it where it inlines the callee)."""
+    resolve = dispatcher.get_call_template
+
+    def get_call_template(args: Any, kws: Any) -> Any:
+        return resolve(tuple(types.unliteral(a) for a in args), {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    return dispatcher
 
 
 kernel: Any = _cached(error_model="numpy", nogil=True)

@@ -296,60 +296,35 @@ def leg_cache(n):
             np.empty(n), np.full(4, -1, dtype=np.int64))  # fmt: skip
 
 
-@device_inline
-def _pair_body(
-    orders,
-    riders,
-    routes,
-    travel,
-    weights,
-    mode,
-    max_orders,
-    ev,
-    tot,
-    online,
-    pair_o,
-    pair_r,
-    p,
-    out_cost,
-    out_i,
-    out_j,
-    out_late,
-    out_status,
-    legs,
-):
-    r = pair_r[p]
-    if not online[r]:
-        out_cost[p] = np.inf
-        out_i[p] = -1
-        out_j[p] = -1
-        out_late[p] = 0.0
-        out_status[p] = OFFLINE
-        return
-    c, i, j, lt, st = insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, pair_o[p], r,
-                                 legs)  # fmt: skip
-    out_cost[p] = c
-    out_i[p] = i
-    out_j[p] = j
-    out_late[p] = lt
-    out_status[p] = st
-
-
 @device
 def _price(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, todo, seq,
            out_cost, out_i, out_j, out_late, out_status, legs):  # fmt: skip
-    """``_pair_body`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially; ``legs``: a
-    ``leg_cache`` (empty: none).
+    """``insert_one`` for the pairs ``seq[q]`` (int64[t]) with ``todo``, in that order, serially (an offline
+    rider's pairs get +inf and OFFLINE); ``legs``: a ``leg_cache`` (empty: none).
 
-    One out-of-line call per kernel call, with the pricing inlined into it (``_pair_body``, ``insert_one`` and
-    ``_suffix`` are ``device_inline``): a call per pair or per position passed every array of the orders,
+    One out-of-line call per kernel call, with the pricing inlined into it (``insert_one`` and ``_suffix`` are
+    ``device_inline``): a call per pair or per position passed every array of the orders,
     riders, routes and evaluation tuples on the stack, and inlining them into an entry point (NRT on) would add
     reference counting; profiled with ``perf`` on the site bench's pairs (benchmarks/RESULTS.md)."""
     for q in range(seq.shape[0]):
         p = seq[q]
-        if todo[p]:
-            _pair_body(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, online, pair_o, pair_r, p,
-                       out_cost, out_i, out_j, out_late, out_status, legs)  # fmt: skip
+        if not todo[p]:
+            continue
+        r = pair_r[p]
+        if not online[r]:
+            out_cost[p] = np.inf
+            out_i[p] = -1
+            out_j[p] = -1
+            out_late[p] = 0.0
+            out_status[p] = OFFLINE
+            continue
+        c, i, j, lt, st = insert_one(orders, riders, routes, travel, weights, mode, max_orders, ev, tot, pair_o[p], r,
+                                     legs)  # fmt: skip
+        out_cost[p] = c
+        out_i[p] = i
+        out_j[p] = j
+        out_late[p] = lt
+        out_status[p] = st
 
 
 @kernel
