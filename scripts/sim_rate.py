@@ -6,18 +6,24 @@ The dispatch parameters and the promise quoting are the ones the log records fro
 ``dispatch simulate`` takes them (``--defaults``: the DispatchParams defaults and no quoting, as this script ran
 before session 18; a peak-day log's quoting then went unmeasured).
 
-    python scripts/sim_rate.py LOGDIR LABEL [--defaults] [--profile N]
+    python scripts/sim_rate.py LOGDIR LABEL [--defaults] [--shard MODE] [--shards N] [--profile N]
+                               [--save OUT.npz] [--compare OUT.npz]
+
+``--save`` keeps the run's outcome (every order's assigned, picked-up and delivered times, rider and promise, by
+order id, and every rider's metres, by rider id); ``--compare`` checks a run against a saved one, array by array,
+to the last bit: how a change that must not alter any decision is checked (run it in worktrees of both commits).
 """
 
 import argparse
 import cProfile
 import pstats
+import sys
 import time
 
 import numpy as np
 
 from dispatch.policy import DispatchParams
-from dispatch.sim.log import read_log
+from dispatch.sim.log import SHARD_MODES, read_log
 from dispatch.sim.quoting import promise_from_record
 from dispatch.sim.run import SimConfig, run_day
 
@@ -28,6 +34,12 @@ def main() -> None:
     ap.add_argument("label", help="a name for the output line")
     ap.add_argument("--defaults", action="store_true", help="default dispatch parameters, no quoting (not the log's)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions (cProfile)")
+    ap.add_argument("--shard", choices=SHARD_MODES, default=None,
+                    help="who may serve whom (default: the log's scenario setting; logs written before 9e6310f "
+                         "record a mode that was not honoured then: pass site to replay them as measured)")  # fmt: skip
+    ap.add_argument("--shards", type=int, default=1, metavar="N", help="site groups, run in turn (default 1)")
+    ap.add_argument("--save", metavar="OUT.npz", help="save the outcome arrays")
+    ap.add_argument("--compare", metavar="OUT.npz", help="compare the outcome with a saved one; exit 1 if it differs")
     args = ap.parse_args()
     log = read_log(args.log)
     rec = log.meta.scenario or {}
@@ -36,7 +48,7 @@ def main() -> None:
     else:
         params = DispatchParams().with_updates(**rec["dispatch"])
     promise = None if args.defaults else promise_from_record(rec.get("promise"))
-    cfg = SimConfig(workers=1, shards=1, params=params, promise=promise)
+    cfg = SimConfig(workers=1, shards=args.shards, params=params, promise=promise, shard=args.shard)
     prof = cProfile.Profile() if args.profile else None
     t = time.perf_counter()
     if prof is not None:
@@ -53,6 +65,24 @@ def main() -> None:
           f"km/order {km:.4f}, deferred {deferred}, declined {declined}")  # fmt: skip
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+    by_order = np.argsort(day.order_id, kind="stable")
+    rider_ids = np.concatenate([r.rider_id for r in res])
+    outcome = {
+        "assigned_at": day.assigned_at[by_order],
+        "picked_at": day.picked_at[by_order],
+        "delivered_at": day.delivered_at[by_order],
+        "rider_id": day.rider_id[by_order],
+        "promised": day.promised[by_order],
+        "rider_metres": np.concatenate([r.rider_metres for r in res])[np.argsort(rider_ids, kind="stable")],
+    }
+    if args.save:
+        np.savez(args.save, **outcome)
+    if args.compare:
+        saved = np.load(args.compare)
+        diff = [k for k, v in outcome.items() if k not in saved or not np.array_equal(saved[k], v, equal_nan=True)]
+        print("outcome: the same to the last bit" if not diff else f"outcome differs in: {', '.join(diff)}")
+        if diff:
+            sys.exit(1)
 
 
 if __name__ == "__main__":
