@@ -3,7 +3,9 @@ and the time each function took to compile, less the time spent compiling the fu
 typing compiles its helpers). Used for the cold-start figures in benchmarks/RESULTS.md (session 22).
 
 The kernels are compiled only when no machine code is cached, so point ``NUMBA_CACHE_DIR`` at an empty directory
-for a cold run, and keep the run in one process (``--workers 1``): forked workers report nothing here.
+for a cold run, and keep the run in one process (``--workers 1``): forked workers report nothing here. Every
+compilation counts, Numba's own library functions (``np.empty``'s, the sorts) among them; a helper's cache file
+is written after its compilation ends, so that time falls to the caller that triggered it.
 
     NUMBA_CACHE_DIR=$(mktemp -d) python scripts/compile_times.py [--top N] -- \
         simulate simulations/demo.toml --out /tmp/demo --workers 1 --quiet

@@ -84,7 +84,19 @@ def test_calls_from_kernels_compile_one_signature_whatever_the_constants() -> No
     assert len(plain.signatures) > 1
 
 
-def test_package_kernels_compile_for_plain_types() -> None:
-    from dispatch.kernels.route import departure
+def test_every_package_kernel_compiles_for_plain_types() -> None:
+    import importlib
+    import pkgutil
 
-    assert departure.get_call_template.__qualname__.startswith("_unliteral_calls")
+    from numba.core.dispatcher import Dispatcher
+
+    import dispatch.kernels
+
+    found = []
+    for info in pkgutil.iter_modules(dispatch.kernels.__path__):
+        module = importlib.import_module(f"dispatch.kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__:
+                found.append(name)
+                assert obj.get_call_template.__qualname__.startswith("_unliteral_calls"), f"{info.name}.{name}"
+    assert len(found) > 50  # every kernel and helper of the package, not a handful

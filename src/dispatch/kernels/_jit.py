@@ -86,7 +86,10 @@ def _unliteral_calls(dispatcher: Any) -> Any:
     compiles the callee once for each combination of literal and plain arguments it meets: on a cold cache the
     simulation compiled ``route.departure`` seven times and ``route.pickup_allowed`` five (benchmarks/RESULTS.md,
     session 22). No kernel here dispatches on a literal value, so one compilation for the plain types serves every
-    call (the constant is converted at the call, and LLVM still folds it where it inlines the callee)."""
+    call (the constant is converted at the call, and LLVM still folds it where it inlines the callee). A kernel
+    that did would now fail to compile, loudly, never compute differently: ``literally``, a constant argument
+    used to index a tuple of mixed types, a recursive call with a constant. Calls from Python, and
+    ``device_inline`` helpers (inlined before typing), are not affected."""
     resolve = dispatcher.get_call_template
 
     def get_call_template(args: Any, kws: Any) -> Any:
