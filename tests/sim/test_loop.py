@@ -124,6 +124,36 @@ def test_idle_riders_ride_back_to_their_site() -> None:
     assert metres[0] == pytest.approx(15.0 * v * params[1])
 
 
+def test_a_rider_found_home_stops_homing_with_its_ride_counted() -> None:
+    """With the day's counter, ``place`` ends the homing of a rider it finds home (in shift), counting exactly what
+    ``stop`` would count later; a rider not home yet, or home after its shift end, is left to ``stop``."""
+    from dispatch.sim.loop import Homing
+
+    travel = ProfileTravelTime().arrays()
+
+    def three() -> RiderTable:
+        return RiderTable.build(x=[0.0] * 3, y=[0.0] * 3, avail=[NOW] * 3, shift_end=[NOW + 3600, NOW + 3600, NOW + 60],
+                                capacity=[4] * 3)  # fmt: skip
+
+    counted, riders = np.zeros(3), three()
+    homing = Homing(riders, travel, counted)
+    riders.x[:] = [5.0, 5000.0, 5.0]  # all emptied their bags here at NOW; rider 2's shift ends at NOW + 60
+    homing.start(riders, np.array([0, 1, 2]))
+    homing.place(riders, NOW + 600.0)
+    assert counted[0] > 0.0 and counted[1] == 0.0 and counted[2] == 0.0
+    assert np.isnan(homing.t0[0]) and not np.isnan(homing.t0[1]) and not np.isnan(homing.t0[2])
+    later = np.array([NOW + 900.0, NOW + 900.0, NOW + 60.0])
+    homing.stop(riders, np.array([0, 1, 2]), later, counted)
+
+    plain, riders2 = np.zeros(3), three()  # the same rides, counted by ``stop`` alone
+    homing2 = Homing(riders2, travel)
+    riders2.x[:] = [5.0, 5000.0, 5.0]
+    homing2.start(riders2, np.array([0, 1, 2]))
+    homing2.place(riders2, NOW + 600.0)
+    homing2.stop(riders2, np.array([0, 1, 2]), later, plain)
+    assert np.array_equal(counted, plain) and np.array_equal(riders.x, riders2.x)
+
+
 def test_inert_riders_left_out_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel policy's ticks are offered neither the riders that accept no order (a full bag, here at two
     orders) nor any rider of a site whose pending orders are all held for batching: the day's outcome is the

@@ -150,7 +150,7 @@ def run_shard(
     r_lo = 0
     tick_ms: list[float] = []
     now = day.start
-    homing = Homing(riders, day.travel)
+    homing = Homing(riders, day.travel, metres)
     offer = _Offer(orders, day.rider_site, policy)
     horizon = last_placed + DRAIN_S if day.end is None else day.end
 
@@ -400,10 +400,17 @@ class Homing:
     position at any later t is exact without stepping, and the kilometres it rides are counted (times the detour)
     when it stops: taking a new order, going offline, or the end of the day. Being closed form, the movement does
     not depend on which ticks a shard happens to run, which keeps shards independent. Matrix travel models have no
-    plane: riders then wait where they are."""
+    plane: riders then wait where they are.
 
-    def __init__(self, riders: RiderTable, travel: tuple[Any, ...]) -> None:
+    ``metres``: float64[m], each rider's kilometres counter, when the caller keeps one for the day (the loop): a
+    rider that ``place`` finds home, and whose shift has not ended (so that it stops homing at ``now`` or later,
+    when it would be home too), stops homing there and then, its ride counted as ``stop`` would count it later
+    (the same value, added to the same counter with nothing added in between), so that later ticks no longer
+    place it: most idle riders wait at their site, and a tick's cost then grows with the riders still riding."""
+
+    def __init__(self, riders: RiderTable, travel: tuple[Any, ...], metres: F64 | None = None) -> None:
         m = riders.m
+        self.metres = metres
         self.home_x = riders.x.copy()
         self.home_y = riders.y.copy()
         self.t0 = np.full(m, np.nan)
@@ -445,9 +452,14 @@ class Homing:
         self._placed_rows = (lo, hi)
         idx = np.flatnonzero(~np.isnan(self.t0[lo:hi])) + lo
         if idx.size:
-            f, _ = self._frac(idx, now)
+            f, d = self._frac(idx, now)
             riders.x[idx] = self.px[idx] + (self.home_x[idx] - self.px[idx]) * f
             riders.y[idx] = self.py[idx] + (self.home_y[idx] - self.py[idx]) * f
+            if self.metres is not None:  # every later stop is at ``now`` or later (its shift end or a new order)
+                home = (f >= 1.0) & (riders.shift_end[idx] >= now)
+                done = idx[home]
+                self.metres[done] += f[home] * d[home] * float(self.params[1])
+                self.t0[done] = np.nan
 
     def stop(self, riders: RiderTable, idx: I64, t: F64 | float, metres: F64) -> None:
         """Riders ``idx`` stop homing at ``t`` (a time each, or one): count their kilometres, fix their position."""

@@ -39,7 +39,9 @@ from dispatch.sim.shard import (
     order_sites,
     plan_shards,
     shard_rows,
+    travel_arrays,
 )
+from dispatch.sim.warmup import start_compile_ahead
 
 SHARD_ORDERS = 500_000
 """Most orders a shard holds when the number of shards is left to ``default_shards``. A tick's cost has a fixed
@@ -126,14 +128,28 @@ def run_day(
     # On a fresh install the first shard runs here before the workers fork: they inherit its compiled kernels
     # instead of each compiling them at once (the demo day: 73-77 s with the compile, see benchmarks/RESULTS.md).
     cold = not kernels_cached()
-    results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log, first_here=cold)
-    for i, res in enumerate(results_in_order):
-        out.add(i, res)  # results come in shard order
-        if keep_results:
-            results.append(res)
-        if on_shard is not None:
-            on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
-        del res
+    helper = None
+    if cold and config.engine == "local" and workers > 1 and config.policy == "kernel" and len(jobs) > 1:
+        # Meanwhile a second process compiles the policy's costliest kernels (dispatch.sim.warmup), so that the
+        # first shard finds them cached: a third of the demo's cold start (benchmarks/RESULTS.md, session 23).
+        helper = start_compile_ahead(travel_arrays(log.meta.travel, log.meta.utc_offset_s), config.params)
+    try:
+        results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log,
+                                    first_here=cold)  # fmt: skip
+        for i, res in enumerate(results_in_order):
+            out.add(i, res)  # results come in shard order
+            if keep_results:
+                results.append(res)
+            if on_shard is not None:
+                on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
+            del res
+    except BaseException:
+        if helper is not None:
+            helper.terminate()  # its head start is of no use now
+        raise
+    finally:
+        if helper is not None:
+            helper.join()
     return out.day(), results
 
 
