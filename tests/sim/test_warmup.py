@@ -20,6 +20,7 @@ from dispatch.sim.shard import travel_arrays
 # Where each kernel is looked up when called: (module, name) for the policy's calls and the helper's.
 _KERNELS = {
     "insertion_costs_into": [(ins_mod, "insertion_costs_into")],
+    "insertion_costs_into_parallel": [(ins_mod, "insertion_costs_into_parallel")],
     "improve_routes": [(policy_mod, "improve_routes"), (warmup, "improve_routes")],
     "assignment_round": [(policy_mod, "assignment_round"), (warmup, "assignment_round")],
     "expand_groups": [(candidates_mod, "expand_groups")],
@@ -41,18 +42,21 @@ def _record(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[Any, ...]]]
     return seen
 
 
-@pytest.mark.parametrize("dispatch", [{}, {"trip_mode": "single_site", "max_orders_per_rider": 5}])
+_PARAMS = [{}, {"trip_mode": "single_site", "max_orders_per_rider": 5}, {"parallel": True, "local_search_passes": 0}]
+
+
+@pytest.mark.parametrize("dispatch", _PARAMS)
 def test_the_helper_compiles_the_types_a_tick_calls(monkeypatch: pytest.MonkeyPatch, dispatch: dict[str, Any]) -> None:
     log = tiny_log(3, varied_riders=True)
     params = DispatchParams().with_updates(**dispatch)
     seen = _record(monkeypatch)
     warmup.compile_ahead(travel_arrays(log.meta.travel, log.meta.utc_offset_s), params)
     ahead = {name: set(calls) for name, calls in seen.items()}
-    assert set(ahead) == set(_KERNELS)  # the helper calls every one of them
     seen.clear()
     promise = promise_from_record({"quote": True})
     run_day(log, SimConfig(workers=1, params=params, promise=promise))
-    assert set(seen) == set(_KERNELS)  # and so does the day
+    assert set(seen) == set(ahead)  # the helper calls the kernels the day calls (one insertion, local search if on)
+    assert len(seen) == 3 + (params.local_search_passes > 0)
     for name, calls in seen.items():
         assert set(calls) <= ahead[name], f"{name}: the day calls it with types the helper did not compile"
 
@@ -63,4 +67,7 @@ def test_the_helper_process_runs_and_exits_cleanly() -> None:
     if proc is None:
         pytest.skip("no fork on this platform: the helper is not used")
     proc.join(timeout=300)
-    assert proc.exitcode == 0
+    code = proc.exitcode
+    warmup.stop_compile_ahead(proc)  # a no-op once it has ended; ends it if it hangs
+    assert code == 0
+    warmup.stop_compile_ahead(None)

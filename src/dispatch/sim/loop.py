@@ -402,11 +402,13 @@ class Homing:
     not depend on which ticks a shard happens to run, which keeps shards independent. Matrix travel models have no
     plane: riders then wait where they are.
 
-    ``metres``: float64[m], each rider's kilometres counter, when the caller keeps one for the day (the loop): a
-    rider that ``place`` finds home, and whose shift has not ended (so that it stops homing at ``now`` or later,
-    when it would be home too), stops homing there and then, its ride counted as ``stop`` would count it later
-    (the same value, added to the same counter with nothing added in between), so that later ticks no longer
-    place it: most idle riders wait at their site, and a tick's cost then grows with the riders still riding."""
+    ``metres``: float64[m], each rider's kilometres counter, when the caller keeps one for the day (the loop,
+    which passes the same array to ``stop``): a rider that ``place`` finds home with ``shift_end >= now`` (so that
+    it stops homing at ``now`` or later, when it would be home too) stops homing there and then, its ride counted
+    as ``stop`` would count it later (the same value, added to the same counter with nothing added in between:
+    only riders with stops move, and a rider gets stops only from a tick that stops it first), so that later
+    ticks no longer place it. A policy that moved an order to a homing rider without assigning it (none the
+    simulator runs) would bypass ``stop`` either way."""
 
     def __init__(self, riders: RiderTable, travel: tuple[Any, ...], metres: F64 | None = None) -> None:
         m = riders.m
@@ -443,8 +445,9 @@ class Homing:
 
     def place(self, riders: RiderTable, now: float, band: tuple[int, int] | None = None) -> None:
         """Move every homing rider to where it is at ``now`` (nothing to do when the riders of these rows were
-        placed at ``now`` and none started or stopped homing since); ``band``: ``(lo, hi)`` when only rows
-        ``lo:hi`` can be homing (a rider stops homing when it goes offline)."""
+        placed at ``now`` and none started or stopped homing since), and, with the day's ``metres``, end the
+        homing of those home (see the class docstring); ``band``: ``(lo, hi)`` when only rows ``lo:hi`` can be
+        homing (a rider stops homing when it goes offline)."""
         lo, hi = band if band is not None else (0, self.t0.shape[0])
         if self._placed_at == now and self._placed_rows[0] <= lo and hi <= self._placed_rows[1]:
             return

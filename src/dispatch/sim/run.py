@@ -41,7 +41,7 @@ from dispatch.sim.shard import (
     shard_rows,
     travel_arrays,
 )
-from dispatch.sim.warmup import start_compile_ahead
+from dispatch.sim.warmup import start_compile_ahead, stop_compile_ahead
 
 SHARD_ORDERS = 500_000
 """Most orders a shard holds when the number of shards is left to ``default_shards``. A tick's cost has a fixed
@@ -129,9 +129,9 @@ def run_day(
     # instead of each compiling them at once (the demo day: 73-77 s with the compile, see benchmarks/RESULTS.md).
     cold = not kernels_cached()
     helper = None
-    if cold and config.engine == "local" and workers > 1 and config.policy == "kernel" and len(jobs) > 1:
+    if cold and config.engine == "local" and workers > 1 and config.policy == "kernel":
         # Meanwhile a second process compiles the policy's costliest kernels (dispatch.sim.warmup), so that the
-        # first shard finds them cached: a third of the demo's cold start (benchmarks/RESULTS.md, session 23).
+        # first shard finds them cached: the demo's cold start 54-57 s -> 33-35 s (benchmarks/RESULTS.md).
         helper = start_compile_ahead(travel_arrays(log.meta.travel, log.meta.utc_offset_s), config.params)
     try:
         results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log,
@@ -143,13 +143,8 @@ def run_day(
             if on_shard is not None:
                 on_shard(int(res.order_id.shape[0]), int(res.rider_id.shape[0]))
             del res
-    except BaseException:
-        if helper is not None:
-            helper.terminate()  # its head start is of no use now
-        raise
     finally:
-        if helper is not None:
-            helper.join()
+        stop_compile_ahead(helper)
     return out.day(), results
 
 

@@ -1,21 +1,29 @@
 """Compile the kernel policy's costliest kernels in a second process while the first shard compiles the rest.
 
-On a fresh install (no machine code cached) a simulated day compiles its kernels as its first ticks first call
-them, one after another, in one process: about 48 s of the demo's 53 s (``scripts/compile_times.py``). The
-policy's four costliest kernels (local search, the insertion prices, the candidate expansion, the assignment
-round) are called last in a tick. ``compile_ahead`` calls them on a tiny state of three riders and four orders,
-**the last one a tick calls first**, so that the two processes meet in the middle: by the time the first shard
-reaches a kernel that the helper has compiled, its machine code is in the cache and it is loaded, not compiled.
-Nothing is computed with the results; the outcome of the day does not change.
+On a fresh install (no machine code cached) a simulated day compiles its kernels as its first ticks call them,
+one after another, in one process: about 48 s of the demo's 53 s (``scripts/compile_times.py``), while the
+second core waits. A shard's first ticks compile the simulator's own kernels (the promise summary, the offer,
+the compaction) for about 13 s before the policy's: ``compile_ahead`` calls the policy's four costliest kernels
+(the insertion prices, local search, the assignment round, the candidate expansion) on a tiny state of three
+riders and four orders meanwhile, so that the shard finds them in the cache when it gets there and loads them
+instead of compiling them. Nothing is computed with the results; the outcome of the day does not change.
 
-The helper's calls take the same argument types as the policy's calls in a simulated tick (the same tables, the
-same travel tuple, the same evaluation arrays), so that the cache entries they write are the ones the tick looks
-up: ``tests/sim/test_warmup.py`` checks that a tick then compiles none of them again.
+The helper's calls take the same argument types as a simulated tick's calls (the same tables, the same travel
+tuple, the same evaluation arrays), or the cache entries they write would never be looked up:
+``tests/sim/test_warmup.py`` records the Numba types of every call of the four kernels, by the helper and by a
+simulated day, and fails if the day makes a call the helper does not.
+
+Two processes then compile into one Numba cache at once. Numba writes each cache file under a temporary name
+and renames it into place, so a reader sees a whole file or none; and where both compile the same function they
+compile it for the same types (``kernels._jit._unliteral_calls``: a cold demo writes one signature per function),
+so they write the same entry.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -47,10 +55,10 @@ def tiny_snapshot(travel: tuple[Any, ...], params: DispatchParams, now: float = 
 
 def compile_ahead(travel: tuple[Any, ...], params: DispatchParams) -> None:
     """Call the kernel policy's costliest kernels once each on ``tiny_snapshot``, with ``params`` as the policy
-    would pass them, in the order that leaves a cold first shard the least to compile (see the module docstring):
-    the insertion prices (a tick's first call of them comes about 13 s into the demo's cold start), local search
-    and the assignment round (called last in a tick), then the candidate expansion (the shard reaches it only
-    after the insertion, and compiles it itself if it gets there first)."""
+    would pass them. The order leaves a cold first shard the least to compile on the demo: the insertion prices
+    first (the demo's shard first calls them about 13 s in, before any order is free to pair), then local search
+    and the assignment round, then the candidate expansion (the shard calls it from about 19 s on, and compiles it
+    itself when it gets there first: the cost is only a core that would have waited anyway)."""
     p = params
     now = 0.0
     snap = planning_view(tiny_snapshot(travel, p, now), p)
@@ -78,11 +86,32 @@ def compile_ahead(travel: tuple[Any, ...], params: DispatchParams) -> None:
     )  # fmt: skip
 
 
+def _helper_main(travel: tuple[Any, ...], params: DispatchParams) -> None:
+    # Output goes nowhere: the parent's stdout and stderr may be a progress display's proxies, whose locks a fork
+    # can inherit held. A failure here only loses the head start.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
+    compile_ahead(travel, params)
+
+
 def start_compile_ahead(travel: tuple[Any, ...], params: DispatchParams) -> mp.process.BaseProcess | None:
-    """``compile_ahead`` in a forked process, started (None where processes cannot be forked: the caller then
-    compiles everything itself, as before). The caller joins it; a failure there only loses the head start."""
+    """``compile_ahead`` in a forked daemon process, started; None where processes cannot be forked, or the fork
+    failed: the caller then compiles everything itself, as it would without. The caller ends it with
+    ``stop_compile_ahead``."""
     if "fork" not in mp.get_all_start_methods():
         return None
-    proc = mp.get_context("fork").Process(target=compile_ahead, args=(travel, params), daemon=True)
-    proc.start()
+    proc = mp.get_context("fork").Process(target=_helper_main, args=(travel, params), daemon=True)
+    try:
+        proc.start()
+    except OSError:
+        return None
     return proc
+
+
+def stop_compile_ahead(proc: mp.process.BaseProcess | None) -> None:
+    """End the helper: by the end of a day it has long finished, and if not, what it still compiles is of no use
+    to the day any more (it is terminated; a cache file it was writing is left under a temporary name)."""
+    if proc is None:
+        return
+    if proc.is_alive():
+        proc.terminate()
+    proc.join()
