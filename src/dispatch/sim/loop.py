@@ -223,7 +223,7 @@ def run_shard(
             tick_ms.append(ms)
             assigned_at[ao] = now
             rider_of[ao] = ar
-            homing.stop(riders, np.unique(ar), now, metres)
+            homing.stop(riders, ar, now, metres)
 
         # 4. Move until the next tick: riders with stops ride their routes; a rider whose bag empties heads home.
         t_next = now + tick_s
@@ -465,13 +465,18 @@ class Homing:
                 self.t0[done] = np.nan
 
     def stop(self, riders: RiderTable, idx: I64, t: F64 | float, metres: F64) -> None:
-        """Riders ``idx`` stop homing at ``t`` (a time each, or one): count their kilometres, fix their position."""
+        """Riders ``idx`` stop homing at ``t`` (a time each, for distinct riders; or one time, when a rider may
+        come twice): count their kilometres, fix their position."""
         keep = ~np.isnan(self.t0[idx])
         idx = idx[keep]
         if idx.size == 0:
             return
         self._placed_at = math.nan
-        tt = np.broadcast_to(np.asarray(t, dtype=np.float64), keep.shape)[keep]
+        if np.ndim(t) == 0:
+            tt: F64 | float = float(t)
+            idx = np.unique(idx)  # only the homing ones: few
+        else:
+            tt = np.asarray(t, dtype=np.float64)[keep]
         f, d = self._frac(idx, tt)
         metres[idx] += f * d * float(self.params[1])
         riders.x[idx] = self.px[idx] + (self.home_x[idx] - self.px[idx]) * f

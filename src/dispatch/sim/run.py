@@ -91,9 +91,19 @@ class _ShardJob:
     mode: str
 
 
-def _run_one(log: OrderLog, job: _ShardJob) -> ShardResult:
+@dataclass(frozen=True)
+class _Shared:
+    """What every worker reads: the log, and each order's site row in it (``shard.order_sites``), found once for
+    the day: on the whole peak day that took 2.6 s, which every one of its 50 shards used to spend again."""
+
+    log: OrderLog
+    o_site: npt.NDArray[np.int64]
+
+
+def _run_one(shared: _Shared, job: _ShardJob) -> ShardResult:
     """Build the shard from the shared log in the worker, then run it: the parent never holds the shards."""
-    day = build_shard(log, job.sites, job.window, mode=job.mode)
+    log = shared.log
+    day = build_shard(log, job.sites, job.window, o_site=shared.o_site, mode=job.mode)
     if job.promise is not None:
         day.promise = shard_promise(log, job.sites, job.promise, job.mode)
     return run_shard(day, make_policy(job.policy, job.params), job.params)
@@ -123,7 +133,8 @@ def run_day(
     plan = plan_shards(log, config.shards or default_shards(log, workers), mode)
     window = day_window(log, config.params.tick_s)
     jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise, mode) for sites in plan.shards]
-    out = _Outcome(log, plan)
+    shared = _Shared(log, order_sites(log))
+    out = _Outcome(log, plan, shared.o_site)
     results: list[ShardResult] = []
     # On a fresh install the first shard runs here before the workers fork: they inherit its compiled kernels
     # instead of each compiling them at once (the demo day: 73-77 s with the compile, see benchmarks/RESULTS.md).
@@ -134,7 +145,7 @@ def run_day(
         # first shard finds them cached: the demo's cold start 54-57 s -> 33-35 s (benchmarks/RESULTS.md).
         helper = start_compile_ahead(travel_arrays(log.meta.travel, log.meta.utc_offset_s), config.params)
     try:
-        results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=log,
+        results_in_order = run_jobs(config.engine, jobs, _run_one, workers, config.address, shared=shared,
                                     first_here=cold)  # fmt: skip
         for i, res in enumerate(results_in_order):
             out.add(i, res)  # results come in shard order
@@ -151,10 +162,8 @@ def run_day(
 class _Outcome:
     """The DayOutcome, allocated whole and filled shard by shard as results arrive (rows in shard order)."""
 
-    def __init__(self, log: OrderLog, plan: ShardPlan) -> None:
-        o_site = order_sites(log)
+    def __init__(self, log: OrderLog, plan: ShardPlan, o_site: npt.NDArray[np.int64]) -> None:
         rows = [shard_rows(log, np.sort(sites), o_site) for sites in plan.shards]  # the rows each shard runs
-        del o_site
         self.o_off = np.cumsum([0] + [r.orders.shape[0] for r in rows])
         self.r_off = np.cumsum([0] + [r.riders.shape[0] for r in rows])
         o_rows = np.concatenate([r.orders for r in rows]) if rows else np.zeros(0, dtype=np.int64)
