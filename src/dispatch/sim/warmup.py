@@ -4,8 +4,8 @@ On a fresh install (no machine code cached) a simulated day compiles its kernels
 one after another, in one process: about 48 s of the demo's 53 s (``scripts/compile_times.py``), while the
 second core waits. A shard's first ticks compile the simulator's own kernels (the promise summary, the offer,
 the compaction) for about 13 s before the policy's: ``compile_ahead`` calls the policy's four costliest kernels
-(the insertion prices, local search, the assignment round, the candidate expansion) on a tiny state of three
-riders and four orders meanwhile, so that the shard finds them in the cache when it gets there and loads them
+(the insertion prices, local search, the assignment round, the candidate expansion) on a tiny state of four
+riders and six pending orders meanwhile, so that the shard finds them in the cache when it gets there and loads them
 instead of compiling them. Nothing is computed with the results; the outcome of the day does not change.
 
 The helper's calls take the same argument types as a simulated tick's calls (the same tables, the same travel
@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,23 +35,13 @@ from dispatch.kernels.assignment import assignment_round
 from dispatch.kernels.localsearch import improve_routes
 from dispatch.kernels.route import allocate_evaluation
 from dispatch.policy import DispatchParams, Snapshot, _accepting, _free_point, planning_view
-from dispatch.state import DROPOFF, PICKUP, OrderTable, RiderTable, Routes
+from dispatch.synthetic import NOW, CitySpec, city_snapshot
 
 
-def tiny_snapshot(travel: tuple[Any, ...], params: DispatchParams, now: float = 0.0) -> Snapshot:
-    """Three riders online within 200 m of a site and four orders there, ready now; rider 0 carries order 0
-    (pickup done, drop-off to go), the others are pending: every phase of a tick has something to do."""
-    width = 2 * params.max_orders_per_rider + 2
-    orders = OrderTable.build(
-        pick_x=[0.0] * 4, pick_y=[0.0] * 4, drop_x=[800.0, -600.0, 0.0, 900.0], drop_y=[0.0, 300.0, 700.0, -500.0],
-        site=[0] * 4, ready=[now] * 4, promised=[now + 1800.0] * 4, placed=[now - 600.0] * 4,
-    )  # fmt: skip
-    riders = RiderTable.build(
-        x=[0.0, 150.0, 0.0], y=[0.0, 0.0, 200.0], avail=[now] * 3, shift_end=[now + 4 * 3600.0] * 3, capacity=[8] * 3,
-        shift_start=[now - 3600.0] * 3,
-    )  # fmt: skip
-    routes = Routes.from_lists([[(0, PICKUP), (0, DROPOFF)], [], []], width, frozen=[1, 0, 0])
-    return Snapshot(orders, riders, routes, np.array([1, 2, 3], dtype=np.int64), travel)
+def tiny_snapshot(travel: tuple[Any, ...]) -> Snapshot:
+    """``policy.warm_up``'s tiny tick (six orders pending, four riders, some of them with bags: every phase of a
+    tick has something to do) on the day's travel tuple."""
+    return replace(city_snapshot(CitySpec(n_orders=6, n_riders=4, n_sites=2, max_route_stops=4)), travel=travel)
 
 
 def compile_ahead(travel: tuple[Any, ...], params: DispatchParams) -> None:
@@ -60,8 +51,8 @@ def compile_ahead(travel: tuple[Any, ...], params: DispatchParams) -> None:
     and the assignment round, then the candidate expansion (the shard calls it from about 19 s on, and compiles it
     itself when it gets there first: the cost is only a core that would have waited anyway)."""
     p = params
-    now = 0.0
-    snap = planning_view(tiny_snapshot(travel, p, now), p)
+    now = NOW
+    snap = planning_view(tiny_snapshot(travel), p)
     m = snap.riders.m
     routes = snap.routes.widened(2 * p.max_orders_per_rider + 2)
     ev, tot = allocate_evaluation(m, routes.width)  # the evaluation's arrays as a tick gets them; values unused
