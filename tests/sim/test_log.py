@@ -322,6 +322,25 @@ def test_site_index() -> None:
         site_index(sites, [10, 5])
 
 
+@pytest.mark.parametrize("site_ids", [[3, 0, 2, 1], [10, 20, 30], [7, 10**12, 5], [0]])
+def test_site_index_matches_a_dict(site_ids: list[int]) -> None:
+    """Both ways of looking ids up (a table for small ids, a binary search for large ones) give every id its row,
+    and name the first id that is not a site, whether below, between or above the sites' ids."""
+    sites, _, _ = _tables(np.random.default_rng(0))
+    n = len(site_ids)
+    sites = replace(sites, **{f.name: getattr(sites, f.name)[np.arange(n) % len(sites.site_id)]
+                              for f in fields(sites)})  # fmt: skip
+    sites = replace(sites, site_id=np.asarray(site_ids, dtype=np.int64))
+    row = {sid: i for i, sid in enumerate(site_ids)}
+    query = [site_ids[i % n] for i in range(7, 0, -1)]
+    np.testing.assert_array_equal(site_index(sites, query), [row[q] for q in query])
+    for unknown in (-1, 1, max(site_ids) + 1, 2 * max(site_ids) + 5000):
+        if unknown in row:
+            continue
+        with pytest.raises(LogError, match=rf"1 rows name a site .* first site {unknown} at row 2"):
+            site_index(sites, [*query[:2], unknown, query[0]], offset=0)
+
+
 def test_travel_model_validation() -> None:
     assert TravelModel("constant", 4.0).speed_mps == (4.0,)  # type: ignore[arg-type]
     assert TravelModel.from_json(TravelModel("constant", (4.0,), 1.0, True).to_json()) == TravelModel(
