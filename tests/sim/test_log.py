@@ -334,7 +334,7 @@ def test_site_index_matches_a_dict(site_ids: list[int]) -> None:
     row = {sid: i for i, sid in enumerate(site_ids)}
     query = [site_ids[i % n] for i in range(7, 0, -1)]
     np.testing.assert_array_equal(site_index(sites, query), [row[q] for q in query])
-    for unknown in (-1, 1, max(site_ids) + 1, 2 * max(site_ids) + 5000):
+    for unknown in (-1, 1, min(site_ids) + 1, max(site_ids) + 1, 2 * max(site_ids) + 5000, -(10**15)):
         if unknown in row:
             continue
         with pytest.raises(LogError, match=rf"1 rows name a site .* first site {unknown} at row 2"):

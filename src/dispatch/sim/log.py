@@ -491,17 +491,17 @@ def _check_shapes(file: str, cols: _Columns) -> None:
 
 
 def site_index(sites: SiteColumns, site_id: npt.ArrayLike, file: str = ORDERS_FILE, offset: int = 0) -> I64:
-    """Row of each ``site_id`` in ``sites``: int64[n]. Raises LogError (naming ``file`` and column site_id) for an
-    id that is not a site."""
+    """Row of each ``site_id`` in ``sites`` (whose ids are unique, as ``read_log`` checks): int64[n]. Raises
+    LogError (naming ``file`` and column site_id) for an id that is not a site."""
     ids = np.asarray(site_id, dtype=np.int64)
     n_sites = sites.site_id.shape[0]
     top = int(sites.site_id.max(initial=-1))
     if n_sites and int(sites.site_id.min()) >= 0 and top < 4 * n_sites + 1024:
         # Small non-negative ids (every generated log: 0..S-1): a lookup table, one gather per order instead of a
         # binary search (the command's process looks a 25M-order log's orders up several times).
-        table = np.full(top + 2, -1, dtype=np.int64)  # the last entry answers every id out of range
+        table = np.full(top + 2, -1, dtype=np.int64)  # the last entry (also table[-1]) answers ids out of range
         table[sites.site_id] = np.arange(n_sites, dtype=np.int64)
-        out: I64 = table[np.where((ids >= 0) & (ids <= top), ids, top + 1)]
+        out: I64 = table[np.clip(ids, -1, top + 1)]
         bad = out < 0
     else:
         order = np.argsort(sites.site_id, kind="stable")

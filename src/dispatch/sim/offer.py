@@ -1,16 +1,16 @@
 """Which riders a simulated tick offers the policy: the riders with stops at the sites with pending orders, and only
 the idle riders that a site's pending orders could want.
 
-At a site, idle riders wait at or ride back to their start positions, and most of the fleet is idle most of the
-day (78% of the riders online in an average tick of the peak-day sample). A tick's cost grows with the riders it
-sees, yet the candidate rule (``dispatch.candidates``) lets an order consider at most ``k`` riders of its own and
-``rider_side * k`` riders' proposals (``DispatchParams.candidate_rider_side``), its cheapest by an estimate, and
-a tick assigns at most as many idle riders as the site has pending orders. So each site with ``P`` pending orders
-is offered the ``IDLE_PER_PENDING * P + (rider_side + 1) * k`` idle riders that the same kind of estimate finds
-cheapest for a typical order of the site: the rider's time to ride to the site and on to the pending orders' mean
-drop-off distance (at the reference speed times its speed factor; the travel model's hour and detour are the same
-for all of them at one moment), plus the distance cost of the ride to the site. A site with nothing pending is
-offered none.
+At a site, idle riders wait at or ride back to their start positions, and most of the fleet is idle most of the day
+(78% of the riders online in an average tick of the peak-day sample, with its fleet before session 24). A tick's
+cost grows with the riders it sees, yet the candidate rule (``dispatch.candidates``) lets an order consider at most
+``k`` riders of its own and ``rider_side * k`` riders' proposals (``DispatchParams.candidate_rider_side``), its
+cheapest by an estimate, and a tick assigns at most as many idle riders as the site has pending orders. So each site
+with ``P`` pending orders is offered the ``IDLE_PER_PENDING * P + (rider_side + 1) * k`` idle riders that the same
+kind of estimate finds cheapest for a typical order of the site: the rider's time to ride to the site and on to the
+pending orders' mean drop-off distance (at the reference speed times its speed factor; the travel model's hour and
+detour are the same for all of them at one moment), plus the distance cost of the ride to the site. A site with
+nothing pending is offered none.
 
 In the simulator's ``site`` shard mode (``dispatch.sim.shard``; in the wider modes a tick offers every online rider
 and none of this applies) a rider serves its home site only, so a site with nothing pending has nothing to give
