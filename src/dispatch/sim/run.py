@@ -130,10 +130,10 @@ def run_day(
     make_policy(config.policy, config.params)  # fail early on a bad policy name
     workers = config.workers or os.cpu_count() or 1
     mode = shard_mode(log, config)
-    plan = plan_shards(log, config.shards or default_shards(log, workers), mode)
+    shared = _Shared(log, order_sites(log))
+    plan = plan_shards(log, config.shards or default_shards(log, workers), mode, shared.o_site)
     window = day_window(log, config.params.tick_s)
     jobs = [_ShardJob(sites, window, config.policy, config.params, config.promise, mode) for sites in plan.shards]
-    shared = _Shared(log, order_sites(log))
     out = _Outcome(log, plan, shared.o_site)
     results: list[ShardResult] = []
     # On a fresh install the first shard runs here before the workers fork: they inherit its compiled kernels

@@ -67,9 +67,10 @@ def site_groups(log: OrderLog, mode: str) -> I64:
     return rep
 
 
-def plan_shards(log: OrderLog, n_shards: int, mode: str = "site") -> ShardPlan:
+def plan_shards(log: OrderLog, n_shards: int, mode: str = "site", o_site: I64 | None = None) -> ShardPlan:
     """Groups in the id order of their first site, cut into ``min(n_shards, groups)`` consecutive runs holding
-    about as many orders each (a shard's sites in row order).
+    about as many orders each (a shard's sites in row order). ``o_site``: ``order_sites(log)``, when the caller
+    has it already.
 
     The outcome of a simulation does not depend on the partition (groups are independent), only its speed: every
     shard pays a fixed cost per tick, and a large shard's arrays outgrow the caches (``run.SHARD_ORDERS``)."""
@@ -77,7 +78,7 @@ def plan_shards(log: OrderLog, n_shards: int, mode: str = "site") -> ShardPlan:
         raise ValueError(f"shards: must be >= 1, got {n_shards}")
     rep = site_groups(log, mode)
     by_id = np.argsort(log.sites.site_id, kind="stable").astype(np.int64)
-    counts = np.bincount(site_index(log.sites, log.orders.site_id), minlength=len(log.sites))
+    counts = np.bincount(order_sites(log) if o_site is None else o_site, minlength=len(log.sites))
     reps = [int(s) for s in by_id if rep[s] == s]  # the groups, by their first site's id
     members = {r: by_id[rep[by_id] == r] for r in reps} if mode != "site" else {r: np.array([r]) for r in reps}
     units = [members[r] for r in reps]
